@@ -1,0 +1,364 @@
+"""The GNeRV network (paper section 3.1): frame index t in, RGB frame t out.
+
+    t --PE--> shared linear --GELU--> per-block linear --> (mean, std) for each block's input
+    global embedding (C0 x h x w) --[DS -> Conv-Up block] x len(upscale_factors)--> head --> RGB
+
+Pure torch.nn: no file or device handling here, so the decoder can rebuild a model from a bitstream
+without importing anything from training.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from gnerv.errors import GnervError
+
+# --------------------------------------------------------------------------------------------
+# Geometry: embedding shape and upscale factors from the frame size (paper 3.1 and 4.1)
+# --------------------------------------------------------------------------------------------
+
+# Paper 4.1 fixes these two; every other size derives its factors from gcd's factorisation.
+PAPER_UPSCALE_FACTORS = {(720, 1280): (5, 2, 2, 2, 2), (1080, 1920): (5, 3, 2, 2, 2)}
+
+
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of n, largest first (80 -> [5, 2, 2, 2, 2])."""
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return sorted(out, reverse=True)
+
+
+def is_sane_geometry(
+    height: int, width: int, max_embedding_side: int, max_upscale_factor: int
+) -> bool:
+    """True when the gcd rule gives a small embedding and small upscale factors."""
+    g = math.gcd(height, width)
+    return (
+        max(height, width) // g <= max_embedding_side
+        and max(prime_factors(g), default=1) <= max_upscale_factor
+    )
+
+
+def suggest_size(
+    height: int, width: int, max_embedding_side: int, max_upscale_factor: int
+) -> tuple[int, int] | None:
+    """The largest crop (H', W') <= (H, W) that the gcd rule accepts, or None."""
+    best, best_area = None, 0
+    for h in range(height, 0, -1):
+        if h * width <= best_area:
+            break
+        for w in range(width, 0, -1):
+            if h * w <= best_area:
+                break
+            if is_sane_geometry(h, w, max_embedding_side, max_upscale_factor):
+                best, best_area = (h, w), h * w
+                break
+    return best
+
+
+def embedding_geometry(
+    height: int,
+    width: int,
+    upscale_factors: tuple[int, ...] | None = None,
+    max_embedding_side: int = 32,
+    max_upscale_factor: int = 7,
+) -> tuple[tuple[int, int], tuple[int, ...]]:
+    """Return ((h, w), upscale_factors) for a frame size, or raise GnervError saying what to do.
+
+    (h, w) = (H, W) / gcd(H, W); the factors multiply to the overall upscale H / h.
+    """
+    if height < 1 or width < 1:
+        raise GnervError(f"frame size {height}x{width} is empty: give a positive HxW")
+    if upscale_factors is not None:
+        factors = tuple(int(f) for f in upscale_factors)
+        if not factors or any(f < 1 for f in factors):
+            raise GnervError(f"upscale factors {list(factors)} must be a non-empty list of >= 1")
+        total = math.prod(factors)
+        if height % total or width % total:
+            raise GnervError(
+                f"frame size {height}x{width} does not divide by the upscale factors "
+                f"{list(factors)} (product {total}): resize or crop to a multiple of {total}, "
+                "or let the factors be derived (upscale_factors: auto)"
+            )
+        return (height // total, width // total), factors
+    if not is_sane_geometry(height, width, max_embedding_side, max_upscale_factor):
+        g = math.gcd(height, width)
+        hint = suggest_size(height, width, max_embedding_side, max_upscale_factor)
+        fix = f"crop or resize to {hint[0]}x{hint[1]} (HxW)" if hint else "resize the video"
+        raise GnervError(
+            f"frame size {height}x{width} (HxW) gives gcd {g}, an embedding of "
+            f"{height // g}x{width // g} and upscale factors {prime_factors(g)}: too large for "
+            f"GNeRV (embedding side <= {max_embedding_side}, factors <= {max_upscale_factor}); "
+            f"{fix}"
+        )
+    factors = PAPER_UPSCALE_FACTORS.get((height, width)) or tuple(
+        prime_factors(math.gcd(height, width))
+    )
+    total = math.prod(factors)
+    return (height // total, width // total), factors
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration: everything needed to rebuild the network (it goes into the bitstream)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GNeRVConfig:
+    height: int  # frame height H
+    width: int  # frame width W
+    c0: int  # embedding channels; sets every block's width and so the model size
+    upscale_factors: tuple[int, ...] = field(default=())  # () -> derived from gcd(H, W)
+    min_channels: int = 30  # channel floor when blocks halve (paper 4.1)
+    pe_base: float = 1.25  # positional-encoding base b (paper 4.1)
+    pe_levels: int = 20  # positional-encoding levels l: 2l values (paper 4.1)
+    ds_hidden: int = 40  # width of the shared DS linear (paper 4.1: 40 -> 40)
+    kernel_size: int = 3  # conv kernel in Conv-Up blocks and head
+    residual: bool = False  # residual stage: signed output, no sigmoid on the head
+
+    def __post_init__(self) -> None:
+        (h, w), factors = embedding_geometry(self.height, self.width, self.upscale_factors or None)
+        object.__setattr__(self, "upscale_factors", tuple(factors))
+        if self.c0 < 1:
+            raise GnervError(f"c0 = {self.c0}: the embedding needs at least one channel")
+        if self.min_channels < 1:
+            raise GnervError(f"min_channels = {self.min_channels} must be >= 1")
+        if self.pe_levels < 1 or self.ds_hidden < 1 or self.pe_base <= 0:
+            raise GnervError("pe_levels, ds_hidden and pe_base must be positive")
+        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
+            raise GnervError(f"kernel_size = {self.kernel_size} must be odd and >= 1")
+
+    @property
+    def embedding_hw(self) -> tuple[int, int]:
+        total = math.prod(self.upscale_factors)
+        return self.height // total, self.width // total
+
+    @property
+    def channels(self) -> list[int]:
+        """Channel count before each block and after the last: [C0, 2C0, max(C0, m), ...]."""
+        chans = [self.c0, 2 * self.c0]
+        for _ in self.upscale_factors[1:]:
+            chans.append(max(chans[-1] // 2, self.min_channels))
+        return chans
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["upscale_factors"] = list(self.upscale_factors)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GNeRVConfig:
+        known = set(cls.__dataclass_fields__)
+        unknown = set(d) - known
+        if unknown:
+            raise GnervError(f"unknown model config keys {sorted(unknown)}")
+        d = dict(d)
+        d["upscale_factors"] = tuple(d.get("upscale_factors", ()))
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+
+
+def positional_encoding(t: torch.Tensor, base: float, levels: int) -> torch.Tensor:
+    """Eq. 3: (sin(b^0 pi t), cos(b^0 pi t), ..., sin(b^(l-1) pi t), cos(b^(l-1) pi t))."""
+    freqs = base ** torch.arange(levels, dtype=torch.float32, device=t.device) * math.pi
+    angles = t.float()[:, None] * freqs[None, :]  # (B, l)
+    return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (B, 2l) interleaved
+
+
+def distribution_shift(
+    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Eq. 1: normalise f over its spatial dims, then give it the channel-wise mean and std."""
+    mu = f.mean(dim=(2, 3), keepdim=True)
+    sigma = (f.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    return std[:, :, None, None] * (f - mu) / sigma + mean[:, :, None, None]
+
+
+class ConvUpBlock(nn.Module):
+    """Conv-Up block: Conv-Conv-PixelShuffle when channels shrink (or stay), Conv-PixelShuffle-Conv
+    when they grow; either way the middle of the block has min(C_in, C_out) channels."""
+
+    def __init__(self, c_in: int, c_out: int, factor: int, kernel_size: int) -> None:
+        super().__init__()
+        pad = kernel_size // 2
+        self.grows = c_out > c_in
+        if self.grows:  # Conv(C_in -> C_in r^2) - Shuffle -> C_in - Conv(C_in -> C_out)
+            self.conv1 = nn.Conv2d(c_in, c_in * factor**2, kernel_size, padding=pad)
+            self.conv2 = nn.Conv2d(c_in, c_out, kernel_size, padding=pad)
+        else:  # Conv(C_in -> C_out) - Conv(C_out -> C_out r^2) - Shuffle
+            self.conv1 = nn.Conv2d(c_in, c_out, kernel_size, padding=pad)
+            self.conv2 = nn.Conv2d(c_out, c_out * factor**2, kernel_size, padding=pad)
+        self.shuffle = nn.PixelShuffle(factor)
+        self.act = nn.GELU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.grows:
+            x = self.act(self.shuffle(self.conv1(x)))
+            return self.act(self.conv2(x))
+        x = self.act(self.conv1(x))
+        return self.act(self.shuffle(self.conv2(x)))
+
+
+class GNeRV(nn.Module):
+    def __init__(self, cfg: GNeRVConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        h, w = cfg.embedding_hw
+        chans = cfg.channels
+        pe_dim = 2 * cfg.pe_levels
+        # One global embedding shared by all frames (paper: randomly initialised, learned).
+        self.embedding = nn.Parameter(torch.randn(1, cfg.c0, h, w))
+        # DS branch: h (shared by all blocks) then h_j (one per block) -> mean and std of C_in.
+        self.ds_shared = nn.Linear(pe_dim, cfg.ds_hidden)
+        self.ds_heads = nn.ModuleList(nn.Linear(cfg.ds_hidden, 2 * c) for c in chans[:-1])
+        self.blocks = nn.ModuleList(
+            ConvUpBlock(chans[i], chans[i + 1], r, cfg.kernel_size)
+            for i, r in enumerate(cfg.upscale_factors)
+        )
+        self.head = nn.Conv2d(chans[-1], 3, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.act = nn.GELU()
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        """t: (B,) frame times in [0, 1] -> (B, 3, H, W); in [0, 1] unless cfg.residual."""
+        cfg = self.cfg
+        z = self.act(self.ds_shared(positional_encoding(t, cfg.pe_base, cfg.pe_levels)))
+        x = self.embedding.expand(t.shape[0], -1, -1, -1)
+        for ds_head, block in zip(self.ds_heads, self.blocks, strict=True):
+            mean, std = ds_head(z).chunk(2, dim=1)
+            # std is learned as an offset from 1, so a fresh model starts near plain normalisation.
+            x = block(distribution_shift(x, mean, 1.0 + std))
+        out = self.head(x)
+        return out if cfg.residual else torch.sigmoid(out)
+
+
+def frame_times(indices: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """Frame index -> t in [0, 1] (first frame 0, last frame 1)."""
+    return indices.float() / max(n_frames - 1, 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Sizing: parameters, MACs, and C0 for a target parameter count
+# --------------------------------------------------------------------------------------------
+
+
+def count_params(cfg: GNeRVConfig) -> int:
+    """Parameter count of GNeRV(cfg), computed from shapes without building the model."""
+    k2 = cfg.kernel_size**2
+    h, w = cfg.embedding_hw
+    chans = cfg.channels
+    pe_dim = 2 * cfg.pe_levels
+    n = cfg.c0 * h * w + pe_dim * cfg.ds_hidden + cfg.ds_hidden
+    for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
+        n += cfg.ds_hidden * 2 * c_in + 2 * c_in
+        if c_out > c_in:
+            n += k2 * c_in * c_in * r * r + c_in * r * r + k2 * c_in * c_out + c_out
+        else:
+            n += k2 * c_in * c_out + c_out + k2 * c_out * c_out * r * r + c_out * r * r
+    n += k2 * chans[-1] * 3 + 3
+    return n
+
+
+def macs_per_frame(cfg: GNeRVConfig) -> int:
+    """Multiply-accumulates to render one frame (convs and linears; norms and GELU ignored)."""
+    k2 = cfg.kernel_size**2
+    h, w = cfg.embedding_hw
+    chans = cfg.channels
+    pe_dim = 2 * cfg.pe_levels
+    macs = pe_dim * cfg.ds_hidden
+    for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
+        macs += cfg.ds_hidden * 2 * c_in
+        if c_out > c_in:
+            macs += k2 * c_in * c_in * r * r * h * w + k2 * c_in * c_out * h * w * r * r
+        else:
+            macs += k2 * c_in * c_out * h * w + k2 * c_out * c_out * r * r * h * w
+        h, w = h * r, w * r
+    macs += k2 * chans[-1] * 3 * h * w
+    return macs
+
+
+def parse_param_count(text: str | float | int) -> int:
+    """'0.5M' -> 500000, '300k' -> 300000, 1e6 -> 1000000."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = str(text).strip().upper()
+        mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1.0)
+        try:
+            value = float(s[:-1] if s[-1:] in "KMG" else s) * mult
+        except ValueError:
+            raise GnervError(f"model size '{text}' is not a parameter count like 0.5M or 300k")
+    if value <= 0:
+        raise GnervError(f"model size '{text}' must be positive")
+    return int(round(value))
+
+
+def c0_for_size(target_params: int, **cfg_kwargs) -> int:
+    """The C0 whose model is closest to `target_params` (params grow monotonically with C0)."""
+    smallest = count_params(GNeRVConfig(c0=1, **cfg_kwargs))
+    if target_params < smallest:
+        floor = cfg_kwargs.get("min_channels", 30)
+        raise GnervError(
+            f"model size {target_params / 1e6:.4g}M is below the smallest GNeRV for this frame "
+            f"size with min_channels={floor} ({smallest / 1e6:.4g}M at c0=1): lower "
+            "min_channels or ask for a larger size"
+        )
+    lo, hi = 1, 2
+    while count_params(GNeRVConfig(c0=hi, **cfg_kwargs)) < target_params:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if count_params(GNeRVConfig(c0=mid, **cfg_kwargs)) < target_params:
+            lo = mid
+        else:
+            hi = mid
+    p_lo = count_params(GNeRVConfig(c0=lo, **cfg_kwargs))
+    p_hi = count_params(GNeRVConfig(c0=hi, **cfg_kwargs))
+    return lo if abs(p_lo - target_params) <= abs(p_hi - target_params) else hi
+
+
+def describe(cfg: GNeRVConfig) -> str:
+    """One line for logs: size, embedding, factors, channels, params, MACs."""
+    h, w = cfg.embedding_hw
+    return (
+        f"GNeRV {cfg.height}x{cfg.width}: embedding {cfg.c0}x{h}x{w}, upscale "
+        f"{list(cfg.upscale_factors)}, channels {cfg.channels}, "
+        f"{count_params(cfg) / 1e6:.3f}M params, {macs_per_frame(cfg) / 1e9:.3f} GMACs/frame"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering: frame indices -> frames (used by training's final figure and by the decoder)
+# --------------------------------------------------------------------------------------------
+
+
+@torch.inference_mode()
+def render(
+    model: GNeRV, indices: torch.Tensor | list[int], n_frames: int, batch_size: int = 8
+) -> torch.Tensor:
+    """Render frames `indices` of an `n_frames` video: float (N, 3, H, W) on the model's device."""
+    device = model.embedding.device
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    outs = [
+        model(frame_times(idx[i : i + batch_size], n_frames).to(device))
+        for i in range(0, len(idx), batch_size)
+    ]
+    return torch.cat(outs).float()
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3), rounded and clipped."""
+    return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()

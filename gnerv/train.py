@@ -1,0 +1,331 @@
+"""Fitting one GNeRV stage (paper 4.1): frames (stage 1) or scaled residuals (stages >= 2).
+
+Adam(0.5, 0.999), linear warm-up over the first 20 % of steps then cosine decay, loss
+a * D + (1 - a) * (1 - SSIM). The whole target sits on the device once (frames as uint8, residuals
+as float16) and is converted per batch. Training state is checkpointed atomically every few epochs;
+`resume=True` continues from the last checkpoint and gives the same weights as an unbroken run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pytorch_msssim import ssim
+from tqdm import tqdm
+
+from gnerv.atomic import atomic_output, write_bytes_atomic
+from gnerv.device import available_memory_bytes, seed_everything, select_device
+from gnerv.errors import GnervError
+from gnerv.model import GNeRV, GNeRVConfig, count_params, frame_times, macs_per_frame, render
+
+CHECKPOINT_NAME = "checkpoint.pt"
+SUMMARY_NAME = "fit.json"
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 300  # paper 4.1
+    batch_size: int = 4  # paper 4.1
+    lr: float = 2e-3  # paper: 2e-3 for frames, 2e-4 for residual stages
+    betas: tuple[float, float] = (0.5, 0.999)  # Adam betas, paper 4.1
+    warmup_fraction: float = 0.2  # share of steps with linear warm-up before the cosine decay
+    loss_alpha: float = 0.7  # a in a*D + (1-a)*(1-SSIM); paper: 0.7 frames, 1.0 residuals
+    distortion: str = "l1"  # D: "l1" or "mse"
+    seed: int = 0
+    checkpoint_every: int = 10  # epochs between checkpoints (the last epoch always writes one)
+    device: str = "auto"  # auto | cpu | cuda[:N]
+    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    extra: dict = field(default_factory=dict)  # free-form notes kept in the checkpoint
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise GnervError(f"epochs = {self.epochs}: train for at least 1 epoch")
+        if self.batch_size < 1:
+            raise GnervError(f"batch size = {self.batch_size}: use a batch of at least 1")
+        if not self.lr > 0:
+            raise GnervError(f"learning rate = {self.lr} must be positive")
+        if not 0 <= self.warmup_fraction < 1:
+            raise GnervError(f"warm-up fraction = {self.warmup_fraction} must be in [0, 1)")
+        if not 0 <= self.loss_alpha <= 1:
+            raise GnervError(f"loss alpha = {self.loss_alpha} must be in [0, 1]")
+        if self.distortion not in ("l1", "mse"):
+            raise GnervError(f"distortion '{self.distortion}' unknown: use l1 or mse")
+        if self.checkpoint_every < 1:
+            raise GnervError(f"checkpoint_every = {self.checkpoint_every} must be >= 1")
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """Linear warm-up for the first warmup_fraction of steps, then cosine decay to 0."""
+    warmup = int(round(cfg.warmup_fraction * total_steps))
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(total_steps - warmup, 1)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def stage_loss(
+    pred: torch.Tensor, target: torch.Tensor, alpha: float, distortion: str, data_range: float
+) -> torch.Tensor:
+    """Eq. 6: a * D(pred, target) + (1 - a) * (1 - SSIM(pred, target))."""
+    d = F.l1_loss(pred, target) if distortion == "l1" else F.mse_loss(pred, target)
+    if alpha >= 1.0:
+        return d
+    s = ssim(pred, target, data_range=data_range, size_average=True)
+    return alpha * d + (1.0 - alpha) * (1.0 - s)
+
+
+def estimate_training_bytes(cfg: GNeRVConfig, batch_size: int, n_target_bytes: int) -> int:
+    """Rough peak memory of a training step: weights + grads + Adam state, the activations kept
+    for backward (a few copies of each block's feature maps) and the target held on the device."""
+    params = count_params(cfg)
+    h, w = cfg.embedding_hw
+    chans = cfg.channels
+    act = 0
+    for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
+        act += c_in * h * w * 3  # block input, its normalised copy, conv1 input
+        act += max(c_in, c_out) * r * r * h * w * 3  # conv outputs, shuffle, GELU
+        h, w = h * r, w * r
+    act += 3 * h * w * 4  # head output, sigmoid, loss terms
+    return 16 * params + 4 * act * batch_size + n_target_bytes
+
+
+def _as_device_target(target: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 frames stay uint8 (4x smaller); residuals stay float32 (x100 needs the precision)."""
+    if target.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(target)).to(device)
+    return torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(device)
+
+
+def _batch(target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Target rows `idx` as float (B, 3, H, W): frames scaled to [0, 1], residuals as stored."""
+    x = target[idx].permute(0, 3, 1, 2)
+    return x.float().div_(255.0) if target.dtype == torch.uint8 else x.float()
+
+
+@dataclass
+class FitResult:
+    model: GNeRV
+    psnr: float  # mean per-frame PSNR of the final model on the target (pixel units)
+    epochs: int
+    train_seconds: float
+    history: list[dict]
+
+
+def _settings_fingerprint(
+    model_cfg: GNeRVConfig, cfg: TrainConfig, target: np.ndarray, target_scale: float
+) -> dict:
+    train = asdict(cfg)
+    for volatile in ("device", "checkpoint_every", "extra"):
+        train.pop(volatile)
+    train["betas"] = list(train["betas"])
+    return {
+        "model": model_cfg.to_dict(),
+        "train": train,
+        "target_shape": list(target.shape),
+        "target_dtype": str(target.dtype),
+        "target_scale": target_scale,
+    }
+
+
+def load_checkpoint(path: Path) -> dict:
+    """Load our own checkpoint without unpickling arbitrary objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure means the file is not a usable checkpoint
+        raise GnervError(
+            f"{path}: not a readable GNeRV checkpoint ({e.__class__.__name__}); "
+            "delete it to start over"
+        )
+
+
+def model_from_checkpoint(path: Path) -> tuple[GNeRV, dict]:
+    ckpt = load_checkpoint(path)
+    try:
+        model = GNeRV(GNeRVConfig.from_dict(ckpt["settings"]["model"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, RuntimeError) as e:
+        raise GnervError(f"{path}: checkpoint does not hold a GNeRV model ({e})")
+    return model, ckpt
+
+
+def fit(
+    target: np.ndarray,
+    model_cfg: GNeRVConfig,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    target_scale: float = 1.0,
+    video_meta: dict | None = None,
+    progress: bool = True,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Fit GNeRV(model_cfg) to `target` and write out_dir/checkpoint.pt and out_dir/fit.json.
+
+    target: uint8 frames (N, H, W, 3), or float residuals (N, H, W, 3) already multiplied by
+    `target_scale` (PSNR is then reported in pixel units, i.e. after dividing by the scale).
+    """
+    cfg.validate()
+    out_dir = Path(out_dir)
+    if target.ndim != 4 or target.shape[-1] != 3 or len(target) == 0:
+        raise GnervError(f"training target has shape {target.shape}: expected (N, H, W, 3), N >= 1")
+    n, height, width, _ = target.shape
+    if (height, width) != (model_cfg.height, model_cfg.width):
+        raise GnervError(
+            f"model is for {model_cfg.height}x{model_cfg.width} but frames are {height}x{width}"
+        )
+    device = select_device(cfg.device)
+    need = estimate_training_bytes(model_cfg, cfg.batch_size, target.nbytes)
+    have = available_memory_bytes(device)
+    if need > have:
+        raise GnervError(
+            f"training c0={model_cfg.c0} ({count_params(model_cfg) / 1e6:.2f}M params) with batch "
+            f"{cfg.batch_size} on {height}x{width} frames needs about {need / 2**30:.1f} GiB, "
+            f"{have / 2**30:.1f} GiB free on {device}: use a smaller size, batch or resolution"
+        )
+
+    settings = _settings_fingerprint(model_cfg, cfg, target, target_scale)
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    seed_everything(cfg.seed)
+    model = GNeRV(model_cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    shuffle = torch.Generator().manual_seed(cfg.seed)
+    start_epoch, history, train_seconds = 0, [], 0.0
+    if resume and ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("settings") != settings:
+            raise GnervError(
+                f"{ckpt_path} was written with other settings or data; delete it or drop --resume"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        shuffle.set_state(ckpt["shuffle_rng"])
+        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
+        train_seconds = float(ckpt["train_seconds"])
+    model.to(device)
+    # Adam's state tensors follow the parameters' device after load_state_dict + to(device).
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                state[k] = v.to(device)
+
+    data = _as_device_target(target, device)
+    data_range = 1.0 if target.dtype == np.uint8 else float(target_scale)
+    pixel_scale = 1.0 if target.dtype == np.uint8 else float(target_scale)
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    use_amp = cfg.amp and device.type == "cuda"
+
+    def save(epoch: int) -> None:
+        state = {
+            "format": "gnerv-checkpoint-1",
+            "settings": settings,
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "shuffle_rng": shuffle.get_state(),
+            "epoch": epoch,
+            "history": history,
+            "train_seconds": train_seconds,
+            "video": video_meta or {},
+        }
+        with atomic_output(ckpt_path) as tmp:
+            torch.save(state, tmp)
+
+    bar = tqdm(
+        range(start_epoch, cfg.epochs),
+        initial=start_epoch,
+        total=cfg.epochs,
+        desc="fit",
+        unit="epoch",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    model.train()
+    for epoch in bar:
+        t0 = time.perf_counter()
+        order = torch.randperm(n, generator=shuffle)
+        loss_sum = torch.zeros((), device=device)
+        sq_err_sum = torch.zeros((), device=device, dtype=torch.float64)
+        for b in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + b
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, total_steps, cfg)
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            gt = _batch(data, idx.to(device))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                pred = model(frame_times(idx, n).to(device))
+            pred = pred.float()
+            loss = stage_loss(pred, gt, cfg.loss_alpha, cfg.distortion, data_range)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(idx)
+            sq_err_sum += (pred.detach() - gt).double().pow(2).sum()
+        epoch_loss = float(loss_sum) / n
+        if not math.isfinite(epoch_loss):
+            bar.close()
+            raise GnervError(
+                f"training diverged at epoch {epoch + 1} (loss {epoch_loss}); the last good "
+                f"checkpoint is kept in {ckpt_path}: lower the learning rate or change the seed"
+            )
+        mse = float(sq_err_sum) / (n * 3 * height * width) / pixel_scale**2
+        epoch_psnr = -10 * math.log10(max(mse, 1e-12))
+        train_seconds += time.perf_counter() - t0
+        record = {
+            "epoch": epoch + 1,
+            "loss": epoch_loss,
+            "train_psnr": epoch_psnr,
+            "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
+        }
+        history.append(record)
+        bar.set_postfix(loss=f"{epoch_loss:.4f}", psnr=f"{epoch_psnr:.2f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, record)
+        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
+            save(epoch + 1)
+    bar.close()
+    if start_epoch >= cfg.epochs and not ckpt_path.exists():
+        save(cfg.epochs)
+
+    model.eval()
+    final_psnr = evaluate_fit(model, data, pixel_scale)
+    summary = {
+        "model": model_cfg.to_dict(),
+        "train": settings["train"],
+        "params": count_params(model_cfg),
+        "macs_per_frame": macs_per_frame(model_cfg),
+        "n_frames": n,
+        "psnr": final_psnr,
+        "epochs": cfg.epochs,
+        "train_seconds": train_seconds,
+        "device": str(device),
+        "video": video_meta or {},
+        "target_scale": target_scale,
+    }
+    write_bytes_atomic(out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode())
+    return FitResult(model, final_psnr, cfg.epochs, train_seconds, history)
+
+
+def evaluate_fit(model: GNeRV, data: torch.Tensor, pixel_scale: float) -> float:
+    """Mean per-frame PSNR of the model's output against the device-held target.
+
+    Frames are compared after rounding to uint8, as a decoder would show them; residuals are
+    compared in pixel units (divided by their scale)."""
+    n = data.shape[0]
+    psnrs = []
+    for i in range(0, n, 8):
+        idx = torch.arange(i, min(i + 8, n))
+        pred = render(model, idx, n, batch_size=8)
+        gt = _batch(data, idx.to(data.device))
+        if data.dtype == torch.uint8:
+            pred = pred.clamp(0, 1).mul(255).round().div(255)
+        err = ((pred.double() - gt.double()) / pixel_scale).pow(2).flatten(1).mean(1)
+        psnrs.append(-10 * torch.log10(err.clamp_min(1e-12)))
+    return float(torch.cat(psnrs).mean())

@@ -1,0 +1,372 @@
+"""Video in and out: read any ffmpeg-readable clip into uint8 RGB frames, write npy/mp4/mkv.
+
+Everything goes through the ffmpeg binary that imageio-ffmpeg ships. Frames are numpy arrays of
+shape (N, H, W, 3), dtype uint8, RGB. Resizing happens inside ffmpeg (area filter).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import imageio_ffmpeg
+import numpy as np
+
+from gnerv.atomic import atomic_output
+from gnerv.errors import GnervError
+
+__all__ = [
+    "load_frames",
+    "parse_range",
+    "parse_size",
+    "probe_video",
+    "read_video",
+    "save_frames",
+    "write_video",
+]
+
+# Used when a source does not state its frame rate (and by load_frames without a sidecar).
+DEFAULT_FPS = 25.0
+# Suffixes write_video accepts.
+WRITE_SUFFIXES = (".npy", ".mp4", ".mkv")
+# H.264 settings for the playable .mp4 output.
+MP4_CRF = 16
+MP4_PRESET = "medium"
+
+_FFMPEG_ERRORS = (RuntimeError, OSError, StopIteration, IndexError, AttributeError, ValueError)
+
+
+class _DropSizeWarning(logging.Filter):
+    """imageio-ffmpeg warns whenever the output size differs from the source: expected here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("The frame size for reading")
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_DropSizeWarning())
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse "HxW" (height first, e.g. "90x160") into (90, 160)."""
+    m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(text))
+    if not m:
+        raise GnervError(f"bad size {text!r}: write HEIGHTxWIDTH, for example 90x160")
+    h, w = int(m.group(1)), int(m.group(2))
+    if h <= 0 or w <= 0:
+        raise GnervError(f"bad size {text!r}: height and width must be positive")
+    return h, w
+
+
+def parse_range(text: str) -> tuple[int, int]:
+    """Parse a half-open frame range "A:B" (":32", "10:", "10:32"); a missing B is -1 (to end)."""
+    m = re.fullmatch(r"\s*(\d*)\s*:\s*(\d*)\s*", str(text))
+    if not m:
+        raise GnervError(
+            f"bad frame range {text!r}: write START:END (half-open, either may be left out), "
+            "for example 0:32"
+        )
+    a = int(m.group(1)) if m.group(1) else 0
+    b = int(m.group(2)) if m.group(2) else -1
+    if b != -1 and b <= a:
+        raise GnervError(f"bad frame range {text!r}: END must be greater than START")
+    return a, b
+
+
+def _check_source(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise GnervError(f"{path}: no such file; check the path")
+    if not path.is_file():
+        raise GnervError(f"{path}: not a file; give a video file")
+    return path
+
+
+def _not_a_video(path: Path, err: BaseException) -> GnervError:
+    last = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    why = f" ({last[-1].strip()})" if last else ""
+    return GnervError(
+        f"{path}: ffmpeg cannot read it as a video{why}; give an mp4/mkv/avi/mov/y4m file"
+    )
+
+
+def _open(path: Path, output_params: list[str]) -> tuple[Any, dict]:
+    """Start ffmpeg on `path`; return the frame generator (meta already consumed) and meta."""
+    gen = imageio_ffmpeg.read_frames(
+        str(path),
+        pix_fmt="rgb24",
+        output_params=["-map", "0:v:0", "-an", "-sn", "-fps_mode", "passthrough", *output_params],
+    )
+    try:
+        meta = next(gen)
+    except _FFMPEG_ERRORS as err:
+        gen.close()
+        raise _not_a_video(path, err) from None
+    return gen, meta
+
+
+def probe_video(path: str | os.PathLike, exact: bool = False) -> dict:
+    """Frame count, fps, size, codec and pixel format of a video, without decoding it.
+
+    n_frames is estimated from duration x fps unless `exact`, which decodes the clip to count.
+    """
+    path = _check_source(path)
+    gen, meta = _open(path, [])
+    gen.close()
+    fps = float(meta.get("fps") or 0.0)
+    width, height = meta["source_size"]
+    n_frames = int(round(float(meta.get("duration") or 0.0) * fps))
+    if exact:
+        try:
+            n_frames = int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+        except _FFMPEG_ERRORS as err:
+            raise _not_a_video(path, err) from None
+    return {
+        "n_frames": n_frames,
+        "fps": fps if fps > 0 else DEFAULT_FPS,
+        "height": int(height),
+        "width": int(width),
+        "codec": meta.get("codec"),
+        "pix_fmt": str(meta.get("pix_fmt", "")).split("(")[0] or None,
+    }
+
+
+def read_video(
+    path: str | os.PathLike,
+    frame_range: tuple[int, int] | None = None,
+    stride: int = 1,
+    resize: tuple[int, int] | None = None,
+    progress: bool = True,
+) -> tuple[np.ndarray, dict]:
+    """Read frames A:B (half-open; B=-1: to the end), every `stride`-th, resized to (H, W) if given.
+
+    Returns uint8 frames (N, H, W, 3) and a meta dict (source, sizes, effective fps, range, stride).
+    Decoding stops as soon as frame B is reached.
+    """
+    a, b = frame_range if frame_range is not None else (0, -1)
+    a, b = int(a), int(b)
+    if a < 0 or b < -1:
+        raise GnervError(f"{path}: bad frame range {a}:{b}; frame numbers start at 0")
+    if b != -1 and b <= a:
+        raise GnervError(f"{path}: bad frame range {a}:{b}; the end must be after the start")
+    if int(stride) != stride or stride < 1:
+        raise GnervError(f"{path}: bad stride {stride}; use a whole number >= 1")
+    stride = int(stride)
+    output_params: list[str] = []
+    if resize is not None:
+        rh, rw = (int(v) for v in resize)
+        if rh <= 0 or rw <= 0:
+            raise GnervError(f"{path}: bad resize {rh}x{rw}; height and width must be positive")
+        output_params = ["-vf", f"scale={rw}:{rh}:flags=area"]
+    path = _check_source(path)
+
+    gen, meta = _open(path, output_params)
+    width, height = (int(v) for v in meta["size"])
+    src_width, src_height = (int(v) for v in meta["source_size"])
+    src_fps = float(meta.get("fps") or 0.0) or DEFAULT_FPS
+    estimate = int(round(float(meta.get("duration") or 0.0) * float(meta.get("fps") or 0.0)))
+    total = b if b != -1 else (estimate or None)
+
+    from tqdm import tqdm
+
+    frames: list[np.ndarray] = []
+    n_decoded = 0
+    bar = tqdm(
+        total=total,
+        desc=f"reading {path.name}",
+        unit="frame",
+        file=sys.stderr,
+        disable=None if progress else True,
+        leave=False,
+    )
+    try:
+        for raw in gen:
+            index = n_decoded
+            n_decoded += 1
+            bar.update(1)
+            if index >= a and (index - a) % stride == 0:
+                frame = np.frombuffer(raw, dtype=np.uint8)
+                frames.append(frame.reshape(height, width, 3))
+            if b != -1 and n_decoded >= b:
+                break
+    except _FFMPEG_ERRORS as err:
+        raise GnervError(
+            f"{path}: ffmpeg failed after {n_decoded} frames ({str(err).splitlines()[0]}); "
+            "the file may be truncated or corrupt"
+        ) from None
+    finally:
+        gen.close()
+        bar.close()
+
+    if n_decoded == 0:
+        raise GnervError(f"{path}: no frames could be decoded; check that it is a valid video")
+    if not frames:
+        raise GnervError(
+            f"{path}: frame range starts at {a} but the clip has only {n_decoded} frames; "
+            f"choose a start below {n_decoded}"
+        )
+    end = b if b != -1 else n_decoded
+    end = min(end, n_decoded)
+    out = np.ascontiguousarray(np.stack(frames))
+    info = {
+        "source": str(path),
+        "source_height": src_height,
+        "source_width": src_width,
+        "fps": src_fps / stride,
+        "frame_range": [a, end],
+        "stride": stride,
+        "height": height,
+        "width": width,
+        "n_frames": int(out.shape[0]),
+    }
+    return out, info
+
+
+def _check_frames(frames: Any, what: str) -> np.ndarray:
+    if not isinstance(frames, np.ndarray):
+        raise GnervError(f"{what}: frames must be a numpy array, got {type(frames).__name__}")
+    if frames.dtype != np.uint8:
+        raise GnervError(f"{what}: frames must be uint8, got {frames.dtype}; clip and convert them")
+    if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape) < 1:
+        raise GnervError(
+            f"{what}: frames must have shape (N, H, W, 3) with N, H, W >= 1, got {frames.shape}"
+        )
+    return np.ascontiguousarray(frames)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_frames(path: str | os.PathLike, frames: np.ndarray, meta: dict) -> None:
+    """Write frames to `path` (.npy) and meta to the `.json` sidecar beside it, both atomically."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        raise GnervError(f"{path}: frames are saved as .npy; give a path ending in .npy")
+    frames = _check_frames(frames, str(path))
+    n, h, w, _ = frames.shape
+    meta = {**meta, "n_frames": int(n), "height": int(h), "width": int(w)}
+    try:
+        text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n"
+    except (TypeError, ValueError) as err:
+        raise GnervError(f"{path}: meta cannot be written as JSON ({err})") from None
+    # Nested: the sidecar and the array are renamed only once both are fully written.
+    with atomic_output(path) as tmp_npy, atomic_output(path.with_suffix(".json")) as tmp_json:
+        with open(tmp_npy, "wb") as f:
+            np.save(f, frames, allow_pickle=False)
+        tmp_json.write_text(text, encoding="utf-8")
+
+
+def load_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Load frames from a .npy (+ .json sidecar) or, for any other suffix, read a video file."""
+    path = Path(path)
+    if path.suffix != ".npy":
+        return read_video(path, progress=False)
+    _check_source(path)
+    try:
+        frames = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise GnervError(
+            f"{path}: not a readable .npy array ({err}); re-create it with `gnerv extract`"
+        ) from None
+    if not isinstance(frames, np.ndarray):
+        raise GnervError(f"{path}: holds several arrays, expected one (N, H, W, 3) uint8 array")
+    frames = _check_frames(frames, str(path))
+    n, h, w, _ = frames.shape
+    sidecar = path.with_suffix(".json")
+    if sidecar.exists():
+        try:
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise GnervError(f"{sidecar}: not valid JSON ({err}); delete or re-create it") from None
+        if not isinstance(meta, dict):
+            raise GnervError(f"{sidecar}: expected a JSON object; delete or re-create it")
+        for key, value in (("n_frames", n), ("height", h), ("width", w)):
+            if key in meta and meta[key] != value:
+                raise GnervError(
+                    f"{sidecar}: says {key}={meta[key]} but {path.name} has {value}; "
+                    "the sidecar is stale, re-create both"
+                )
+    else:
+        meta = {"source": str(path), "fps": DEFAULT_FPS, "frame_range": [0, int(n)], "stride": 1}
+    meta = {**meta, "n_frames": int(n), "height": int(h), "width": int(w)}
+    meta.setdefault("fps", DEFAULT_FPS)
+    return frames, meta
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write frames by suffix: .npy (uint8 array), .mp4 (H.264, playable), .mkv (lossless RGB).
+
+    The .mp4 is yuv420p when H and W are even, else yuv444p (no crop or pad). The .mkv is
+    libx264rgb at -qp 0 and reads back bit-exactly. The file appears only when complete.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in WRITE_SUFFIXES:
+        raise GnervError(
+            f"{path}: unknown output type {path.suffix or '(none)'!r}; "
+            f"use one of {', '.join(WRITE_SUFFIXES)}"
+        )
+    frames = _check_frames(frames, str(path))
+    if suffix == ".npy":
+        with atomic_output(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, frames, allow_pickle=False)
+        return
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        raise GnervError(f"{path}: bad fps {fps!r}; give a positive number") from None
+    if not math.isfinite(fps) or fps <= 0:
+        raise GnervError(f"{path}: bad fps {fps}; give a positive number")
+    n, h, w, _ = frames.shape
+    if suffix == ".mp4":
+        codec = "libx264"
+        pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
+        params = ["-crf", str(MP4_CRF), "-preset", MP4_PRESET, "-movflags", "+faststart"]
+    else:
+        codec, pix_fmt = "libx264rgb", "rgb24"
+        params = ["-qp", "0", "-preset", MP4_PRESET]
+    with atomic_output(path) as tmp:
+        writer = imageio_ffmpeg.write_frames(
+            str(tmp),
+            (w, h),
+            pix_fmt_in="rgb24",
+            pix_fmt_out=pix_fmt,
+            fps=fps,
+            quality=None,
+            codec=codec,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=params,
+        )
+        try:
+            writer.send(None)
+            for frame in frames:
+                writer.send(frame)
+        except _FFMPEG_ERRORS as err:
+            raise GnervError(
+                f"{path}: ffmpeg failed while writing ({str(err).splitlines()[0]}); "
+                "check free disk space and the frames"
+            ) from None
+        finally:
+            writer.close()
+        # imageio-ffmpeg does not check ffmpeg's exit status: make sure the file opens.
+        try:
+            gen, meta = _open(tmp, [])
+            gen.close()
+        except GnervError:
+            meta = None
+        if meta is None or tuple(meta["size"]) != (w, h):
+            raise GnervError(f"{path}: ffmpeg did not produce a readable video; see its messages")

@@ -1,0 +1,52 @@
+"""Shared fixtures: paths to the committed sample clips and small cached frame sets.
+
+The frame fixtures are session-scoped and shared by every test: treat them as read-only and
+copy before changing them (they stay writable so that torch.from_numpy does not warn).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gnerv.video import read_video
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository root."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def cockatoo_path(repo_root: Path) -> Path:
+    """data/raw/cockatoo.mp4: 280 frames, 1280x720, 20 fps."""
+    path = repo_root / "data" / "raw" / "cockatoo.mp4"
+    assert path.is_file(), f"missing sample clip {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def realshort_path(repo_root: Path) -> Path:
+    """data/raw/realshort.mp4: 36 frames, 320x240, 30 fps."""
+    path = repo_root / "data" / "raw" / "realshort.mp4"
+    assert path.is_file(), f"missing sample clip {path}"
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cockatoo(cockatoo_path: Path) -> tuple[np.ndarray, dict]:
+    """Cockatoo frames 0:8 resized to 36x64 (16:9, 9x16 embedding): uint8 (8, 36, 64, 3), meta."""
+    frames, meta = read_video(cockatoo_path, frame_range=(0, 8), resize=(36, 64), progress=False)
+    return frames, meta
+
+
+@pytest.fixture(scope="session")
+def tiny_realshort(realshort_path: Path) -> tuple[np.ndarray, dict]:
+    """Realshort frames 0:6 resized to 48x64 (4:3, 3x4 embedding): uint8 (6, 48, 64, 3), meta."""
+    frames, meta = read_video(realshort_path, frame_range=(0, 6), resize=(48, 64), progress=False)
+    return frames, meta

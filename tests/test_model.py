@@ -1,0 +1,194 @@
+"""The paper's structure: embedding from gcd, factors, channel schedule, blocks, DS branch."""
+
+import math
+
+import pytest
+import torch
+
+from gnerv.errors import GnervError
+from gnerv.model import (
+    GNeRV,
+    GNeRVConfig,
+    c0_for_size,
+    count_params,
+    distribution_shift,
+    embedding_geometry,
+    frame_times,
+    macs_per_frame,
+    parse_param_count,
+    positional_encoding,
+    prime_factors,
+    render,
+    to_uint8,
+)
+
+
+@pytest.mark.parametrize(
+    "hw, emb, factors",
+    [
+        ((720, 1280), (9, 16), (5, 2, 2, 2, 2)),  # paper 4.1, 720p
+        ((1080, 1920), (9, 16), (5, 3, 2, 2, 2)),  # paper 4.1, 1080p
+        ((480, 640), (3, 4), (5, 2, 2, 2, 2, 2)),
+        ((576, 720), (4, 5), (3, 3, 2, 2, 2, 2)),
+        ((240, 320), (3, 4), (5, 2, 2, 2, 2)),
+        ((90, 160), (9, 16), (5, 2)),
+        ((36, 64), (9, 16), (2, 2)),
+    ],
+)
+def test_embedding_shape_and_factors_follow_gcd(hw, emb, factors):
+    (h, w), f = embedding_geometry(*hw)
+    assert (h, w) == emb
+    assert f == factors
+    assert math.prod(f) == math.gcd(*hw)
+    assert list(f) == sorted(f, reverse=True)
+
+
+def test_prime_factors_largest_first():
+    assert prime_factors(80) == [5, 2, 2, 2, 2]
+    assert prime_factors(120) == [5, 3, 2, 2, 2]
+    assert prime_factors(1) == []
+
+
+def test_user_factors_override_and_must_divide():
+    (h, w), f = embedding_geometry(720, 1280, (4, 4, 5))
+    assert (h, w) == (9, 16) and f == (4, 4, 5)
+    with pytest.raises(GnervError, match="does not divide"):
+        embedding_geometry(720, 1280, (3, 3))
+
+
+def test_bad_geometry_suggests_a_crop():
+    with pytest.raises(GnervError, match=r"721x529.*crop or resize to 720x528"):
+        embedding_geometry(721, 529)
+
+
+def test_channel_schedule_doubles_then_halves_with_floor():
+    cfg = GNeRVConfig(720, 1280, c0=128)
+    assert cfg.channels == [128, 256, 128, 64, 32, 30]
+    cfg = GNeRVConfig(720, 1280, c0=128, min_channels=40)
+    assert cfg.channels == [128, 256, 128, 64, 40, 40]
+
+
+def test_block_structures():
+    model = GNeRV(GNeRVConfig(720, 1280, c0=32))
+    grow, shrink = model.blocks[0], model.blocks[1]
+    # Conv-PixelShuffle-Conv when channels grow (32 -> 64, factor 5)
+    assert grow.grows
+    assert grow.conv1.weight.shape[:2] == (32 * 25, 32)
+    assert grow.conv2.weight.shape[:2] == (64, 32)
+    # Conv-Conv-PixelShuffle when they shrink (64 -> 32, factor 2)
+    assert not shrink.grows
+    assert shrink.conv1.weight.shape[:2] == (32, 64)
+    assert shrink.conv2.weight.shape[:2] == (32 * 4, 32)
+    assert model.embedding.shape == (1, 32, 9, 16)
+    assert model.head.weight.shape[:2] == (3, 30)
+
+
+def test_ds_branch_shapes():
+    cfg = GNeRVConfig(720, 1280, c0=32)
+    model = GNeRV(cfg)
+    assert model.ds_shared.weight.shape == (40, 40)  # shared 40 -> 40
+    assert [h.weight.shape for h in model.ds_heads] == [
+        (2 * c, 40) for c in cfg.channels[:-1]
+    ]  # per block 40 -> 2 * C_in (mean and std)
+
+
+def test_positional_encoding_values():
+    t = torch.tensor([0.0, 0.5, 1.0])
+    pe = positional_encoding(t, base=1.25, levels=20)
+    assert pe.shape == (3, 40)
+    for i in range(20):
+        arg = 1.25**i * math.pi * 0.5
+        assert pe[1, 2 * i].item() == pytest.approx(math.sin(arg), abs=1e-5)
+        assert pe[1, 2 * i + 1].item() == pytest.approx(math.cos(arg), abs=1e-5)
+    assert torch.allclose(pe[0, 0::2], torch.zeros(20))
+    assert torch.allclose(pe[0, 1::2], torch.ones(20))
+
+
+def test_distribution_shift_sets_channel_mean_and_std():
+    f = torch.randn(2, 5, 7, 9) * 3 + 4
+    mean = torch.randn(2, 5)
+    std = torch.rand(2, 5) + 0.5
+    out = distribution_shift(f, mean, std)
+    assert torch.allclose(out.mean(dim=(2, 3)), mean, atol=1e-4)
+    assert torch.allclose(out.std(dim=(2, 3), unbiased=False), std, atol=1e-3)
+
+
+def test_time_enters_only_through_ds_and_changes_the_frame():
+    model = GNeRV(GNeRVConfig(36, 64, c0=8))
+    out = model(torch.tensor([0.0, 0.5]))
+    assert out.shape == (2, 3, 36, 64)
+    assert 0 <= out.min() and out.max() <= 1  # sigmoid head for frames
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_residual_head_is_signed():
+    model = GNeRV(GNeRVConfig(36, 64, c0=8, residual=True))
+    with torch.no_grad():
+        model.head.bias.fill_(-5.0)
+    assert model(torch.tensor([0.3])).max() < 0
+
+
+@pytest.mark.parametrize("hw", [(720, 1280), (1080, 1920), (480, 640), (576, 720), (240, 320)])
+def test_param_and_mac_counts_match_the_built_model(hw):
+    cfg = GNeRVConfig(*hw, c0=24)
+    model = GNeRV(cfg)
+    assert count_params(cfg) == sum(p.numel() for p in model.parameters())
+    macs = 0
+
+    def hook(mod, _inp, out):
+        nonlocal macs
+        if isinstance(mod, torch.nn.Conv2d):
+            macs += mod.weight.numel() * out.shape[2] * out.shape[3]
+        elif isinstance(mod, torch.nn.Linear):
+            macs += mod.weight.numel()
+
+    for m in model.modules():
+        m.register_forward_hook(hook)
+    if hw[0] <= 480:  # full forward pass only on the smaller sizes, to stay fast
+        out = model(torch.tensor([0.5]))
+        assert out.shape == (1, 3, *hw)
+        assert macs == macs_per_frame(cfg)
+
+
+def test_model_size_picks_c0():
+    target = parse_param_count("0.5M")
+    assert target == 500_000
+    c0 = c0_for_size(target, height=720, width=1280)
+    cfg = GNeRVConfig(720, 1280, c0=c0)
+    assert abs(count_params(cfg) - target) <= abs(
+        count_params(GNeRVConfig(720, 1280, c0=c0 + 1)) - target
+    )
+    assert (
+        count_params(GNeRVConfig(720, 1280, c0=c0 - 1))
+        < target
+        < count_params(GNeRVConfig(720, 1280, c0=c0 + 1))
+    )
+
+
+def test_size_below_the_floor_names_min_channels():
+    with pytest.raises(GnervError, match="min_channels=30"):
+        c0_for_size(50_000, height=720, width=1280)
+    # a lower floor reaches it
+    c0_for_size(50_000, height=720, width=1280, min_channels=8)
+
+
+@pytest.mark.parametrize("text", ["abc", "-1M", "0", "1.5X"])
+def test_bad_size_text(text):
+    with pytest.raises(GnervError):
+        parse_param_count(text)
+
+
+def test_config_round_trips_through_dict():
+    cfg = GNeRVConfig(90, 160, c0=12, min_channels=10, residual=True)
+    assert GNeRVConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(GnervError, match="unknown"):
+        GNeRVConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_render_batches_and_uint8():
+    model = GNeRV(GNeRVConfig(36, 64, c0=8)).eval()
+    a = render(model, [0, 1, 2, 3, 4], n_frames=5, batch_size=2)
+    b = model(frame_times(torch.arange(5), 5)).detach()
+    assert torch.allclose(a, b, atol=1e-6)
+    u = to_uint8(a)
+    assert u.dtype == torch.uint8 and u.shape == (5, 36, 64, 3)

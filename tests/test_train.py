@@ -1,0 +1,172 @@
+"""Training: the loss falls, PSNR rises, runs are seeded, a killed run resumes exactly."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import gnerv.train as train_mod
+from gnerv.errors import GnervError
+from gnerv.model import GNeRVConfig
+from gnerv.train import TrainConfig, fit, load_checkpoint, lr_at
+
+
+def small_cfg(frames: np.ndarray) -> GNeRVConfig:
+    _, h, w, _ = frames.shape
+    return GNeRVConfig(h, w, c0=8, min_channels=8)
+
+
+def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(epochs=10, lr=1.0, warmup_fraction=0.2)
+    total = 100
+    lrs = [lr_at(s, total, cfg) for s in range(total)]
+    assert lrs[0] == pytest.approx(1 / 20)
+    assert lrs[19] == pytest.approx(1.0)  # peak at the end of the 20 % warm-up
+    assert all(a < b for a, b in zip(lrs[:19], lrs[1:20], strict=True))
+    assert all(a >= b for a, b in zip(lrs[20:], lrs[21:], strict=False))
+    assert lrs[-1] < 0.01
+
+
+def test_loss_falls_and_psnr_rises(tiny_cockatoo, tmp_path):
+    frames, meta = tiny_cockatoo
+    result = fit(
+        frames,
+        small_cfg(frames),
+        TrainConfig(epochs=25, seed=1),
+        tmp_path,
+        progress=False,
+        video_meta=meta,
+    )
+    h = result.history
+    assert h[-1]["loss"] < 0.6 * h[0]["loss"]
+    assert h[-1]["train_psnr"] > h[0]["train_psnr"] + 3
+    assert result.psnr > 17
+    summary = json.loads((tmp_path / "fit.json").read_text())
+    assert summary["psnr"] == pytest.approx(result.psnr)
+    assert summary["params"] == sum(p.numel() for p in result.model.parameters())
+
+
+def test_same_seed_same_weights_other_seed_differs(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    cfg = TrainConfig(epochs=3, seed=7)
+    a = weights(fit(frames, small_cfg(frames), cfg, tmp_path / "a", progress=False).model)
+    b = weights(fit(frames, small_cfg(frames), cfg, tmp_path / "b", progress=False).model)
+    c = weights(
+        fit(
+            frames, small_cfg(frames), TrainConfig(epochs=3, seed=8), tmp_path / "c", progress=False
+        ).model
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_resume_after_kill_matches_an_unbroken_run(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    cfg = TrainConfig(epochs=6, checkpoint_every=2, seed=3)
+    full = weights(fit(frames, small_cfg(frames), cfg, tmp_path / "full", progress=False).model)
+
+    def killer(epoch: int, _record: dict) -> None:
+        if epoch == 5:  # dies after the epoch-4 checkpoint, losing epoch 5's work
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(frames, small_cfg(frames), cfg, tmp_path / "killed", progress=False, on_epoch=killer)
+    assert load_checkpoint(tmp_path / "killed" / "checkpoint.pt")["epoch"] == 4
+    resumed = fit(frames, small_cfg(frames), cfg, tmp_path / "killed", resume=True, progress=False)
+    assert len(resumed.history) == 6
+    got = weights(resumed.model)
+    assert all(torch.equal(full[k], got[k]) for k in full)
+
+
+def test_resume_refuses_other_settings(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    fit(frames, small_cfg(frames), TrainConfig(epochs=1), tmp_path, progress=False)
+    with pytest.raises(GnervError, match="other settings"):
+        fit(
+            frames,
+            small_cfg(frames),
+            TrainConfig(epochs=1, lr=1e-3),
+            tmp_path,
+            resume=True,
+            progress=False,
+        )
+
+
+def test_divergence_names_the_epoch_and_keeps_the_last_checkpoint(
+    tiny_cockatoo, tmp_path, monkeypatch
+):
+    frames, _ = tiny_cockatoo
+    real_loss = train_mod.stage_loss
+    calls = {"n": 0}
+    steps_per_epoch = -(-len(frames) // 4)
+
+    def exploding_loss(*args, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(*args, **kwargs)
+        return loss * float("nan") if calls["n"] > 2 * steps_per_epoch else loss
+
+    monkeypatch.setattr(train_mod, "stage_loss", exploding_loss)
+    with pytest.raises(GnervError, match="diverged at epoch 3"):
+        fit(
+            frames,
+            small_cfg(frames),
+            TrainConfig(epochs=5, checkpoint_every=1),
+            tmp_path,
+            progress=False,
+        )
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert ckpt["epoch"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+@pytest.mark.parametrize(
+    "cfg, message",
+    [
+        (TrainConfig(epochs=0), "epochs"),
+        (TrainConfig(epochs=-3), "epochs"),
+        (TrainConfig(batch_size=0), "batch"),
+        (TrainConfig(lr=0), "learning rate"),
+        (TrainConfig(distortion="l3"), "distortion"),
+    ],
+)
+def test_bad_training_settings(tiny_cockatoo, tmp_path, cfg, message):
+    frames, _ = tiny_cockatoo
+    with pytest.raises(GnervError, match=message):
+        fit(frames, small_cfg(frames), cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_too_big_for_memory_fails_before_allocating(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    _, h, w, _ = frames.shape
+    with pytest.raises(GnervError, match="GiB"):
+        fit(
+            frames,
+            GNeRVConfig(h, w, c0=200_000),
+            TrainConfig(epochs=1),
+            tmp_path / "out",
+            progress=False,
+        )
+    assert not (tmp_path / "out").exists()
+
+
+def test_residual_target_trains_in_pixel_units(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    rng = np.random.default_rng(0)
+    residual = (rng.normal(0, 0.02, frames.shape) * 100).astype(np.float32)
+    _, h, w, _ = frames.shape
+    result = fit(
+        residual,
+        GNeRVConfig(h, w, c0=8, min_channels=8, residual=True),
+        TrainConfig(epochs=2, lr=2e-4, loss_alpha=1.0),
+        tmp_path,
+        progress=False,
+        target_scale=100.0,
+    )
+    # predicting ~0 for noise of std 0.02 gives about 20log10(1/0.02) = 34 dB in pixel units
+    assert 30 < result.psnr < 40
