@@ -1,0 +1,398 @@
+"""Entropy coding of one tensor's integer symbols with a static, counted-frequency model.
+
+Per tensor, the symbol counts are stored in a compact table and the symbols are coded with
+constriction's ANS coder under ``Categorical(counts / total, perfect=False)``. Tensors for which
+that does not pay (small or near-uniform ones) are bit-packed instead, and constant tensors cost
+no payload at all: :func:`encode_symbols` builds the candidates and keeps the shortest.
+
+Blob layout (``count`` and ``alphabet_size`` are known to the caller and are not stored; varints
+are unsigned LEB128, at most 5 bytes, minimal length)::
+
+    count == 0:  empty blob (zero bytes)
+    CONST  (0):  u8 0 | varint value                                  every symbol == value
+    RAW    (1):  u8 1 | varint lo | u8 width (1..16) | ceil(count * width / 8) bytes
+                 symbol = lo + next `width` bits, MSB first; padding bits are zero
+    ANS    (2):  u8 2 | varint lo | varint n (>= 2) | n x varint count_i | varint n_words
+                 | n_words x u32 little-endian (constriction AnsCoder.get_compressed())
+                 count_i = occurrences of symbol lo + i; count_0 and count_{n-1} are > 0;
+                 sum(count_i) == count; lo + n <= alphabet_size.
+                 Model: Categorical(count_i / sum as float64, perfect=False), symbols shifted by
+                 -lo, encoded with encode_reverse so that decode() yields them in order.
+
+Every blob is self-delimiting given ``count``, so blobs can be concatenated without framing; the
+decoder insists on the exact length. Corrupt input raises :class:`GnervError` (never another
+exception, a hang, or an allocation larger than ``count`` symbols / the blob); a corrupt ANS
+payload may still decode to wrong symbols, which the bitstream's CRC catches.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import constriction
+import numpy as np
+
+from gnerv.errors import GnervError
+
+MODE_CONST = 0
+MODE_RAW = 1
+MODE_ANS = 2
+MODE_NAMES = {MODE_CONST: "const", MODE_RAW: "raw", MODE_ANS: "ans"}
+
+MAX_ALPHABET = 1 << 16
+MAX_COUNT = 1 << 31
+_MAX_VARINT_BYTES = 5
+
+
+# ----------------------------------------------------------------------------------- varints
+
+
+def _varint(value: int) -> bytes:
+    """Unsigned LEB128 of one non-negative integer."""
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _varints(values: np.ndarray) -> bytes:
+    """Unsigned LEB128 of many non-negative integers (< 2**35), vectorized."""
+    v = np.asarray(values, dtype=np.uint64)
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.size, dtype=np.int64)
+    for j in range(1, _MAX_VARINT_BYTES):
+        nbytes += v >= np.uint64(1 << (7 * j))
+    starts = np.concatenate(([0], np.cumsum(nbytes)[:-1]))
+    out = np.zeros(int(nbytes.sum()), dtype=np.uint8)
+    for j in range(int(nbytes.max())):
+        sel = nbytes > j
+        chunk = (v[sel] >> np.uint64(7 * j)) & np.uint64(0x7F)
+        cont = (nbytes[sel] > j + 1).astype(np.uint64) << np.uint64(7)
+        out[starts[sel] + j] = (chunk | cont).astype(np.uint8)
+    return out.tobytes()
+
+
+class _Reader:
+    """Bounds-checked reading of a blob; every failure is a GnervError."""
+
+    def __init__(self, blob: bytes) -> None:
+        self.buf = memoryview(blob)
+        self.pos = 0
+
+    def remaining(self) -> int:
+        return len(self.buf) - self.pos
+
+    def u8(self, what: str) -> int:
+        if self.pos >= len(self.buf):
+            raise GnervError(f"entropy blob truncated while reading {what}")
+        value = self.buf[self.pos]
+        self.pos += 1
+        return value
+
+    def take(self, n: int, what: str) -> memoryview:
+        if n < 0 or n > self.remaining():
+            raise GnervError(f"entropy blob truncated: {what} needs {n} bytes, "
+                             f"{self.remaining()} left")
+        out = self.buf[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def varint(self, what: str) -> int:
+        value = 0
+        for j in range(_MAX_VARINT_BYTES):
+            byte = self.u8(what)
+            value |= (byte & 0x7F) << (7 * j)
+            if not byte & 0x80:
+                if byte == 0 and j > 0:
+                    raise GnervError(f"entropy blob: non-minimal varint for {what}")
+                return value
+        raise GnervError(f"entropy blob: varint for {what} longer than {_MAX_VARINT_BYTES} bytes")
+
+    def varints(self, n: int, what: str) -> np.ndarray:
+        """``n`` varints as int64, vectorized (the counts table can have 65536 entries)."""
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        # each varint is 1..5 bytes: look at no more than 5 * n bytes
+        window = np.frombuffer(self.buf[self.pos:self.pos + _MAX_VARINT_BYTES * n],
+                               dtype=np.uint8)
+        ends = np.flatnonzero(window < 0x80)
+        if ends.size < n:
+            raise GnervError(f"entropy blob truncated in {what} ({ends.size} of {n} entries)")
+        ends = ends[:n]
+        starts = np.concatenate(([0], ends[:-1] + 1))
+        lengths = ends - starts + 1
+        if lengths.max() > _MAX_VARINT_BYTES:
+            raise GnervError(f"entropy blob: varint in {what} longer than "
+                             f"{_MAX_VARINT_BYTES} bytes")
+        if ((window[ends] == 0) & (lengths > 1)).any():
+            raise GnervError(f"entropy blob: non-minimal varint in {what}")
+        values = np.zeros(n, dtype=np.int64)
+        for j in range(int(lengths.max())):
+            sel = lengths > j
+            values[sel] |= (window[starts[sel] + j].astype(np.int64) & 0x7F) << (7 * j)
+        self.pos += int(ends[-1]) + 1
+        return values
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+def _check_alphabet(alphabet_size: int) -> None:
+    if isinstance(alphabet_size, bool) or not isinstance(alphabet_size, int | np.integer):
+        raise GnervError(f"alphabet size must be an integer, got {alphabet_size!r}")
+    if not 1 <= alphabet_size <= MAX_ALPHABET:
+        raise GnervError(f"alphabet size must be in 1..{MAX_ALPHABET}, got {alphabet_size}")
+
+
+def _check_count(count: int) -> None:
+    if isinstance(count, bool) or not isinstance(count, int | np.integer):
+        raise GnervError(f"symbol count must be an integer, got {count!r}")
+    if not 0 <= count <= MAX_COUNT:
+        raise GnervError(f"symbol count must be in 0..{MAX_COUNT}, got {count}")
+
+
+def _as_symbols(symbols: np.ndarray, alphabet_size: int) -> np.ndarray:
+    """Flatten to int32 (no copy when already int32) and check the range."""
+    s = np.asarray(symbols)
+    if s.dtype == np.bool_ or not np.issubdtype(s.dtype, np.integer):
+        raise GnervError(f"symbols must be an integer array, got dtype {s.dtype}")
+    s = s.reshape(-1)
+    _check_count(s.size)
+    if s.size and (int(s.min()) < 0 or int(s.max()) >= alphabet_size):
+        raise GnervError(f"symbols must be in 0..{alphabet_size - 1}, "
+                         f"got {int(s.min())}..{int(s.max())}")
+    return s.astype(np.int32, copy=False)
+
+
+def _probabilities(counts: np.ndarray) -> np.ndarray:
+    """The model's float64 probabilities from integer counts (same code on both sides)."""
+    c = counts.astype(np.float64)
+    return c / c.sum()
+
+
+def _raw_width(lo: int, hi: int) -> int:
+    return max(1, (hi - lo).bit_length())
+
+
+_RAW_CHUNK = 1 << 18  # symbols per step of the generic bit packer (a multiple of 8)
+
+
+def _pack_bits(values: np.ndarray, width: int) -> bytes:
+    """Pack non-negative ints < 2**width, MSB first, zero padding."""
+    if width == 8:
+        return values.astype(np.uint8).tobytes()
+    if width == 16:
+        return values.astype(">u2").tobytes()
+    shifts = np.arange(width - 1, -1, -1, dtype=np.int32)
+    parts = []
+    for start in range(0, values.size, _RAW_CHUNK):
+        chunk = values[start:start + _RAW_CHUNK]
+        bits = ((chunk[:, None] >> shifts) & 1).astype(np.uint8)
+        parts.append(np.packbits(bits.reshape(-1)).tobytes())
+    return b"".join(parts)
+
+
+def _unpack_bits(data: memoryview, count: int, width: int) -> np.ndarray:
+    """Inverse of :func:`_pack_bits`; rejects non-zero padding bits."""
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if width == 8:
+        return raw.astype(np.int32)
+    if width == 16:
+        return raw.view(">u2").astype(np.int32)
+    out = np.empty(count, dtype=np.int32)
+    weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int32))
+    step = _RAW_CHUNK * width // 8
+    for i, start in enumerate(range(0, count, _RAW_CHUNK)):
+        n = min(_RAW_CHUNK, count - start)
+        bits = np.unpackbits(raw[i * step:(i + 1) * step])
+        if bits[n * width:].any():
+            raise GnervError("entropy blob: non-zero padding bits in raw payload")
+        out[start:start + n] = bits[:n * width].reshape(n, width).astype(np.int32) @ weights
+    return out
+
+
+def _encode_ans(sym: np.ndarray, lo: int, counts: np.ndarray) -> bytes:
+    model = constriction.stream.model.Categorical(_probabilities(counts), perfect=False)
+    coder = constriction.stream.stack.AnsCoder()
+    shifted = sym - np.int32(lo) if lo else sym
+    coder.encode_reverse(shifted, model)
+    words = coder.get_compressed()
+    head = (bytes([MODE_ANS]) + _varint(lo) + _varint(counts.size) + _varints(counts)
+            + _varint(words.size))
+    return head + words.astype("<u4", copy=False).tobytes()
+
+
+# ----------------------------------------------------------------------------------- public API
+
+
+def encode_symbols(symbols: np.ndarray, alphabet_size: int) -> bytes:
+    """Code integer symbols in ``[0, alphabet_size)`` as one self-contained blob.
+
+    The shortest of CONST / RAW / ANS (see the module docstring) is kept; the output is a
+    deterministic function of the symbols.
+    """
+    _check_alphabet(alphabet_size)
+    sym = _as_symbols(symbols, alphabet_size)
+    if sym.size == 0:
+        return b""
+    lo, hi = int(sym.min()), int(sym.max())
+    if lo == hi:
+        return bytes([MODE_CONST]) + _varint(lo)
+    width = _raw_width(lo, hi)
+    raw_len = 1 + len(_varint(lo)) + 1 + (sym.size * width + 7) // 8
+    counts = np.bincount(sym - np.int32(lo) if lo else sym, minlength=hi - lo + 1)
+    # ANS can't beat raw if even its table + ideal payload is longer: skip the coding then.
+    table_len = 1 + len(_varint(lo)) + len(_varint(counts.size)) + len(_varints(counts)) + 1
+    ideal = _entropy_from_counts(counts) / 8
+    if table_len + ideal < raw_len:
+        ans = _encode_ans(sym, lo, counts)
+        if len(ans) < raw_len:
+            return ans
+    return bytes([MODE_RAW]) + _varint(lo) + bytes([width]) + _pack_bits(sym - lo, width)
+
+
+def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
+    """Exact inverse of :func:`encode_symbols`: ``count`` int32 symbols.
+
+    Raises GnervError for any blob that :func:`encode_symbols` could not have produced in a
+    detectable way (bad mode, truncated or inconsistent table, wrong length, trailing bytes).
+    """
+    _check_alphabet(alphabet_size)
+    _check_count(count)
+    if not isinstance(blob, bytes | bytearray | memoryview):
+        raise GnervError(f"entropy blob must be bytes, got {type(blob).__name__}")
+    if count == 0:
+        if len(blob):
+            raise GnervError(f"entropy blob for 0 symbols must be empty, has {len(blob)} bytes")
+        return np.zeros(0, dtype=np.int32)
+    r = _Reader(bytes(blob))
+    mode = r.u8("mode byte")
+    if mode == MODE_CONST:
+        value = r.varint("constant symbol")
+        if value >= alphabet_size:
+            raise GnervError(f"entropy blob: constant symbol {value} outside alphabet "
+                             f"of size {alphabet_size}")
+        out = np.full(count, value, dtype=np.int32)
+    elif mode == MODE_RAW:
+        lo = r.varint("raw lowest symbol")
+        width = r.u8("raw bit width")
+        if not 1 <= width <= 16:
+            raise GnervError(f"entropy blob: raw bit width {width} outside 1..16")
+        if lo >= alphabet_size:
+            raise GnervError(f"entropy blob: lowest symbol {lo} outside alphabet")
+        data = r.take((count * width + 7) // 8, "raw payload")
+        out = _unpack_bits(data, count, width)
+        if lo:
+            out += np.int32(lo)
+        if int(out.max()) >= alphabet_size:
+            raise GnervError("entropy blob: raw symbol outside alphabet")
+    elif mode == MODE_ANS:
+        out = _decode_ans(r, count, alphabet_size)
+    else:
+        raise GnervError(f"entropy blob: unknown mode byte {mode}")
+    if r.remaining():
+        raise GnervError(f"entropy blob has {r.remaining()} trailing bytes")
+    return out
+
+
+def _decode_ans(r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
+    lo = r.varint("lowest symbol")
+    n = r.varint("symbol range")
+    if n < 2 or lo + n > alphabet_size:
+        raise GnervError(f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
+                         f"of size {alphabet_size}")
+    if n > r.remaining():
+        raise GnervError("entropy blob truncated in frequency table")
+    counts = r.varints(n, "frequency table")
+    if counts[0] == 0 or counts[-1] == 0:
+        raise GnervError("entropy blob: frequency table has zero count at its ends")
+    if int(counts.sum()) != count:
+        raise GnervError(f"entropy blob: frequencies sum to {int(counts.sum())}, "
+                         f"expected {count} symbols")
+    n_words = r.varint("payload length")
+    data = r.take(4 * n_words, "ANS payload")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    try:
+        model = constriction.stream.model.Categorical(_probabilities(counts), perfect=False)
+        coder = constriction.stream.stack.AnsCoder(words)
+        out = coder.decode(model, count)
+        empty = coder.is_empty()
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as e:  # constriction raises ValueError, or a PanicException (Base)
+        raise GnervError(f"entropy blob: corrupt ANS payload ({type(e).__name__}: {e})") from e
+    if not empty:
+        raise GnervError("entropy blob: ANS payload not fully consumed (corrupt data)")
+    out = np.asarray(out, dtype=np.int32)
+    if lo:
+        out += np.int32(lo)
+    return out
+
+
+def _entropy_from_counts(counts: np.ndarray) -> float:
+    c = counts[counts > 0].astype(np.float64)
+    total = c.sum()
+    if total == 0:
+        return 0.0
+    return max(0.0, float(-(c * np.log2(c / total)).sum()))
+
+
+def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
+    """``count x H``: total bits of an ideal coder with the tensor's own symbol frequencies."""
+    _check_alphabet(alphabet_size)
+    sym = _as_symbols(symbols, alphabet_size)
+    if sym.size == 0:
+        return 0.0
+    return _entropy_from_counts(np.bincount(sym, minlength=alphabet_size))
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What a blob is made of, for reports (``gnerv info``) and efficiency checks."""
+
+    mode: str
+    table_bytes: int
+    payload_bytes: int
+
+    @property
+    def total_bytes(self) -> int:
+        """Length of the whole blob."""
+        return self.table_bytes + self.payload_bytes
+
+
+def blob_info(blob: bytes, count: int, alphabet_size: int) -> BlobInfo:
+    """Split a valid blob's length into header/table bytes and payload bytes."""
+    decode_symbols(blob, count, alphabet_size)  # validates
+    if count == 0:
+        return BlobInfo("empty", 0, 0)
+    r = _Reader(bytes(blob))
+    mode = r.u8("mode byte")
+    if mode == MODE_CONST:
+        return BlobInfo("const", len(blob), 0)
+    if mode == MODE_RAW:
+        r.varint("lo")
+        width = r.u8("width")
+        payload = (count * width + 7) // 8
+        return BlobInfo("raw", len(blob) - payload, payload)
+    r.varint("lo")
+    n = r.varint("n")
+    r.varints(n, "table")
+    n_words = r.varint("n_words")
+    return BlobInfo("ans", len(blob) - 4 * n_words, 4 * n_words)
+
+
+def coded_size_bound(count: int, alphabet_size: int) -> int:
+    """Largest blob :func:`encode_symbols` can produce for ``count`` symbols (raw worst case)."""
+    _check_alphabet(alphabet_size)
+    _check_count(count)
+    if count == 0:
+        return 0
+    width = max(1, math.ceil(math.log2(alphabet_size))) if alphabet_size > 1 else 1
+    return 1 + _MAX_VARINT_BYTES + 1 + (count * width + 7) // 8
