@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from gnerv.errors import GnervError
 
 
 @contextlib.contextmanager
@@ -32,3 +36,20 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as indented JSON to `path` atomically; numpy values and paths are allowed."""
+
+    def default(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy scalars and arrays
+            return value.tolist()
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+    try:
+        text = json.dumps(obj, indent=2, default=default) + "\n"
+    except (TypeError, ValueError) as err:
+        raise GnervError(f"{path}: cannot be written as JSON ({err})") from None
+    write_bytes_atomic(path, text.encode("utf-8"))
