@@ -145,6 +145,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
+    from gnerv.bitstream import video_fingerprint
     from gnerv.model import describe
     from gnerv.train import fit
     from gnerv.video import load_frames
@@ -159,7 +160,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         train_config_from_args(args, residual=False),
         args.output,
         resume=args.resume,
-        video_meta=meta,
+        video_meta={**meta, "video_id": video_fingerprint(frames)},
         progress=not args.quiet,
     )
     print(
@@ -203,6 +204,194 @@ def frame_indices(spec: str | None, n_frames: int, what: str) -> list[int]:
     return list(range(a, b))
 
 
+def _print_figures(fig: dict) -> None:
+    """The lines compress and encode print: PSNRs (when measured), size and bpp."""
+    if "psnr_quantized" in fig:
+        print(
+            f"PSNR {fig['psnr_float']:.2f} dB before quantization, "
+            f"{fig['psnr_quantized']:.2f} dB after ({fig['bits']} bits, as decoded)"
+        )
+    print(
+        f"{fig['file']}: {fig['bytes']} bytes, {fig['bpp']:.4f} bpp "
+        f"({fig['params']} params at {fig['bits']} bits)"
+    )
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    from gnerv.codec import compress_checkpoint
+    from gnerv.video import load_frames
+
+    _check_suffix(args.output, (".gnerv",))
+    frames = load_frames(args.frames_file)[0] if args.frames_file else None
+    fig = compress_checkpoint(
+        args.model_dir, args.output, args.bits, frames, device=args.device, batch_size=args.batch
+    )
+    _print_figures(fig)
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    from gnerv.codec import default_workdir, encode_single
+    from gnerv.model import describe
+
+    _check_suffix(args.output, (".gnerv",))
+    frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
+    _, h, w, _ = frames.shape
+    model_cfg = model_config_from_args(args, h, w, residual=False)
+    print(describe(model_cfg), file=sys.stderr)
+    workdir = args.workdir or default_workdir(args.output)
+    fig = encode_single(
+        frames,
+        meta,
+        model_cfg,
+        train_config_from_args(args, residual=False),
+        args.output,
+        bits=args.bits,
+        workdir=workdir,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    print(
+        f"fit: PSNR {fig['fit_psnr']:.2f} dB after {fig['epochs']} epochs "
+        f"({fig['train_seconds']:.0f} s of training, state in {fig['workdir']})"
+    )
+    _print_figures(fig)
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    from gnerv.decode import decode_layers, load_layers
+    from gnerv.video import WRITE_SUFFIXES, write_video
+
+    _check_suffix(args.output, WRITE_SUFFIXES)
+    if args.batch < 1:
+        raise GnervError(f"--batch {args.batch} must be >= 1")
+    files = load_layers(args.files)
+    indices = frame_indices(args.frames, files[0].n_frames, files[0].name)
+    frames = decode_layers(files, indices, args.device, args.batch)
+    write_video(args.output, frames, files[0].fps)
+    print(f"{args.output}: {len(frames)} frames from {len(files)} layer(s)")
+
+
+def cmd_info(args: argparse.Namespace) -> None:
+    import json
+
+    from gnerv.bitstream import file_info, read_gnerv
+
+    info = file_info(read_gnerv(args.file, decode=False))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    v, st, sz = info["video"], info["stage"], info["sizes"]
+    layer = (
+        "base layer (stage 1)"
+        if st["index"] == 1
+        else f"layer {st['index']}, refines {st['parent_sha256'][:8]}, "
+        f"residual scale {st['residual_scale']:g}"
+    )
+    print(f"{info['file']}: .gnerv format {info['format']} ({info['encoder']}), {layer}")
+    print(f"  sha256 {info['sha256']}, video {st['video_id'][:16]}")
+    print(
+        f"  video: {v['n_frames']} frames of {v['height']}x{v['width']} (HxW) at {v['fps']:g} fps"
+    )
+    m = info["model"]
+    print(
+        f"  model: {info['params']} params, {info['macs_per_frame'] / 1e9:.4f} GMACs/frame, "
+        f"c0 {m['c0']}, upscale {m['upscale_factors']}, residual {str(m['residual']).lower()}"
+    )
+    print(
+        f"  size: {sz['total']} bytes = header {sz['header']} + tables {sz['table']} "
+        f"(min/max {sz['minmax']}, entropy {sz['entropy_tables']}) + payload {sz['payload']}; "
+        f"{info['bpp']:.4f} bpp at {info['bits']} bits"
+    )
+    width = max(len(t["name"]) for t in info["tensors"])
+    print(f"  {'tensor':<{width}}  {'shape':<16} bits mode  {'bytes':>8} {'payload':>8}")
+    for t in info["tensors"]:
+        shape = "x".join(str(s) for s in t["shape"])
+        print(
+            f"  {t['name']:<{width}}  {shape:<16} {t['bits']:>4} {t['mode']:<5} "
+            f"{t['bytes']:>8} {t['payload_bytes']:>8}"
+        )
+
+
+def _check_suffix(path: str, suffixes: Sequence[str]) -> None:
+    """Refuse an output name early, before any work is done."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise GnervError(f"{path}: output must end in {' or '.join(suffixes)}")
+
+
+def register_codec_commands(sub: argparse._SubParsersAction) -> None:
+    """compress, encode, decode, info."""
+    p = sub.add_parser("compress", help="quantize + entropy code a fitted model into a .gnerv")
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `gnerv fit`")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.gnerv", help="file to write")
+    p.add_argument("--bits", type=int, default=8, help="quantization bits (2..16, default 8)")
+    p.add_argument(
+        "--frames-file",
+        metavar="FRAMES",
+        help="the frames the model was fitted to (.npy): prints PSNR before/after quantization",
+    )
+    p.add_argument("--batch", type=int, default=8, help="frames per forward pass (PSNR)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (PSNR)")
+    p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser("encode", help="video -> .gnerv in one go (extract, fit, compress)")
+    p.add_argument("video", help="any video ffmpeg reads (mp4, mkv, avi, mov, y4m)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.gnerv", help="file to write")
+    p.add_argument("--bits", type=int, default=8, help="quantization bits (2..16, default 8)")
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="training state, kept for --resume (default: <stem>.work beside the output)",
+    )
+    add_extract_args(p)
+    add_model_args(p)
+    add_train_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("decode", help="decode .gnerv layers (base first) to mp4, mkv or npy")
+    p.add_argument("files", nargs="+", metavar="FILE.gnerv", help="base layer, then layers 2, ...")
+    p.add_argument("-o", "--output", required=True, help="out.mp4 | out.mkv (lossless) | out.npy")
+    p.add_argument("--frames", metavar="A:B", help="decode only these frames (half-open)")
+    p.add_argument("--batch", type=int, default=8, help="frames per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(func=cmd_decode)
+
+    p = sub.add_parser("info", help="what a .gnerv holds: video, stage, model, sizes, bpp")
+    p.add_argument("file", metavar="FILE.gnerv")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+
+def cmd_track(args: argparse.Namespace) -> None:
+    from gnerv.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, load_params, track_pipeline
+
+    params = load_params(args.params)
+    experiment = args.experiment or params.get("mlflow", {}).get("experiment", DEFAULT_EXPERIMENT)
+    uri = args.tracking_uri or default_tracking_uri()
+    run_id = track_pipeline(args.video, Path(args.results), params, experiment, uri)
+    print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s pipeline")
+
+
+def register_track_command(sub: argparse._SubParsersAction) -> None:
+    """track (MLflow): the workflow's last step."""
+    p = sub.add_parser("track", help="log a finished pipeline (one video) to MLflow")
+    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
+    p.add_argument("--results", required=True, metavar="DIR", help="its folder, results/NAME")
+    p.add_argument(
+        "--params",
+        required=True,
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help="workflow parameters (params.yaml, then any --configfile merged into it)",
+    )
+    p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
+    )
+    p.set_defaults(func=cmd_track)
+
+
 # --------------------------------------------------------------------------------------------
 # Parser
 # --------------------------------------------------------------------------------------------
@@ -241,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Later modules add their commands here (encode/decode/info, progressive, evaluation).
-EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    register_codec_commands,
+    register_track_command,
+]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,708 @@
+"""The ``.gnerv`` file: one coded layer (stage) of a video, and everything needed to decode it.
+
+Layout (all integers little-endian; docs/bitstream.md has the full description)::
+
+    offset 0    4 bytes   magic b"GNRV"
+    offset 4    u16       format version (FORMAT_VERSION = 1)
+    offset 6    u32       header length H (<= MAX_HEADER_BYTES)
+    offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
+    ...         body      for each tensor of the header's table, in order:
+                              mins  float32[channels], maxs float32[channels],
+                              entropy blob (blob_bytes, gnerv.entropy framing)
+    end - 4     u32       CRC-32 (zlib.crc32) of every byte before it
+
+Reading checks the magic, then the version (a newer format may lay out the rest differently),
+then the CRC, and only then parses the header; every field is type- and range-checked, and the
+tensor table must name exactly the tensors of ``GNeRV(model config)`` with their shapes. The
+model's size is bounded from the config before anything is allocated. Every failure is a
+:class:`GnervError` with a one-line message naming the file. No pickle, no ``torch.load``.
+
+Quantization (see docs/compression.md): per channel along dim 0 as in :mod:`gnerv.quantize`,
+except that a leading singleton dimension of a >= 3-d tensor is dropped first
+(:func:`coding_shape`), so the global embedding ``(1, C0, h, w)`` gets one range per embedding
+channel rather than one for the whole tensor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import struct
+import zlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gnerv import __version__
+from gnerv.atomic import write_bytes_atomic
+from gnerv.entropy import coded_size_bound, decode_symbols, encode_symbols
+from gnerv.errors import GnervError
+from gnerv.model import GNeRV, GNeRVConfig, count_params, macs_per_frame
+from gnerv.quantize import (
+    MAX_BITS,
+    MIN_BITS,
+    QuantizedTensor,
+    dequantize_tensor,
+    num_channels,
+    quantize_tensor,
+)
+
+MAGIC = b"GNRV"
+FORMAT_VERSION = 1
+SUFFIX = ".gnerv"
+QUANT_SCHEME = "uniform-minmax-per-channel"  # gnerv.quantize + coding_shape
+
+_PREFIX = struct.Struct("<4sHI")  # magic, version, header length
+_CRC = struct.Struct("<I")
+MIN_FILE_BYTES = _PREFIX.size + _CRC.size
+
+# Limits checked before anything is allocated (a file is untrusted input).
+MAX_HEADER_BYTES = 1 << 20
+MAX_FILE_BYTES = 1 << 31
+MAX_PARAMS = 1 << 28
+MAX_SIDE = 16384
+MAX_VIDEO_SAMPLES = 1 << 34  # frames x H x W
+MAX_STAGE_INDEX = 255
+MAX_UPSCALE_STAGES = 16
+MAX_PE_LEVELS = 1024
+MAX_KERNEL_SIZE = 63
+MAX_FLOAT_FIELD = 1e9  # fps, pe_base, residual_scale
+MAX_ENCODER_CHARS = 100
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_FINGERPRINT_TAG = b"gnerv-frames-v1"
+
+_TOP_KEYS = {"encoder", "model", "quantization", "stage", "tensors", "video"}
+_VIDEO_KEYS = {"fps", "height", "n_frames", "width"}
+_QUANT_KEYS = {"bits", "scheme"}
+_STAGE_KEYS = {"index", "parent_sha256", "residual_scale", "video_id"}
+_TENSOR_KEYS = {"bits", "blob_bytes", "name", "shape"}
+# The model config as format 1 stores it. Frozen here on purpose: a new GNeRVConfig field changes
+# the format (tests/test_bitstream.py fails until this set, the docs and maybe the version follow).
+_CONFIG_KEYS = {
+    "c0",
+    "ds_hidden",
+    "height",
+    "kernel_size",
+    "min_channels",
+    "pe_base",
+    "pe_levels",
+    "residual",
+    "upscale_factors",
+    "width",
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Small pieces: fingerprints, stages, coding shapes, canonical JSON
+# --------------------------------------------------------------------------------------------
+
+
+def video_fingerprint(frames: np.ndarray) -> str:
+    """Hex SHA-256 of uint8 frames (N, H, W, 3): their shape and bytes; names the source video."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
+        raise GnervError("video fingerprint needs uint8 frames of shape (N, H, W, 3)")
+    frames = np.ascontiguousarray(frames)
+    h = hashlib.sha256(_FINGERPRINT_TAG)
+    h.update(struct.pack("<4Q", *frames.shape))
+    h.update(frames.data)
+    return h.hexdigest()
+
+
+def video_facts(n_frames: int, height: int, width: int, fps: float) -> dict:
+    """The header's ``video`` object."""
+    return {
+        "n_frames": int(n_frames),
+        "height": int(height),
+        "width": int(width),
+        "fps": float(fps),
+    }
+
+
+def base_stage(video_id: str) -> dict:
+    """The ``stage`` object of a base layer (stage 1)."""
+    return {"index": 1, "parent_sha256": None, "residual_scale": None, "video_id": video_id}
+
+
+def next_stage(parent: GnervFile, residual_scale: float) -> dict:
+    """The ``stage`` object of the layer that refines ``parent`` (residuals x residual_scale)."""
+    return {
+        "index": int(parent.stage["index"]) + 1,
+        "parent_sha256": parent.sha256,
+        "residual_scale": float(residual_scale),
+        "video_id": parent.stage["video_id"],
+    }
+
+
+def coding_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape a tensor is quantized in: a >= 3-d tensor loses a leading singleton dimension.
+
+    The global embedding (1, C0, h, w) is quantized as (C0, h, w): one range per embedding
+    channel. Every other GNeRV tensor keeps its shape (channels = output rows / channels).
+    """
+    shape = tuple(int(s) for s in shape)
+    return shape[1:] if len(shape) >= 3 and shape[0] == 1 else shape
+
+
+def quantize_model(model: torch.nn.Module, bits: int = 8) -> list[QuantizedTensor]:
+    """Quantize every state-dict tensor of ``model`` in its :func:`coding_shape`, model order."""
+    out = []
+    for name, t in model.state_dict().items():
+        out.append(quantize_tensor(name, t.detach().reshape(coding_shape(t.shape)), bits))
+    return out
+
+
+def dequantized_state_dict(
+    tensors: list[QuantizedTensor], shapes: list[tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    """name -> float32 tensor in its model shape (the inverse of :func:`quantize_model`)."""
+    out: dict[str, torch.Tensor] = {}
+    for q, shape in zip(tensors, shapes, strict=True):
+        out[q.name] = dequantize_tensor(q).reshape(shape)
+    return out
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one byte string a header object is written as (and must be read as)."""
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")
+
+
+def expected_tensors(cfg: GNeRVConfig) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every state-dict tensor of GNeRV(cfg), built on the meta device (no
+    memory is allocated; bound the config with :func:`check_model_size` first)."""
+    with torch.device("meta"):
+        model = GNeRV(cfg)
+    return [(k, tuple(int(s) for s in v.shape)) for k, v in model.state_dict().items()]
+
+
+def check_model_size(cfg: GNeRVConfig, n_frames: int) -> None:
+    """Refuse configs too large to build or decode (raises GnervError)."""
+    if cfg.height > MAX_SIDE or cfg.width > MAX_SIDE:
+        raise GnervError(f"frame size {cfg.height}x{cfg.width} exceeds {MAX_SIDE} per side")
+    if n_frames * cfg.height * cfg.width > MAX_VIDEO_SAMPLES:
+        raise GnervError(
+            f"{n_frames} frames of {cfg.height}x{cfg.width} exceed {MAX_VIDEO_SAMPLES} pixels"
+        )
+    params = count_params(cfg)
+    if params > MAX_PARAMS:
+        raise GnervError(f"model has {params} parameters, more than the limit {MAX_PARAMS}")
+
+
+# --------------------------------------------------------------------------------------------
+# Field validation: JSON values are untrusted, check their types before using them
+# --------------------------------------------------------------------------------------------
+
+
+def _obj(value: Any, what: str, keys: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise GnervError(f"header field {what} must be an object, got {type(value).__name__}")
+    if set(value) != keys:
+        missing, extra = sorted(keys - set(value)), sorted(set(value) - keys)
+        raise GnervError(f"header field {what}: missing keys {missing}, unknown keys {extra}")
+    return value
+
+
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GnervError(f"header field {what} must be an integer, got {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise GnervError(f"header field {what} = {value} outside {lo}..{hi}")
+    return value
+
+
+def _num(value: Any, what: str, hi: float = MAX_FLOAT_FIELD) -> float:
+    """A finite number in (0, hi]."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GnervError(f"header field {what} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and 0 < value <= hi):
+        raise GnervError(f"header field {what} = {value!r} must be a positive number <= {hi:g}")
+    return float(value)
+
+
+def _hex64(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+        raise GnervError(f"header field {what} must be a 64-digit lowercase hex SHA-256")
+    return value
+
+
+def _int_list(value: Any, what: str, max_len: int, lo: int, hi: int) -> list[int]:
+    if not isinstance(value, list) or len(value) > max_len:
+        raise GnervError(f"header field {what} must be a list of at most {max_len} integers")
+    return [_int(v, f"{what}[{i}]", lo, hi) for i, v in enumerate(value)]
+
+
+def _validate_config(d: Any) -> GNeRVConfig:
+    d = _obj(d, "model", _CONFIG_KEYS)
+    _int(d["height"], "model.height", 1, MAX_SIDE)
+    _int(d["width"], "model.width", 1, MAX_SIDE)
+    _int(d["c0"], "model.c0", 1, MAX_PARAMS)
+    factors = _int_list(
+        d["upscale_factors"], "model.upscale_factors", MAX_UPSCALE_STAGES, 1, MAX_SIDE
+    )
+    if not factors:  # empty means "derive", whose search is not bounded: the writer never does it
+        raise GnervError("header field model.upscale_factors must not be empty")
+    _int(d["min_channels"], "model.min_channels", 1, MAX_PARAMS)
+    _num(d["pe_base"], "model.pe_base")
+    _int(d["pe_levels"], "model.pe_levels", 1, MAX_PE_LEVELS)
+    _int(d["ds_hidden"], "model.ds_hidden", 1, MAX_PARAMS)
+    _int(d["kernel_size"], "model.kernel_size", 1, MAX_KERNEL_SIZE)
+    if not isinstance(d["residual"], bool):
+        raise GnervError("header field model.residual must be true or false")
+    try:
+        return GNeRVConfig.from_dict(d)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise GnervError(f"header field model is not a valid GNeRV config ({e})")
+
+
+def _validate_stage(d: Any, cfg: GNeRVConfig) -> dict:
+    d = _obj(d, "stage", _STAGE_KEYS)
+    index = _int(d["index"], "stage.index", 1, MAX_STAGE_INDEX)
+    _hex64(d["video_id"], "stage.video_id")
+    if index == 1:
+        if d["parent_sha256"] is not None or d["residual_scale"] is not None:
+            raise GnervError("a base layer (stage 1) has no parent_sha256 and no residual_scale")
+        if cfg.residual:
+            raise GnervError("a base layer (stage 1) must hold a frame model, not a residual one")
+    else:
+        _hex64(d["parent_sha256"], "stage.parent_sha256")
+        _num(d["residual_scale"], "stage.residual_scale")
+        if not cfg.residual:
+            raise GnervError(f"layer {index} must hold a residual model (model.residual true)")
+    return d
+
+
+def _validate_header(header: Any) -> tuple[dict, GNeRVConfig, int, list[dict], dict]:
+    """Check a parsed header; returns (video, config, bits, tensor table, stage)."""
+    header = _obj(header, "(top level)", _TOP_KEYS)
+    enc = header["encoder"]
+    if not isinstance(enc, str) or len(enc) > MAX_ENCODER_CHARS or not enc.isprintable():
+        raise GnervError("header field encoder must be a short printable string")
+    video = _obj(header["video"], "video", _VIDEO_KEYS)
+    height = _int(video["height"], "video.height", 1, MAX_SIDE)
+    width = _int(video["width"], "video.width", 1, MAX_SIDE)
+    n_frames = _int(video["n_frames"], "video.n_frames", 1, MAX_VIDEO_SAMPLES)
+    _num(video["fps"], "video.fps")
+    quant = _obj(header["quantization"], "quantization", _QUANT_KEYS)
+    bits = _int(quant["bits"], "quantization.bits", MIN_BITS, MAX_BITS)
+    if quant["scheme"] != QUANT_SCHEME:
+        raise GnervError(f"header field quantization.scheme must be {QUANT_SCHEME!r}")
+    cfg = _validate_config(header["model"])
+    if (cfg.height, cfg.width) != (height, width):
+        raise GnervError(
+            f"model is for {cfg.height}x{cfg.width} frames but the video is {height}x{width}"
+        )
+    check_model_size(cfg, n_frames)
+    stage = _validate_stage(header["stage"], cfg)
+
+    table = header["tensors"]
+    expected = expected_tensors(cfg)
+    if not isinstance(table, list) or len(table) != len(expected):
+        got = len(table) if isinstance(table, list) else type(table).__name__
+        raise GnervError(f"tensor table must list the model's {len(expected)} tensors, got {got}")
+    for i, (entry, (name, shape)) in enumerate(zip(table, expected, strict=True)):
+        entry = _obj(entry, f"tensors[{i}]", _TENSOR_KEYS)
+        if entry["name"] != name:
+            raise GnervError(f"tensor {i} is named {entry['name']!r}, the model expects {name!r}")
+        got_shape = _int_list(entry["shape"], f"tensors[{i}].shape", 8, 0, MAX_PARAMS)
+        if tuple(got_shape) != shape:
+            raise GnervError(
+                f"tensor {name!r} has shape {got_shape}, the model expects {list(shape)}"
+            )
+        tbits = _int(entry["bits"], f"tensors[{i}].bits", MIN_BITS, MAX_BITS)
+        bound = coded_size_bound(math.prod(shape), 1 << tbits)
+        _int(entry["blob_bytes"], f"tensors[{i}].blob_bytes", 0, bound)
+    return video, cfg, bits, table, stage
+
+
+# --------------------------------------------------------------------------------------------
+# The parsed file
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """One tensor as stored: its table entry, channel ranges and entropy blob (not decoded)."""
+
+    name: str
+    shape: tuple[int, ...]  # the model's shape
+    bits: int
+    mins: np.ndarray
+    maxs: np.ndarray
+    blob: bytes
+    mode: str  # entropy mode: empty | const | raw | ans
+    table_bytes: int  # bytes of the blob that are not payload (mode byte, frequency table, ...)
+    payload_bytes: int
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def minmax_bytes(self) -> int:
+        return 8 * self.mins.size
+
+    @property
+    def stored_bytes(self) -> int:
+        """All body bytes of this tensor: min/max arrays and blob."""
+        return self.minmax_bytes + len(self.blob)
+
+    def decode(self) -> QuantizedTensor:
+        """Entropy-decode the symbols (raises GnervError on a corrupt blob)."""
+        symbols = decode_symbols(self.blob, self.numel, 1 << self.bits)
+        return QuantizedTensor(
+            self.name, coding_shape(self.shape), self.bits, symbols, self.mins, self.maxs
+        )
+
+
+@dataclass
+class GnervFile:
+    """A checked ``.gnerv`` file. ``tensors`` entropy-decodes on first use."""
+
+    name: str
+    video: dict
+    model_config: GNeRVConfig
+    bits: int
+    stage: dict
+    records: list[TensorRecord]
+    sha256: str
+    sizes: dict
+    encoder: str
+    header: dict = field(repr=False)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.video["n_frames"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.video["fps"])
+
+    @property
+    def index(self) -> int:
+        return int(self.stage["index"])
+
+    @cached_property
+    def tensors(self) -> list[QuantizedTensor]:
+        out = []
+        for r in self.records:
+            try:
+                out.append(r.decode())
+            except GnervError as e:
+                raise GnervError(f"{self.name}: tensor {r.name!r}: {e}")
+        return out
+
+
+def build_model(f: GnervFile) -> GNeRV:
+    """GNeRV(config) with the file's dequantized weights, on the CPU, in eval mode."""
+    sd = dequantized_state_dict(f.tensors, [r.shape for r in f.records])
+    with torch.device("meta"):
+        model = GNeRV(f.model_config)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def pack(
+    video: dict,
+    model_config: GNeRVConfig,
+    bits: int,
+    stage: dict,
+    tensors: list[QuantizedTensor],
+    encoder: str = f"gnerv {__version__}",
+) -> bytes:
+    """Serialize one layer. ``tensors`` come from :func:`quantize_model` (coding shapes).
+
+    The header is checked with the reader's own validation, so nothing unreadable is written.
+    """
+    expected = expected_tensors(model_config)
+    if [q.name for q in tensors] != [n for n, _ in expected]:
+        raise GnervError("tensors do not match the model config's state dict (names or order)")
+    table, body = [], []
+    for q, (name, shape) in zip(tensors, expected, strict=True):
+        if tuple(q.shape) != coding_shape(shape):
+            raise GnervError(
+                f"tensor {name!r} has coding shape {q.shape}, expected {coding_shape(shape)}"
+            )
+        blob = encode_symbols(q.symbols, q.alphabet_size)
+        mins = np.asarray(q.mins, dtype="<f4")
+        maxs = np.asarray(q.maxs, dtype="<f4")
+        if mins.shape != (num_channels(q.shape),) or maxs.shape != mins.shape:
+            raise GnervError(f"tensor {name!r}: channel ranges do not match its shape")
+        table.append(
+            {"name": name, "shape": list(shape), "bits": int(q.bits), "blob_bytes": len(blob)}
+        )
+        body += [mins.tobytes(), maxs.tobytes(), blob]
+    header = {
+        "encoder": encoder,
+        "video": video,
+        "model": model_config.to_dict(),
+        "quantization": {"bits": int(bits), "scheme": QUANT_SCHEME},
+        "stage": stage,
+        "tensors": table,
+    }
+    _validate_header(header)
+    try:
+        text = canonical_json(header)
+    except (TypeError, ValueError) as e:
+        raise GnervError(f"header cannot be written as JSON ({e})")
+    if len(text) > MAX_HEADER_BYTES:
+        raise GnervError(f"header of {len(text)} bytes exceeds {MAX_HEADER_BYTES}")
+    _validate_header(json.loads(text))
+    data = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text)) + text + b"".join(body)
+    data += _CRC.pack(zlib.crc32(data))
+    for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>"):
+        _check_ranges(r, "<new file>")
+    return data
+
+
+def compress_model(
+    model: GNeRV, bits: int, video: dict, stage: dict, encoder: str = f"gnerv {__version__}"
+) -> bytes:
+    """Quantize ``model`` (not in place), entropy code it and serialize: the file's bytes."""
+    return pack(video, model.cfg, bits, stage, quantize_model(model, bits), encoder)
+
+
+def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
+    """Write a packed layer atomically (the file appears only when complete)."""
+    write_bytes_atomic(path, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _blob_split(blob: bytes, count: int) -> tuple[str, int, int]:
+    """(mode, table bytes, payload bytes) of an entropy blob from its head, without decoding.
+
+    Follows the layout in gnerv.entropy's docstring; the full check happens when decoding.
+    """
+    if count == 0 or not blob:
+        return ("empty", len(blob), 0)
+    pos = 1
+
+    def varint() -> int:
+        nonlocal pos
+        value = 0
+        for j in range(5):
+            if pos >= len(blob):
+                raise GnervError("entropy blob truncated")
+            byte = blob[pos]
+            pos += 1
+            value |= (byte & 0x7F) << (7 * j)
+            if not byte & 0x80:
+                return value
+        raise GnervError("entropy blob: varint too long")
+
+    mode = blob[0]
+    if mode == 0:
+        return ("const", len(blob), 0)
+    if mode == 1:
+        varint()
+        if pos >= len(blob):
+            raise GnervError("entropy blob truncated")
+        width = blob[pos]
+        payload = min((count * width + 7) // 8, len(blob))
+        return ("raw", len(blob) - payload, payload)
+    if mode == 2:
+        varint()
+        n = varint()
+        if n > len(blob):
+            raise GnervError("entropy blob: frequency table longer than the blob")
+        for _ in range(n):
+            varint()
+        varint()
+        return ("ans", pos, len(blob) - pos)
+    raise GnervError(f"entropy blob: unknown mode byte {mode}")
+
+
+def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[TensorRecord]:
+    """Cut the body (data[start:-4]) into records following the (validated) tensor table."""
+    end = len(data) - _CRC.size
+    need = sum(8 * num_channels(coding_shape(e["shape"])) + e["blob_bytes"] for e in table)
+    if start + need != end:
+        raise GnervError(
+            f"{name}: body has {end - start} bytes but the tensor table describes "
+            f"{need}: the file is corrupt"
+        )
+    records, pos = [], start
+    for e in table:
+        shape = tuple(e["shape"])
+        ch = num_channels(coding_shape(shape))
+        mins = np.frombuffer(data, dtype="<f4", count=ch, offset=pos).astype(np.float32)
+        maxs = np.frombuffer(data, dtype="<f4", count=ch, offset=pos + 4 * ch).astype(np.float32)
+        pos += 8 * ch
+        blob = data[pos : pos + e["blob_bytes"]]
+        pos += e["blob_bytes"]
+        try:
+            mode, tb, pb = _blob_split(blob, math.prod(shape))
+        except GnervError as err:
+            raise GnervError(f"{name}: tensor {e['name']!r}: {err}")
+        records.append(TensorRecord(e["name"], shape, e["bits"], mins, maxs, blob, mode, tb, pb))
+    return records
+
+
+def _check_ranges(r: TensorRecord, name: str) -> None:
+    if not (np.isfinite(r.mins).all() and np.isfinite(r.maxs).all()):
+        raise GnervError(f"{name}: tensor {r.name!r} has non-finite channel ranges")
+    if (r.maxs < r.mins).any():
+        raise GnervError(f"{name}: tensor {r.name!r} has a channel max below its min")
+    if r.numel == 0 and r.blob:
+        raise GnervError(f"{name}: tensor {r.name!r} is empty but has a blob")
+    if r.numel and not r.blob:
+        raise GnervError(f"{name}: tensor {r.name!r} has no coded symbols")
+
+
+def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile:
+    """Check and parse a whole file's bytes. ``decode`` also entropy-decodes every tensor now
+    (otherwise on first use of ``.tensors``). Raises GnervError naming ``name``."""
+    if not isinstance(data, bytes):
+        data = bytes(data)
+    size = len(data)
+    if size == 0:
+        raise GnervError(f"{name}: empty file, not a .gnerv file")
+    if data[: len(MAGIC)] != MAGIC:
+        if size < len(MAGIC) and data == MAGIC[:size]:
+            raise GnervError(f"{name}: truncated .gnerv file ({size} bytes)")
+        raise GnervError(f"{name}: not a .gnerv file (starts with {data[:4]!r}, not {MAGIC!r})")
+    if size < _PREFIX.size:
+        raise GnervError(f"{name}: truncated .gnerv file ({size} bytes)")
+    _, version, header_len = _PREFIX.unpack_from(data)
+    if version > FORMAT_VERSION:
+        raise GnervError(
+            f"{name}: written by a newer gnerv (format {version}); upgrade gnerv "
+            f"(this one reads format {FORMAT_VERSION})"
+        )
+    if version != FORMAT_VERSION:
+        raise GnervError(f"{name}: unknown .gnerv format version {version}")
+    if size < MIN_FILE_BYTES:
+        raise GnervError(f"{name}: truncated .gnerv file ({size} bytes)")
+    (stored,) = _CRC.unpack_from(data, size - _CRC.size)
+    actual = zlib.crc32(memoryview(data)[: size - _CRC.size])
+    if stored != actual:
+        raise GnervError(
+            f"{name}: checksum mismatch (CRC-32 {actual:08x}, stored {stored:08x}): "
+            "the file is corrupt or truncated"
+        )
+    if header_len > MAX_HEADER_BYTES:
+        raise GnervError(f"{name}: header of {header_len} bytes exceeds {MAX_HEADER_BYTES}")
+    start = _PREFIX.size + header_len
+    if start > size - _CRC.size:
+        raise GnervError(f"{name}: header length {header_len} runs past the end of the file")
+    raw = data[_PREFIX.size : start]
+
+    def no_constants(token: str) -> Any:
+        raise ValueError(f"{token} is not allowed")
+
+    try:
+        header = json.loads(raw.decode("ascii"), parse_constant=no_constants)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise GnervError(f"{name}: header is not valid JSON ({str(e).splitlines()[0][:80]})")
+    try:
+        canonical = canonical_json(header) == raw
+    except (TypeError, ValueError, RecursionError):
+        canonical = False
+    if not canonical:
+        raise GnervError(f"{name}: header is not in canonical form (sorted keys, no spaces)")
+    try:
+        video, cfg, bits, table, stage = _validate_header(header)
+    except GnervError as e:
+        raise GnervError(f"{name}: {e}")
+    records = _split_body(data, start, table, name)
+    for r in records:
+        _check_ranges(r, name)
+    minmax = sum(r.minmax_bytes for r in records)
+    entropy_tables = sum(r.table_bytes for r in records)
+    payload = sum(r.payload_bytes for r in records)
+    sizes = {
+        "header": start + _CRC.size,
+        "minmax": minmax,
+        "entropy_tables": entropy_tables,
+        "table": minmax + entropy_tables,
+        "payload": payload,
+        "total": size,
+    }
+    f = GnervFile(
+        name=name,
+        video=video,
+        model_config=cfg,
+        bits=bits,
+        stage=stage,
+        records=records,
+        sha256=hashlib.sha256(data).hexdigest(),
+        sizes=sizes,
+        encoder=header["encoder"],
+        header=header,
+    )
+    if decode:
+        _ = f.tensors
+    return f
+
+
+def read_gnerv(path: str | os.PathLike, decode: bool = True) -> GnervFile:
+    """Read and check a ``.gnerv`` file (see :func:`unpack`)."""
+    path = Path(path)
+    if not path.exists():
+        raise GnervError(f"{path}: no such file")
+    if not path.is_file():
+        raise GnervError(f"{path}: not a file; give a .gnerv file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise GnervError(f"{path}: {size} bytes is larger than any .gnerv file can be")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise GnervError(f"{path}: cannot read ({e.strerror or e})")
+    return unpack(data, str(path), decode=decode)
+
+
+# --------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------
+
+
+def file_info(f: GnervFile) -> dict:
+    """What ``gnerv info`` reports: video, stage, model, per-tensor sizes, bpp (no decoding)."""
+    cfg = f.model_config
+    pixels = f.n_frames * cfg.height * cfg.width
+    return {
+        "file": f.name,
+        "format": FORMAT_VERSION,
+        "encoder": f.encoder,
+        "sha256": f.sha256,
+        "video": dict(f.video),
+        "stage": dict(f.stage),
+        "model": cfg.to_dict(),
+        "params": count_params(cfg),
+        "macs_per_frame": macs_per_frame(cfg),
+        "bits": f.bits,
+        "sizes": dict(f.sizes),
+        "bpp": 8 * f.sizes["total"] / pixels,
+        "tensors": [
+            {
+                "name": r.name,
+                "shape": list(r.shape),
+                "bits": r.bits,
+                "channels": int(r.mins.size),
+                "mode": r.mode,
+                "minmax_bytes": r.minmax_bytes,
+                "table_bytes": r.table_bytes,
+                "payload_bytes": r.payload_bytes,
+                "bytes": r.stored_bytes,
+            }
+            for r in f.records
+        ],
+    }

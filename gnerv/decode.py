@@ -1,0 +1,146 @@
+"""Decoding: ``.gnerv`` layers -> frames, any frame range, any prefix of the layer chain.
+
+Needs nothing but the files: the models are rebuilt from their headers and weights
+(:func:`gnerv.bitstream.build_model`); nothing from training is imported.
+
+A chain is ``[base, layer 2, layer 3, ...]``: layer ``k`` names the SHA-256 of layer ``k - 1``'s
+file, and all layers come from the same video. Each layer renders on its own, in float; residual
+layers are divided by their ``residual_scale``; the sum is clipped to [0, 1] only at the end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from gnerv.bitstream import GnervFile, build_model, read_gnerv
+from gnerv.device import select_device
+from gnerv.errors import GnervError
+from gnerv.model import GNeRV, frame_times, to_uint8
+
+DEFAULT_BATCH = 8
+
+
+def _short(sha: str | None) -> str:
+    return (sha or "none")[:8]
+
+
+def check_chain(files: Sequence[GnervFile]) -> None:
+    """Refuse layers that are not a prefix chain of one video (raises GnervError)."""
+    if not files:
+        raise GnervError("no layers given: pass the base layer (stage 1) first")
+    base = files[0]
+    if base.index != 1:
+        raise GnervError(
+            f"{base.name} is layer {base.index}, not a base layer: give the base (stage 1) first"
+        )
+    for k, f in enumerate(files[1:], start=1):
+        if f.stage["video_id"] != base.stage["video_id"] or f.video != base.video:
+            raise GnervError(
+                f"layer {k + 1} ({f.name}) is from a different video than the base ({base.name})"
+            )
+        if f.index != k + 1:
+            raise GnervError(
+                f"{f.name} is layer {f.index} but was given as layer {k + 1}: layers out of "
+                "order; give them as base, layer 2, layer 3, ..."
+            )
+        prev = files[k - 1]
+        if f.stage["parent_sha256"] != prev.sha256:
+            what = "base" if k == 1 else f"layer {k}"
+            raise GnervError(
+                f"layer {k + 1} ({f.name}) refines {_short(f.stage['parent_sha256'])}, not the "
+                f"given {what} {_short(prev.sha256)} ({prev.name})"
+            )
+
+
+def load_layers(paths: Sequence[str | os.PathLike]) -> list[GnervFile]:
+    """Read, check and chain-check layer files (base first)."""
+    files = [read_gnerv(p) for p in paths]
+    check_chain(files)
+    return files
+
+
+def _check_indices(indices: Sequence[int], n_frames: int) -> torch.Tensor:
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    if idx.ndim != 1 or len(idx) == 0:
+        raise GnervError("no frames to decode")
+    if int(idx.min()) < 0 or int(idx.max()) >= n_frames:
+        raise GnervError(
+            f"frame {int(idx.max()) if int(idx.max()) >= n_frames else int(idx.min())} is "
+            f"outside the video (0:{n_frames})"
+        )
+    return idx
+
+
+def _models(files: Sequence[GnervFile], device: torch.device) -> list[tuple[GNeRV, float | None]]:
+    return [
+        (build_model(f).to(device), f.stage["residual_scale"] if f.index > 1 else None)
+        for f in files
+    ]
+
+
+def _batches(
+    files: Sequence[GnervFile],
+    indices: Sequence[int],
+    device: str | torch.device,
+    batch_size: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (positions in ``indices``, float layer sums (B, 3, H, W) on the device).
+
+    Frames are rendered in aligned blocks ``[k * batch_size, (k + 1) * batch_size)`` of the whole
+    video, whatever is asked for: a frame is always computed in the same batch, so it decodes to
+    the same bits for any frame range (CPU matrix products differ in the last bit with the
+    batch's size).
+    """
+    check_chain(files)
+    if batch_size < 1:
+        raise GnervError(f"batch size {batch_size} must be >= 1")
+    n = files[0].n_frames
+    idx = _check_indices(indices, n)
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    models = _models(files, dev)
+    block_of = idx // batch_size
+    with torch.inference_mode():
+        for block in torch.unique(block_of).tolist():
+            lo = block * batch_size
+            t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)
+            acc = models[0][0](t).float()
+            for model, scale in models[1:]:
+                acc = acc + model(t).float() / scale
+            positions = torch.nonzero(block_of == block).flatten()
+            yield positions, acc[(idx[positions] - lo).to(dev)]
+
+
+def decode_float(
+    files: Sequence[GnervFile],
+    indices: Sequence[int],
+    device: str | torch.device = "auto",
+    batch_size: int = DEFAULT_BATCH,
+) -> torch.Tensor:
+    """The unclipped float sum of the layers: (N, 3, H, W) float32 on the CPU."""
+    cfg = files[0].model_config if files else None
+    out = None
+    for positions, acc in _batches(files, indices, device, batch_size):
+        if out is None:
+            out = torch.empty((len(indices), 3, cfg.height, cfg.width), dtype=torch.float32)
+        out[positions] = acc.cpu()
+    return out
+
+
+def decode_layers(
+    files: Sequence[GnervFile],
+    indices: Sequence[int],
+    device: str | torch.device = "auto",
+    batch_size: int = DEFAULT_BATCH,
+) -> np.ndarray:
+    """Decoded frames: uint8 (N, H, W, 3), the layers' sum clipped and rounded at the end."""
+    cfg = files[0].model_config if files else None
+    out = None
+    for positions, acc in _batches(files, indices, device, batch_size):
+        if out is None:
+            out = np.empty((len(indices), cfg.height, cfg.width, 3), dtype=np.uint8)
+        out[positions.numpy()] = to_uint8(acc).cpu().numpy()
+    return out
