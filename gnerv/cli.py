@@ -147,24 +147,33 @@ def cmd_extract(args: argparse.Namespace) -> None:
 def cmd_fit(args: argparse.Namespace) -> None:
     from gnerv.bitstream import video_fingerprint
     from gnerv.model import describe
+    from gnerv.residual import is_residual_file, load_residual
     from gnerv.train import fit
     from gnerv.video import load_frames
 
-    frames, meta = load_frames(args.frames_file)
-    _, h, w, _ = frames.shape
-    model_cfg = model_config_from_args(args, h, w, residual=False)
+    residual = is_residual_file(args.frames_file)
+    if residual:  # a stage j >= 2 target written by `gnerv residual`
+        target, meta = load_residual(args.frames_file)
+        scale = float(meta["residual_scale"])
+    else:
+        target, meta = load_frames(args.frames_file)
+        meta, scale = {**meta, "video_id": video_fingerprint(target)}, 1.0
+    _, h, w, _ = target.shape
+    model_cfg = model_config_from_args(args, h, w, residual=residual)
     print(describe(model_cfg), file=sys.stderr)
     result = fit(
-        frames,
+        target,
         model_cfg,
-        train_config_from_args(args, residual=False),
+        train_config_from_args(args, residual=residual),
         args.output,
         resume=args.resume,
-        video_meta={**meta, "video_id": video_fingerprint(frames)},
+        target_scale=scale,
+        video_meta=meta,
         progress=not args.quiet,
     )
+    what = "PSNR of the layers so far plus this residual" if residual else "PSNR"
     print(
-        f"PSNR {result.psnr:.2f} dB after {result.epochs} epochs "
+        f"{what} {result.psnr:.2f} dB after {result.epochs} epochs "
         f"({result.train_seconds:.0f} s of training) -> {args.output}"
     )
 
@@ -233,6 +242,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.codec import default_workdir, encode_single
     from gnerv.model import describe
 
+    if args.stages != 1 or args.respective:
+        return cmd_encode_layers(args)
     _check_suffix(args.output, (".gnerv",))
     frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
     _, h, w, _ = frames.shape
@@ -335,7 +346,28 @@ def register_codec_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("encode", help="video -> .gnerv in one go (extract, fit, compress)")
     p.add_argument("video", help="any video ffmpeg reads (mp4, mkv, avi, mov, y4m)")
-    p.add_argument("-o", "--output", required=True, metavar="FILE.gnerv", help="file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="FILE.gnerv|OUT_DIR",
+        help="file to write; with --stages N > 1 a folder for stage1.gnerv ... stageN.gnerv",
+    )
+    g = p.add_argument_group("progressive stages")
+    g.add_argument("--stages", type=int, default=1, help="number of progressive stages (1)")
+    g.add_argument("--stage-sizes", metavar="0.1M,0.05M,...", help="params of each stage")
+    g.add_argument("--stage-epochs", metavar="300,100,...", help="epochs of each stage")
+    g.add_argument(
+        "--residual-scale",
+        default="100",
+        metavar="S[,S...]",
+        help="residual scale of stages 2+ (one value, or one per stage; paper: 100)",
+    )
+    g.add_argument(
+        "--respective",
+        action="store_true",
+        help="instead: separate models sized like the progressive prefixes (paper Table 3)",
+    )
     p.add_argument("--bits", type=int, default=8, help="quantization bits (2..16, default 8)")
     p.add_argument(
         "--workdir",
@@ -359,6 +391,210 @@ def register_codec_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE.gnerv")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
+
+
+# --------------------------------------------------------------------------------------------
+# Progressive stages and evaluation
+# --------------------------------------------------------------------------------------------
+
+
+def parse_list(text: str, kind: type, what: str) -> list:
+    try:
+        return [kind(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise GnervError(f"{what} '{text}' is not a comma list of {kind.__name__} values")
+
+
+def cmd_residual(args: argparse.Namespace) -> None:
+    from gnerv.progressive import compute_residual
+    from gnerv.video import load_frames
+
+    _check_suffix(args.output, (".npy",))
+    frames, _ = load_frames(args.frames_file)
+    meta = compute_residual(frames, args.layers, args.scale, args.output, args.device, args.batch)
+    print(
+        f"{args.output}: residual target of stage {meta['stage']['index']} "
+        f"(x{meta['residual_scale']:g}) after {len(args.layers)} layer(s)"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from gnerv.atomic import write_json
+    from gnerv.evaluate import evaluate_layers
+    from gnerv.video import load_frames
+
+    _check_suffix(args.output, (".json",))
+    frames, _ = load_frames(args.frames_file)
+    result = evaluate_layers(frames, args.layers, args.device, args.batch, args.label)
+    write_json(args.output, result)
+    for p in result["points"]:
+        ms = f", MS-SSIM {p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else ""
+        print(
+            f"{p['label']} stage {p['stage']}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB{ms}, "
+            f"{p['params']} params, decode {p['decode_fps']:.1f} frames/s"
+        )
+
+
+def cmd_baselines(args: argparse.Namespace) -> None:
+    from gnerv.atomic import write_json
+    from gnerv.baselines import run_baselines
+    from gnerv.video import DEFAULT_FPS, load_frames
+
+    _check_suffix(args.output, (".json",))
+    frames, meta = load_frames(args.frames_file)
+    codecs = parse_list(args.codecs, str, "--codecs")
+    crfs = parse_list(args.crf, int, "--crf")
+    points = run_baselines(
+        frames,
+        float(meta.get("fps") or DEFAULT_FPS),
+        codecs,
+        crfs,
+        args.preset,
+        progress=not args.quiet,
+    )
+    write_json(args.output, points)
+    for p in points:
+        print(f"{p['codec']} crf {p['crf']}: {p['bpp']:.4f} bpp, PSNR {p['psnr']:.2f} dB")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from gnerv.report import make_report
+    from gnerv.video import DEFAULT_FPS, load_frames
+
+    frames, meta = load_frames(args.frames_file)
+    summary = make_report(
+        args.metrics,
+        args.baselines,
+        frames,
+        float(meta.get("fps") or DEFAULT_FPS),
+        args.output,
+        args.device,
+    )
+    top = summary["top"]
+    print(f"{args.output}: report written; top layer {top['bpp']:.4f} bpp, {top['psnr']:.2f} dB")
+    for row in summary["bd"]:
+        if "bd_rate_percent" in row:
+            print(
+                f"BD-rate of {row['curve']} vs {row['reference']}: {row['bd_rate_percent']:+.1f} %"
+                f" (BD-PSNR {row['bd_psnr_db']:+.2f} dB)"
+            )
+        else:
+            print(f"BD-rate of {row['curve']} vs {row['reference']}: n/a ({row['note']})")
+
+
+def stage_specs_from_args(args: argparse.Namespace) -> list:
+    """--stages N with per-stage --stage-sizes / --stage-epochs / --residual-scale lists."""
+    from gnerv.model import parse_param_count
+    from gnerv.progressive import StageSpec
+
+    if args.stages < 1:
+        raise GnervError(f"--stages {args.stages}: give at least 1 stage")
+    sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
+    epochs = parse_list(args.stage_epochs, int, "--stage-epochs") if args.stage_epochs else None
+    scales = parse_list(args.residual_scale, float, "--residual-scale")
+    for name, values in (("--stage-sizes", sizes), ("--stage-epochs", epochs)):
+        if values is not None and len(values) != args.stages:
+            raise GnervError(f"{name} lists {len(values)} values for --stages {args.stages}")
+    if len(scales) not in (1, max(args.stages - 1, 1)):
+        raise GnervError(
+            f"--residual-scale lists {len(scales)} values: give one, or one per stage after the "
+            f"first ({args.stages - 1})"
+        )
+    specs = []
+    for j in range(args.stages):
+        size = sizes[j] if sizes else (args.size if j == 0 else None)
+        specs.append(
+            StageSpec(
+                size=parse_param_count(size) if size and args.c0 is None else None,
+                c0=args.c0 if args.c0 is not None and not sizes else None,
+                epochs=epochs[j] if epochs else args.epochs,
+                lr=args.lr if j == 0 else None,
+                alpha=args.alpha if j == 0 else None,
+                residual_scale=scales[min(max(j - 1, 0), len(scales) - 1)],
+            )
+        )
+    if specs[1:] and specs[1].size is None and specs[1].c0 is None:
+        raise GnervError("--stages > 1 needs --stage-sizes (one size per stage)")
+    return specs
+
+
+def cmd_encode_layers(args: argparse.Namespace) -> None:
+    """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv)."""
+    from gnerv.progressive import encode_progressive, encode_respective
+
+    specs = stage_specs_from_args(args)
+    frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
+    _, h, w, _ = frames.shape
+    base_model = model_config_from_args(args, h, w, residual=False)
+    run = encode_respective if args.respective else encode_progressive
+    figures = run(
+        frames,
+        meta,
+        specs,
+        base_model,
+        train_config_from_args(args, residual=False),
+        args.output,
+        bits=args.bits,
+        resume=args.resume,
+        progress=not args.quiet,
+    )
+    for fig in figures:
+        print(f"stage {fig['stage']}: {fig['params']} params, fit PSNR {fig['fit_psnr']:.2f} dB")
+        _print_figures(fig)
+
+
+def register_progressive_commands(sub: argparse._SubParsersAction) -> None:
+    """residual, evaluate, baselines, report."""
+    p = sub.add_parser(
+        "residual", help="scaled residual the given layers leave (next stage's target)"
+    )
+    p.add_argument("frames_file", metavar="FRAMES", help="frames .npy from `gnerv extract`")
+    p.add_argument(
+        "--layers",
+        nargs="+",
+        required=True,
+        metavar="L.gnerv",
+        help="the layers so far, base first",
+    )
+    p.add_argument("--scale", type=float, default=100.0, help="residual scale (paper: 100)")
+    p.add_argument("-o", "--output", required=True, metavar="RESIDUAL.npy", help="file to write")
+    p.add_argument("--batch", type=int, default=8, help="frames per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(func=cmd_residual)
+
+    p = sub.add_parser("evaluate", help="bpp, PSNR, MS-SSIM, params, speed of every layer prefix")
+    p.add_argument("frames_file", metavar="FRAMES", help="frames .npy from `gnerv extract`")
+    p.add_argument(
+        "--layers", nargs="+", required=True, metavar="L.gnerv", help="the layers, base first"
+    )
+    p.add_argument("-o", "--output", required=True, metavar="METRICS.json", help="file to write")
+    p.add_argument("--label", default="gnerv", help="curve name in plots and tables")
+    p.add_argument("--batch", type=int, default=8, help="frames per forward pass")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("baselines", help="x264 / x265 R-D points on the same frames")
+    p.add_argument("frames_file", metavar="FRAMES", help="frames .npy from `gnerv extract`")
+    p.add_argument("--codecs", default="x264,x265", help="comma list: x264, x265")
+    p.add_argument("--crf", default="23,28,33,38", help="comma list of CRF values")
+    p.add_argument("--preset", default="medium", help="x264/x265 preset (paper: medium)")
+    p.add_argument("-o", "--output", required=True, metavar="BASELINES.json", help="file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_baselines)
+
+    p = sub.add_parser("report", help="R-D plot, per-frame PSNR, frames, BD-rate, summary table")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        required=True,
+        metavar="METRICS.json",
+        help="from `gnerv evaluate` (several: several curves, e.g. respective)",
+    )
+    p.add_argument("--baselines", metavar="BASELINES.json", help="from `gnerv baselines`")
+    p.add_argument("--frames-file", required=True, metavar="FRAMES", help="the source frames")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.set_defaults(func=cmd_report)
 
 
 def cmd_track(args: argparse.Namespace) -> None:
@@ -409,8 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_extract_args(p)
     p.set_defaults(func=cmd_extract)
 
-    p = sub.add_parser("fit", help="train a GNeRV model on a frames file (or a video)")
-    p.add_argument("frames_file", metavar="FRAMES", help="frames .npy from `gnerv extract`")
+    p = sub.add_parser("fit", help="train a GNeRV model on frames (or on a residual)")
+    p.add_argument(
+        "frames_file",
+        metavar="FRAMES",
+        help="frames .npy from `gnerv extract`, or residual .npy from `gnerv residual`",
+    )
     p.add_argument("-o", "--output", required=True, metavar="MODEL_DIR", help="output folder")
     add_model_args(p)
     add_train_args(p)
@@ -429,9 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Later modules add their commands here (encode/decode/info, progressive, evaluation).
+# Command groups beyond extract/fit/render: codec, progressive + evaluation, tracking.
 EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     register_codec_commands,
+    register_progressive_commands,
     register_track_command,
 ]
 

@@ -77,6 +77,8 @@ def compress_checkpoint(
                 "(fingerprints differ)"
             )
         video_id = fingerprint
+    if stage is None and meta.get("stage"):  # a residual stage: `gnerv residual` named its place
+        stage = meta["stage"]
     if stage is None:
         if model.cfg.residual:
             raise GnervError(

@@ -230,6 +230,11 @@ class GNeRV(nn.Module):
             for i, r in enumerate(cfg.upscale_factors)
         )
         self.head = nn.Conv2d(chans[-1], 3, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        if cfg.residual:
+            # A residual stage starts by adding nothing, so training can only improve on the
+            # layers below it (a random head would first add noise to the reconstruction).
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         self.act = nn.GELU()
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:

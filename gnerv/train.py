@@ -2,7 +2,7 @@
 
 Adam(0.5, 0.999), linear warm-up over the first 20 % of steps then cosine decay, loss
 a * D + (1 - a) * (1 - SSIM). The whole target sits on the device once (frames as uint8, residuals
-as float16) and is converted per batch. Training state is checkpointed atomically every few epochs;
+as float32) and is converted per batch. Training state is checkpointed atomically every few epochs;
 `resume=True` continues from the last checkpoint and gives the same weights as an unbroken run.
 """
 
@@ -314,6 +314,7 @@ def fit(
         "device": str(device),
         "video": video_meta or {},
         "target_scale": target_scale,
+        "history": history,
     }
     write_bytes_atomic(out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode())
     return FitResult(model, final_psnr, cfg.epochs, train_seconds, history)

@@ -1,0 +1,83 @@
+"""Per-prefix figures of a layered encoding: cumulative bpp, PSNR / SSIM / MS-SSIM, params, MACs,
+and decode speed, measured on what the decoder produces from the files themselves."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gnerv.decode import DEFAULT_BATCH, decode_layers, load_layers
+from gnerv.device import select_device
+from gnerv.errors import GnervError
+from gnerv.metrics import evaluate
+from gnerv.model import count_params, macs_per_frame
+
+
+def fit_seconds(layer_path: str | os.PathLike) -> float | None:
+    """Training time of a layer, from the fit.json that `gnerv fit` left beside it (if any)."""
+    p = Path(layer_path)
+    for candidate in (p.parent / "fit.json", p.with_suffix(".work") / "fit.json"):
+        try:
+            return float(json.loads(candidate.read_text())["train_seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def evaluate_layers(
+    frames: np.ndarray,
+    layer_paths: list[str | os.PathLike],
+    device: str = "auto",
+    batch_size: int = DEFAULT_BATCH,
+    label: str = "gnerv",
+) -> dict:
+    """Decode every prefix (1, 1+2, ...) of `layer_paths` and measure it against `frames`."""
+    files = load_layers(layer_paths)
+    n, height, width, _ = frames.shape
+    base = files[0]
+    if (n, height, width) != (base.n_frames, base.model_config.height, base.model_config.width):
+        raise GnervError(
+            f"frames {n}x{height}x{width} are not the video of {base.name} "
+            f"({base.n_frames}x{base.model_config.height}x{base.model_config.width})"
+        )
+    dev = select_device(device)
+    points = []
+    total_bytes = total_params = total_macs = 0
+    for j, f in enumerate(files, start=1):
+        total_bytes += Path(layer_paths[j - 1]).stat().st_size
+        total_params += count_params(f.model_config)
+        total_macs += macs_per_frame(f.model_config)
+        decode_layers(files[:j], [0], dev, batch_size)  # warm-up: model build, kernel choice
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        decoded = decode_layers(files[:j], list(range(n)), dev, batch_size)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        seconds = time.perf_counter() - t0
+        m = evaluate(frames, decoded)
+        points.append(
+            {
+                "label": label,
+                "stage": j,
+                "layers": [str(p) for p in layer_paths[:j]],
+                "bytes": total_bytes,
+                "bpp": 8 * total_bytes / (n * height * width),
+                "params": total_params,
+                "macs_per_frame": total_macs,
+                "encode_seconds": fit_seconds(layer_paths[j - 1]),
+                "decode_seconds": seconds,
+                "decode_fps": n / seconds,
+                **m,
+            }
+        )
+    return {
+        "video": {"n_frames": n, "height": height, "width": width, "fps": base.fps},
+        "device": str(dev),
+        "points": points,
+    }

@@ -1,0 +1,226 @@
+"""The progressive pipeline (paper 3.2): stage 1 fits the video, stage j fits what stages < j left.
+
+One `.gnerv` per stage; a prefix of the layers decodes to a lower bitrate. Residual targets are
+computed from the *decoded* earlier layers (see gnerv.residual), so quantization error is part of
+what the next stage learns. The `respective` mode trains separate single-stage models whose sizes
+match the progressive totals, for the paper's Table 3 comparison.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from gnerv.bitstream import next_stage, video_fingerprint
+from gnerv.codec import compress_checkpoint, encode_single
+from gnerv.decode import DEFAULT_BATCH, decode_float, load_layers
+from gnerv.errors import GnervError
+from gnerv.model import GNeRVConfig, c0_for_size, count_params
+from gnerv.residual import check_scale, residual_target, save_residual
+from gnerv.train import TrainConfig, fit
+
+DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
+RESIDUAL_LR = 2e-4  # paper 4.1
+RESIDUAL_ALPHA = 1.0  # paper: no SSIM term on residuals
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One progressive stage: its size (params or C0), epochs and, for j >= 2, residual scale."""
+
+    size: int | None = None  # target parameter count
+    c0: int | None = None  # or C0 directly
+    epochs: int = 300
+    lr: float | None = None  # default: 2e-3 for stage 1, 2e-4 after
+    alpha: float | None = None  # default: 0.7 for stage 1, 1.0 after
+    residual_scale: float = DEFAULT_RESIDUAL_SCALE
+
+    def check(self, index: int) -> None:
+        if self.c0 is None and self.size is None:
+            raise GnervError(f"stage {index} has no size: give its params (size) or c0")
+        if (self.c0 is not None and self.c0 < 1) or (self.size is not None and self.size < 1):
+            raise GnervError(f"stage {index} has a zero or negative size")
+        if self.epochs < 1:
+            raise GnervError(f"stage {index}: epochs = {self.epochs} must be >= 1")
+        if index > 1:
+            check_scale(self.residual_scale)
+
+
+def check_stages(stages: list[StageSpec]) -> None:
+    if not stages:
+        raise GnervError("the stage list is empty: give at least the base stage")
+    for j, s in enumerate(stages, start=1):
+        s.check(j)
+
+
+def stage_model_config(spec: StageSpec, base: GNeRVConfig, index: int) -> GNeRVConfig:
+    """The model of stage `index`: the shared architecture settings with this stage's size."""
+    residual = index > 1
+    if spec.c0 is not None:
+        return replace(base, c0=spec.c0, residual=residual)
+    common = base.to_dict()
+    common.pop("c0")
+    common["residual"] = residual
+    common["upscale_factors"] = tuple(common["upscale_factors"])
+    return GNeRVConfig(c0=c0_for_size(spec.size, **common), **common)
+
+
+def stage_train_config(spec: StageSpec, base: TrainConfig, index: int) -> TrainConfig:
+    first = index == 1
+    return replace(
+        base,
+        epochs=spec.epochs,
+        lr=spec.lr if spec.lr is not None else (base.lr if first else RESIDUAL_LR),
+        loss_alpha=spec.alpha
+        if spec.alpha is not None
+        else (base.loss_alpha if first else RESIDUAL_ALPHA),
+    )
+
+
+def compute_residual(
+    frames: np.ndarray,
+    layer_paths: list[str | os.PathLike],
+    scale: float,
+    output: str | os.PathLike,
+    device: str = "auto",
+    batch_size: int = DEFAULT_BATCH,
+) -> dict:
+    """Decode `layer_paths` (a prefix chain) and write scale * (frames - their sum) to `output`.
+
+    The sidecar names the stage the residual is for, its parent layer and scale, so that
+    `gnerv fit` trains a residual model and `gnerv compress` codes it as the next layer."""
+    scale = check_scale(scale)
+    files = load_layers(layer_paths)
+    n, height, width, _ = frames.shape
+    last = files[-1]
+    if (n, height, width) != (last.n_frames, last.model_config.height, last.model_config.width):
+        raise GnervError(
+            f"frames {n}x{height}x{width} are not the video of {last.name} "
+            f"({last.n_frames}x{last.model_config.height}x{last.model_config.width})"
+        )
+    if video_fingerprint(frames) != last.stage["video_id"]:
+        raise GnervError(f"the frames given are not the video {last.name} was made from")
+    recon = decode_float(files, list(range(n)), device, batch_size)
+    residual = residual_target(frames, recon.permute(0, 2, 3, 1).numpy(), scale)
+    stage = next_stage(last, scale)
+    meta = {"stage": stage, "residual_scale": scale, "fps": last.fps, "video_id": stage["video_id"]}
+    save_residual(output, residual, meta)
+    return meta
+
+
+def encode_progressive(
+    frames: np.ndarray,
+    meta: dict,
+    stages: list[StageSpec],
+    base_model: GNeRVConfig,
+    base_train: TrainConfig,
+    out_dir: str | os.PathLike,
+    bits: int = 8,
+    resume: bool = False,
+    progress: bool = True,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[dict]:
+    """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work).
+
+    Returns one figures dict per stage (from compress_checkpoint, plus fit figures)."""
+    check_stages(stages)
+    out_dir = Path(out_dir)
+    video_id = video_fingerprint(frames)
+    layers: list[Path] = []
+    results = []
+    for j, spec in enumerate(stages, start=1):
+        model_cfg = stage_model_config(spec, base_model, j)
+        train_cfg = stage_train_config(spec, base_train, j)
+        work = out_dir / f"stage{j}.work"
+        output = out_dir / f"stage{j}.gnerv"
+        if j == 1:
+            target, scale, stage = frames, 1.0, None
+            fit_meta = {**meta, "video_id": video_id}
+        else:
+            res_path = work / "residual.npy"
+            fit_meta = compute_residual(
+                frames, layers, spec.residual_scale, res_path, base_train.device, batch_size
+            )
+            target, scale = np.load(res_path, allow_pickle=False), spec.residual_scale
+            stage = fit_meta["stage"]
+        result = fit(
+            target,
+            model_cfg,
+            train_cfg,
+            work,
+            resume=resume,
+            target_scale=scale,
+            video_meta=fit_meta,
+            progress=progress,
+        )
+        figures = compress_checkpoint(
+            work,
+            output,
+            bits,
+            frames=frames if j == 1 else None,
+            stage=stage,
+            device=base_train.device,
+            batch_size=batch_size,
+        )
+        figures.update(
+            stage=j,
+            fit_psnr=result.psnr,
+            train_seconds=result.train_seconds,
+            epochs=result.epochs,
+            params=count_params(model_cfg),
+            c0=model_cfg.c0,
+        )
+        layers.append(output)
+        results.append(figures)
+    return results
+
+
+def respective_sizes(stages: list[StageSpec], base_model: GNeRVConfig) -> list[int]:
+    """Parameter counts of the progressive prefixes: stage 1, 1+2, 1+2+3, ..."""
+    totals, running = [], 0
+    for j, spec in enumerate(stages, start=1):
+        running += count_params(stage_model_config(spec, base_model, j))
+        totals.append(running)
+    return totals
+
+
+def encode_respective(
+    frames: np.ndarray,
+    meta: dict,
+    stages: list[StageSpec],
+    base_model: GNeRVConfig,
+    base_train: TrainConfig,
+    out_dir: str | os.PathLike,
+    bits: int = 8,
+    resume: bool = False,
+    progress: bool = True,
+    batch_size: int = DEFAULT_BATCH,
+) -> list[dict]:
+    """The paper's "respective" baseline: for each progressive prefix 1..j, one separately
+    trained single-stage model with as many parameters as the prefix has in total, trained for
+    stage 1's epochs and settings. Writes out_dir/respective<j>.gnerv."""
+    check_stages(stages)
+    out_dir = Path(out_dir)
+    results = []
+    for j, total in enumerate(respective_sizes(stages, base_model), start=1):
+        spec = StageSpec(
+            size=total, epochs=stages[0].epochs, lr=stages[0].lr, alpha=stages[0].alpha
+        )
+        figures = encode_single(
+            frames,
+            meta,
+            stage_model_config(spec, base_model, 1),
+            stage_train_config(spec, base_train, 1),
+            out_dir / f"respective{j}.gnerv",
+            bits,
+            workdir=out_dir / f"respective{j}.work",
+            resume=resume,
+            progress=progress,
+            batch_size=batch_size,
+        )
+        figures.update(stage=j, params=count_params(stage_model_config(spec, base_model, 1)))
+        results.append(figures)
+    return results
