@@ -70,6 +70,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
     g.add_argument("--device", default="auto", help="auto (GPU when present) | cpu | cuda[:N]")
     g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    g.add_argument(
+        "--eager", action="store_true", help="plain path: NCHW tensors, no compile (for comparison)"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -115,6 +119,8 @@ def train_config_from_args(args: argparse.Namespace, residual: bool):
         checkpoint_every=args.checkpoint_every,
         device=args.device,
         amp=not args.no_amp,
+        channels_last=not args.eager,
+        compile=args.compile and not args.eager,
     )
 
 
@@ -160,7 +166,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         meta, scale = {**meta, "video_id": video_fingerprint(target)}, 1.0
     _, h, w, _ = target.shape
     model_cfg = model_config_from_args(args, h, w, residual=residual)
-    print(describe(model_cfg), file=sys.stderr)
+    print(describe(model_cfg))
     result = fit(
         target,
         model_cfg,
@@ -182,7 +188,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     import torch
 
     from gnerv.device import select_device
-    from gnerv.model import render, to_uint8
+    from gnerv.model import for_inference, render, to_uint8
     from gnerv.train import CHECKPOINT_NAME, model_from_checkpoint
     from gnerv.video import write_video
 
@@ -190,9 +196,13 @@ def cmd_render(args: argparse.Namespace) -> None:
     if not ckpt_path.exists():
         raise GnervError(f"{ckpt_path} not found: give a MODEL_DIR written by `gnerv fit`")
     model, ckpt = model_from_checkpoint(ckpt_path)
+    if model.cfg.residual:
+        raise GnervError(
+            f"{ckpt_path} holds a residual stage: compress it and `gnerv decode` its layer chain"
+        )
     n = int(ckpt["settings"]["target_shape"][0])
     indices = frame_indices(args.frames, n, str(ckpt_path))
-    model.to(select_device(args.device)).eval()
+    for_inference(model, select_device(args.device))
     frames = to_uint8(render(model, torch.tensor(indices), n, args.batch)).cpu().numpy()
     write_video(args.output, frames, float(ckpt.get("video", {}).get("fps", 25.0)))
     print(f"{args.output}: {len(frames)} frames")
@@ -248,7 +258,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
     _, h, w, _ = frames.shape
     model_cfg = model_config_from_args(args, h, w, residual=False)
-    print(describe(model_cfg), file=sys.stderr)
+    print(describe(model_cfg))
     workdir = args.workdir or default_workdir(args.output)
     fig = encode_single(
         frames,

@@ -29,7 +29,7 @@ from gnerv.decode import DEFAULT_BATCH, decode_layers
 from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRVConfig, render, to_uint8
+from gnerv.model import GNeRVConfig, for_inference, render, to_uint8
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import DEFAULT_FPS
 
@@ -100,7 +100,7 @@ def compress_checkpoint(
     figures = summary(coded)
     if frames is not None and coded.index == 1:
         dev = select_device(device)
-        model.to(dev).eval()
+        for_inference(model, dev)
         indices = list(range(n))
         before = to_uint8(render(model, torch.tensor(indices), n, batch_size)).cpu().numpy()
         after = decode_layers([coded], indices, dev, batch_size)

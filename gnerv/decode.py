@@ -19,7 +19,7 @@ import torch
 from gnerv.bitstream import GnervFile, build_model, read_gnerv
 from gnerv.device import select_device
 from gnerv.errors import GnervError
-from gnerv.model import GNeRV, frame_times, to_uint8
+from gnerv.model import GNeRV, for_inference, frame_times, to_uint8
 
 DEFAULT_BATCH = 8
 
@@ -77,7 +77,7 @@ def _check_indices(indices: Sequence[int], n_frames: int) -> torch.Tensor:
 
 def _models(files: Sequence[GnervFile], device: torch.device) -> list[tuple[GNeRV, float | None]]:
     return [
-        (build_model(f).to(device), f.stage["residual_scale"] if f.index > 1 else None)
+        (for_inference(build_model(f), device), f.stage["residual_scale"] if f.index > 1 else None)
         for f in files
     ]
 

@@ -16,7 +16,7 @@ from gnerv import bitstream as bs
 from gnerv.decode import decode_layers
 from gnerv.entropy import empirical_entropy_bits
 from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig, render, to_uint8
+from gnerv.model import GNeRV, GNeRVConfig, for_inference, render, to_uint8
 
 N_FRAMES = 8
 VIDEO = bs.video_facts(N_FRAMES, 36, 64, 25.0)
@@ -93,7 +93,9 @@ def test_decoder_renders_the_dequantized_model_bit_for_bit(model: GNeRV, data: b
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     reference = GNeRV(model.cfg).eval()
     reference.load_state_dict(bs.dequantized_state_dict(bs.quantize_model(model, 8), shapes))
-    want = to_uint8(render(reference, torch.arange(N_FRAMES), N_FRAMES)).numpy()
+    want = to_uint8(
+        render(for_inference(reference, "cpu"), torch.arange(N_FRAMES), N_FRAMES)
+    ).numpy()
     built = bs.build_model(f)
     for k, v in reference.state_dict().items():
         assert torch.equal(built.state_dict()[k], v)

@@ -18,7 +18,7 @@ from gnerv.cli import main
 from gnerv.codec import encode_single
 from gnerv.decode import decode_float, decode_layers
 from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRV, GNeRVConfig, count_params, render, to_uint8
+from gnerv.model import GNeRV, GNeRVConfig, count_params, for_inference, render, to_uint8
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, model_from_checkpoint
 from gnerv.video import read_video, save_frames
 
@@ -86,7 +86,7 @@ def test_decoded_psnr_equals_the_encoders_and_frames_equal_the_quantized_model(
     model, _ = model_from_checkpoint(Path(fig["workdir"]) / CHECKPOINT_NAME)
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     model.load_state_dict(bs.dequantized_state_dict(bs.quantize_model(model, 8), shapes))
-    rendered = to_uint8(render(model.eval(), torch.arange(N), N)).numpy()
+    rendered = to_uint8(render(for_inference(model, "cpu"), torch.arange(N), N)).numpy()
     np.testing.assert_array_equal(decoded, rendered)
     assert fig["psnr_float"] == pytest.approx(fig["fit_psnr"], abs=1e-6)
     assert fig["bytes"] == path.stat().st_size
@@ -250,7 +250,10 @@ def test_layers_add_up_and_bad_chains_are_refused(encoded, tmp_path, capsys) -> 
     layer2 = bs.read_gnerv(l2)
     got = decode_cli(capsys, tmp_path, base_path, l2)
     idx = torch.arange(N)
-    want = render(bs.build_model(base), idx, N) + render(bs.build_model(layer2), idx, N) / 0.5
+    want = (
+        render(for_inference(bs.build_model(base), "cpu"), idx, N)
+        + render(for_inference(bs.build_model(layer2), "cpu"), idx, N) / 0.5
+    )
     np.testing.assert_array_equal(got, to_uint8(want).numpy())
     np.testing.assert_array_equal(
         decode_float([base, layer2], range(N), "cpu").numpy(), want.numpy()
