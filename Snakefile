@@ -1,0 +1,58 @@
+# GNeRV workflow: extract -> fit stage 1 -> compress -> (residual -> fit -> compress) per further
+# stage -> evaluate, decode, baselines -> report -> track. Each rule calls the `gnerv` CLI; every
+# tunable comes from params.yaml (and any --configfile merged into it) through `params:`.
+#
+#   snakemake --cores all                              # the default demo (params.yaml)
+#   snakemake --cores all --resources gpu=1            # workstation with one GPU
+#   snakemake --cores all --configfile configs/paper-bunny.yaml
+#   snakemake --profile workflow/profiles/slurm        # cluster
+#   snakemake --report report.html                     # after a run
+#
+# See docs/workflow.md.
+
+from snakemake.utils import min_version, validate
+
+min_version("8.0")
+
+
+# params.yaml holds every default. Snakemake merges a --configfile into it key by key (lists such
+# as `stages` are replaced whole); a `videos` mapping given there replaces params.yaml's instead of
+# adding to it, so `--configfile configs/paper-bunny.yaml` runs Bunny only.
+configfile: "params.yaml"
+
+
+if "videos" in workflow.config_settings.overwrite_config:
+    config["videos"] = workflow.config_settings.overwrite_config["videos"]
+
+
+validate(config, "workflow/schemas/params.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/compress.smk"
+include: "workflow/rules/residual.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/baselines.smk"
+include: "workflow/rules/report.smk"
+include: "workflow/rules/track.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    video=VIDEO_PATTERN,
+    stage=r"[1-9][0-9]*",
+
+
+localrules:
+    all,
+    track,
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

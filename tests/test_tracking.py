@@ -1,0 +1,220 @@
+"""gnerv.tracking on a synthetic results folder, logged into a throwaway sqlite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gnerv.errors import GnervError
+from gnerv.tracking import (
+    RUN_RECORD_NAME,
+    load_params,
+    public_uri,
+    track_pipeline,
+)
+
+pytest.importorskip("mlflow")
+
+VIDEO = "clip"
+EPOCHS = (6, 3)  # epochs of stage 1 and stage 2
+STAGE_BYTES = (1200, 700)
+POINTS = (  # cumulative figures per prefix of layers, as gnerv evaluate writes them
+    {"bpp": 0.05, "psnr": 27.5, "ms_ssim": 0.91, "params": 100_000, "macs_per_frame": 2.0e7},
+    {"bpp": 0.08, "psnr": 29.25, "ms_ssim": 0.94, "params": 150_000, "macs_per_frame": 3.0e7},
+)
+PARAMS: dict[str, Any] = {
+    "videos": {VIDEO: "data/raw/clip.mp4"},
+    "extract": {"frames": "0:8", "stride": 1, "resize": "36x64"},
+    "model": {"upscale_factors": "auto", "min_channels": 30},
+    "train": {"batch": 4, "seed": 0},
+    "stages": [
+        {"size": "0.1M", "epochs": EPOCHS[0], "lr": 2e-3, "alpha": 0.7},
+        {"size": "0.05M", "epochs": EPOCHS[1], "lr": 2e-4, "alpha": 1.0, "residual_scale": 100},
+    ],
+    "quant": {"bits": 8},
+    "eval": {"codecs": "x264", "crf": "28,38", "preset": "medium"},
+    "mlflow": {"enabled": True, "experiment": "gnerv-test"},
+}
+FAKE_PNG = b"\x89PNG\r\n\x1a\n" + bytes(16)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def fake_results(root: Path) -> Path:
+    """A finished two-stage pipeline's files, in the formats the CLI writes."""
+    results = root / "results" / VIDEO
+    write_json(results / "frames.json", {"fps": 20.0, "n_frames": 8, "height": 36, "width": 64})
+    for j, (epochs, size) in enumerate(zip(EPOCHS, STAGE_BYTES, strict=True), start=1):
+        history = [
+            {"epoch": e, "loss": 1.0 / e, "train_psnr": 20.0 + e, "lr": 1e-3}
+            for e in range(1, 1 + epochs)
+        ]
+        write_json(
+            results / f"stage{j}" / "fit.json",
+            {
+                "model": {"c0": 8 * j, "upscale_factors": [2, 2], "residual": j > 1},
+                "train": {"epochs": epochs, "lr": PARAMS["stages"][j - 1]["lr"], "batch_size": 4},
+                "params": 50_000 * j,
+                "macs_per_frame": 1.0e7 * j,
+                "n_frames": 8,
+                "psnr": 27.0 + j,
+                "epochs": epochs,
+                "train_seconds": 10.0 * j,
+                "device": "cpu",
+                "video": {"fps": 20.0},
+                "target_scale": 1.0 if j == 1 else 100.0,
+                "history": history,
+            },
+        )
+        (results / f"stage{j}" / f"stage{j}.gnerv").write_bytes(bytes(size))
+    points = [
+        {
+            "label": "gnerv",
+            "stage": k,
+            "layers": [f"stage{i}.gnerv" for i in range(1, k + 1)],
+            "psnr_per_frame": [p["psnr"]] * 8,
+            **p,
+        }
+        for k, p in enumerate(POINTS, start=1)
+    ]
+    write_json(results / "eval" / "metrics.json", {"video": {"n_frames": 8}, "points": points})
+    bd = [
+        {"curve": "gnerv", "reference": "x264", "bd_rate_percent": -12.5, "bd_psnr_db": 0.75},
+        {"curve": "gnerv", "reference": "x265", "note": "the two curves do not overlap"},
+    ]
+    write_json(results / "eval" / "summary.json", {"top": {"stage": 2}, "bd": bd})
+    for name in ("rd.png", "per_frame.png", "frames.png"):
+        (results / "eval" / name).write_bytes(FAKE_PNG)
+    (results / "eval" / "summary.md").write_text(
+        "| codec | BD-rate |\n| --- | --- |\n| x264 | -12.5 % |\n"
+    )
+    return results
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return f"sqlite:///{tmp_path}/mlflow.db"
+
+
+def test_track_pipeline_logs_parent_and_nested_stage_runs(tmp_path: Path, store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    results = fake_results(tmp_path)
+    run_id = track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+
+    record = json.loads((results / RUN_RECORD_NAME).read_text())
+    assert record["parent_run_id"] == run_id and record["experiment"] == "gnerv-test"
+    assert set(record["stage_run_ids"]) == {"stage1", "stage2"}
+
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("gnerv-test")
+    assert experiment is not None
+    assert experiment.artifact_location.endswith("mlartifacts")  # beside the database
+    parent = client.get_run(run_id)
+    assert parent.info.status == "FINISHED" and parent.info.run_name == VIDEO
+    assert "mlflow.parentRunId" not in parent.data.tags
+    # params: flattened workflow settings
+    assert parent.data.params["quant.bits"] == "8"
+    assert parent.data.params["extract.resize"] == "36x64"
+    assert parent.data.params["n_stages"] == "2"
+    assert parent.data.params["source"] == "data/raw/clip.mp4"
+    # final metrics = the last prefix; one step per prefix
+    assert parent.data.metrics["psnr"] == pytest.approx(POINTS[-1]["psnr"])
+    assert parent.data.metrics["bpp"] == pytest.approx(POINTS[-1]["bpp"])
+    assert parent.data.metrics["ms_ssim"] == pytest.approx(POINTS[-1]["ms_ssim"])
+    assert parent.data.metrics["bd_rate_percent.gnerv_vs_x264"] == pytest.approx(-12.5)
+    assert parent.data.metrics["bd_psnr_db.gnerv_vs_x264"] == pytest.approx(0.75)
+    assert not any(key.endswith("gnerv_vs_x265") for key in parent.data.metrics)
+    assert parent.data.metrics["total_bytes"] == sum(STAGE_BYTES)
+    assert "stage" not in parent.data.metrics
+    psnr_steps = client.get_metric_history(run_id, "psnr")
+    assert sorted((m.step, m.value) for m in psnr_steps) == [
+        (k, p["psnr"]) for k, p in enumerate(POINTS, start=1)
+    ]
+    assert "x264" in parent.data.tags["mlflow.note.content"]
+    artifacts = {a.path for a in client.list_artifacts(run_id, "eval")}
+    assert {"eval/rd.png", "eval/per_frame.png", "eval/frames.png", "eval/summary.md"} <= artifacts
+    sizes_file = client.download_artifacts(run_id, "sizes.json", str(tmp_path))
+    assert json.loads(Path(sizes_file).read_text())["total"] == sum(STAGE_BYTES)
+
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run_id}'"
+    )
+    assert sorted(r.info.run_name for r in children) == [f"{VIDEO}/stage1", f"{VIDEO}/stage2"]
+    for child in children:
+        j = int(child.data.tags["stage"])
+        assert child.info.run_id == record["stage_run_ids"][f"stage{j}"]
+        assert child.info.status == "FINISHED"
+        # the settings the stage was fitted with, and its params.yaml entry
+        assert child.data.params["model.c0"] == str(8 * j)
+        assert child.data.params["stage.size"] == PARAMS["stages"][j - 1]["size"]
+        assert ("stage.residual_scale" in child.data.params) == (j > 1)
+        # per-epoch history, one step per epoch
+        losses = client.get_metric_history(child.info.run_id, "loss")
+        assert sorted(m.step for m in losses) == list(range(1, EPOCHS[j - 1] + 1))
+        assert len(client.get_metric_history(child.info.run_id, "train_psnr")) == EPOCHS[j - 1]
+        # final numbers: the stage's own and the prefix up to it (cumulative bpp)
+        assert child.data.metrics["fit.psnr"] == pytest.approx(27.0 + j)
+        assert child.data.metrics["fit.train_seconds"] == pytest.approx(10.0 * j)
+        assert child.data.metrics["stage_bytes"] == STAGE_BYTES[j - 1]
+        assert child.data.metrics["bpp"] == pytest.approx(POINTS[j - 1]["bpp"])
+        assert child.data.metrics["params"] == POINTS[j - 1]["params"]
+
+    # a second pipeline run of the same video is a second parent run
+    second = track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+    parents = client.search_runs(
+        [experiment.experiment_id], filter_string=f"attributes.run_name = '{VIDEO}'"
+    )
+    assert {r.info.run_id for r in parents} == {run_id, second}
+
+
+def test_default_uri_is_sqlite_in_the_working_directory(
+    tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    results = fake_results(tmp_path)
+    track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test")
+    assert (tmp_path / "mlflow.db").is_file()
+    assert json.loads((results / RUN_RECORD_NAME).read_text())["tracking_uri"] == (
+        "sqlite:///mlflow.db"
+    )
+    other = tmp_path / "elsewhere.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
+    track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test")
+    assert other.is_file()
+
+
+def test_unfinished_pipeline_is_refused_before_anything_is_logged(
+    tmp_path: Path, store: str
+) -> None:
+    results = fake_results(tmp_path)
+    (results / "stage2" / "stage2.gnerv").unlink()
+    with pytest.raises(GnervError, match="stage2.gnerv not found"):
+        track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (results / RUN_RECORD_NAME).exists()
+
+
+def test_load_params_merges_like_snakemake(tmp_path: Path) -> None:
+    base, extra = tmp_path / "params.yaml", tmp_path / "extra.yaml"
+    base.write_text("quant: {bits: 8}\neval: {codecs: x264, crf: '28'}\nstages: [{c0: 8}]\n")
+    extra.write_text("eval: {crf: '23,28'}\nstages: [{c0: 16}, {c0: 4}]\n")
+    merged = load_params([base, extra])
+    assert merged["eval"] == {"codecs": "x264", "crf": "23,28"}
+    assert merged["stages"] == [{"c0": 16}, {"c0": 4}]  # lists are replaced, not merged
+    with pytest.raises(GnervError, match="not found"):
+        load_params([tmp_path / "missing.yaml"])
+
+
+def test_public_uri_drops_credentials() -> None:
+    assert public_uri("https://user:secret@mlflow.example.org:5000/x") == (
+        "https://mlflow.example.org:5000/x"
+    )
+    assert public_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"

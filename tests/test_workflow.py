@@ -1,0 +1,528 @@
+"""The workflow: Snakemake rules, params schema and checks, the SLURM profile, dvc.yaml's agreement
+with the Snakemake DAG, and (once the whole CLI exists) tiny end-to-end runs of both.
+
+Every test works in its own copy of the workflow files under tmp_path, so runs never share
+results/, .snakemake/ or DVC state with the checkout or with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+GNERV = BIN / "gnerv"
+# What a run of the workflow needs; the gnerv package itself comes from the environment.
+WORKFLOW_FILES = (
+    "Snakefile",
+    "params.yaml",
+    "dvc.yaml",
+    ".dvcignore",
+    ".gitignore",
+    ".dvc/config",
+    ".dvc/.gitignore",
+    "workflow",
+    "configs",
+    "data/raw",
+)
+CI_CONFIG = "configs/ci-tiny.yaml"
+DRY_RUN_TIMEOUT_S = 120
+RUN_TIMEOUT_S = 900
+LOCK_WAIT_S = 120
+# The log redirection every rule appends; DVC shows the output instead.
+LOG_SUFFIX = re.compile(r"\s*>\s*\S+\s+2>&1\s*$")
+RULE_LINE = re.compile(r"^(?:local)?rule (\w+):$")
+
+
+def cli_ready() -> bool:
+    """The progressive/evaluation commands exist (the end-to-end tests need all of them)."""
+    try:
+        done = subprocess.run([str(GNERV), "residual", "--help"], capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+needs_cli = pytest.mark.skipif(
+    not cli_ready(),
+    reason="`gnerv residual --help` fails: the progressive/evaluation CLI commands "
+    "(residual, evaluate, baselines, report) are not in gnerv/cli.py yet",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+
+
+def copy_workflow(dest: Path) -> Path:
+    """The workflow's files, copied into `dest` (no results, no .snakemake, no DVC cache)."""
+    for name in WORKFLOW_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db",
+        "DVC_NO_ANALYTICS": "1",
+    }
+
+
+def run(cwd: Path, *args: str, timeout: float = DRY_RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run a command in `cwd`; stdout and stderr together in .stdout."""
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        env=env(cwd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def snakemake(cwd: Path, *args: str, timeout: float = DRY_RUN_TIMEOUT_S):
+    return run(cwd, sys.executable, "-m", "snakemake", *args, timeout=timeout)
+
+
+def dvc(cwd: Path, *args: str, timeout: float = DRY_RUN_TIMEOUT_S):
+    return run(cwd, sys.executable, "-m", "dvc", *args, timeout=timeout)
+
+
+def ok(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 0, f"{shlex.join(map(str, done.args))} failed:\n{done.stdout}"
+    return done.stdout
+
+
+@dataclass
+class Job:
+    rule: str
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    shell: str = ""
+
+
+def dry_run_jobs(cwd: Path, *args: str, forceall: bool = True) -> list[Job]:
+    """The jobs of `snakemake -n -p [--forceall]`, parsed from its report."""
+    text = ok(snakemake(cwd, "-n", "-p", *(["--forceall"] if forceall else []), *args))
+    jobs: list[Job] = []
+    for line in text.splitlines():
+        if match := RULE_LINE.match(line):
+            jobs.append(Job(match.group(1)))
+        elif jobs and line.startswith("    input: "):
+            jobs[-1].inputs = line.removeprefix("    input: ").split(", ")
+        elif jobs and line.startswith("    output: "):
+            jobs[-1].outputs = line.removeprefix("    output: ").split(", ")
+        elif jobs and line.startswith("Shell command: "):
+            jobs[-1].shell = line.removeprefix("Shell command: ")
+    return jobs
+
+
+def rule_counts(jobs: list[Job]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.rule] = counts.get(job.rule, 0) + 1
+    return counts
+
+
+def write_overlay(cwd: Path, data: dict) -> str:
+    path = cwd / "overlay.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path.name
+
+
+def use_as_params(cwd: Path, config: str) -> None:
+    """Make `config` the repository's params.yaml and regenerate dvc.yaml for it."""
+    if config != "params.yaml":
+        shutil.copy2(cwd / config, cwd / "params.yaml")
+    ok(run(cwd, sys.executable, "workflow/scripts/dvc_yaml.py"))
+
+
+def git_init(cwd: Path) -> None:
+    for args in (
+        ("init", "-q"),
+        ("add", "-A"),
+        ("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "workflow"),
+    ):
+        ok(run(cwd, "git", *args))
+
+
+def dvc_stages(cwd: Path) -> dict[str, dict]:
+    """DVC's own view of dvc.yaml, after interpolating params.yaml: name -> cmd/deps/outs/params."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    if not (cwd / ".git").exists():
+        ok(run(cwd, "git", "init", "-q"))  # DVC needs a git repository around dvc.yaml
+    stages = {}
+    with Repo(str(cwd)) as repo:
+        for stage in repo.index.stages:
+            params = [d for d in stage.deps if isinstance(d, ParamsDependency)]
+            stages[stage.name] = {
+                "cmd": stage.cmd,
+                "deps": sorted(d.def_path for d in stage.deps if d not in params),
+                "outs": sorted(o.def_path for o in stage.outs),
+                "params": sorted(p for d in params for p in d.params),
+            }
+    return stages
+
+
+# --------------------------------------------------------------------------------------------
+# Snakemake: dry runs, lint, DAG
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def wf(tmp_path: Path) -> Path:
+    return copy_workflow(tmp_path)
+
+
+def test_dry_run_builds_the_progressive_dag(wf: Path) -> None:
+    counts = rule_counts(dry_run_jobs(wf))
+    n_stages = len(yaml.safe_load((wf / "params.yaml").read_text())["stages"])
+    assert counts == {
+        "extract": 1,
+        "baselines": 1,
+        "fit": n_stages,
+        "compress": n_stages,
+        "residual": n_stages - 1,
+        "evaluate": 1,
+        "decode": 1,
+        "report": 1,
+        "track": 1,
+        "all": 1,
+    }
+    tiny = dry_run_jobs(wf, "--configfile", CI_CONFIG)
+    assert rule_counts(tiny)["fit"] == 2
+    fit2 = next(j for j in tiny if j.rule == "fit" and "stage2" in j.outputs[0])
+    assert fit2.inputs == [
+        "results/cockatoo/stage2/residual.npy",
+        "results/cockatoo/stage2/residual.json",
+    ]
+    assert "--c0 4 --epochs 2" in fit2.shell and "--lr 0.0002" in fit2.shell
+
+
+def test_lint_and_dag(wf: Path) -> None:
+    assert "Congratulations" in ok(snakemake(wf, "--lint"))
+    assert ok(snakemake(wf, "--dag", "--quiet", "all")).lstrip().startswith("digraph")
+
+
+def test_mlflow_disabled_skips_track(wf: Path) -> None:
+    overlay = write_overlay(wf, {"mlflow": {"enabled": False, "experiment": "x"}})
+    assert "track" not in rule_counts(dry_run_jobs(wf, "--configfile", overlay))
+
+
+# --------------------------------------------------------------------------------------------
+# Parameters: schema and start-up checks
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [
+        ({"qaunt": {"bits": 8}}, ["'qaunt' was unexpected"]),
+        ({"train": {"bacth": 4}}, ["'bacth' was unexpected", "train"]),
+        ({"quant": {"bits": "eight"}}, ["'eight' is not of type 'integer'", "['quant']['bits']"]),
+        ({"stages": []}, ["should be non-empty", "stages"]),
+        (
+            {"stages": [{"size": "0.1M", "c0": 8, "epochs": 1, "lr": 0.1, "alpha": 1.0}]},
+            ["is not valid under any of the given schemas", "stages"],
+        ),
+        ({"eval": {"codecs": "x264,av1", "crf": "28", "preset": "fast"}}, ["x264,av1"]),
+    ],
+)
+def test_schema_names_the_bad_key(wf: Path, overlay: dict, expected: list[str]) -> None:
+    done = snakemake(wf, "-n", "--configfile", write_overlay(wf, overlay))
+    assert done.returncode != 0
+    assert "Error validating config file" in done.stdout
+    for text in expected:
+        assert text in done.stdout
+
+
+STAGE = {"size": "0.1M", "epochs": 1, "lr": 2.0e-3, "alpha": 0.7}
+
+
+@pytest.mark.parametrize(
+    ("overlay", "expected"),
+    [
+        (
+            {"videos": {"ghost": "data/raw/ghost.mp4"}},
+            "videos.ghost: data/raw/ghost.mp4 not found",
+        ),
+        (
+            {"stages": [{**STAGE, "residual_scale": 100}]},
+            "stages[0] (stage 1): the base stage fits the video itself and takes no residual_scale",
+        ),
+        (
+            {"stages": [STAGE, STAGE]},
+            "stages[1] (stage 2): a residual stage needs residual_scale > 0",
+        ),
+        (
+            {"stages": [STAGE, {**STAGE, "residual_scale": -1}]},
+            "stages[1] (stage 2): a residual stage needs residual_scale > 0 (paper: 100), got -1",
+        ),
+        ({"stages": [{**STAGE, "size": "0.0M"}]}, "size 0.0M must be more than 0 parameters"),
+        (
+            {"extract": {"frames": 640, "stride": 1, "resize": "36x64"}},  # an unquoted 10:40
+            "extract.frames was read as the number 640: quote the range",
+        ),
+    ],
+)
+def test_startup_checks_refuse_a_broken_pipeline(wf: Path, overlay: dict, expected: str) -> None:
+    done = snakemake(wf, "-n", "--configfile", write_overlay(wf, overlay))
+    assert done.returncode != 0
+    assert "do not form a valid pipeline" in done.stdout
+    assert expected in done.stdout
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "params.yaml",
+        CI_CONFIG,
+        *sorted(str(p.relative_to(ROOT)) for p in (ROOT / "configs").glob("paper-*.yaml")),
+    ],
+)
+def test_shipped_configs_are_valid(config: str) -> None:
+    import jsonschema
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/params.schema.yaml").read_text())
+    jsonschema.Draft202012Validator(schema).validate(yaml.safe_load((ROOT / config).read_text()))
+
+
+def test_paper_configs_replace_the_demo_videos(wf: Path) -> None:
+    """--configfile merges into params.yaml, but its `videos` replace the demo's."""
+    for config in ("configs/paper-bunny.yaml", "configs/paper-uvg.yaml"):
+        videos = yaml.safe_load((wf / config).read_text())["videos"]
+        for path in videos.values():  # stand-ins: a dry run never opens them
+            (wf / path).parent.mkdir(parents=True, exist_ok=True)
+            (wf / path).touch()
+        jobs = dry_run_jobs(wf, "--configfile", config)
+        extracted = sorted(j.outputs[0].split("/")[1] for j in jobs if j.rule == "extract")
+        assert extracted == sorted(videos)
+        assert rule_counts(jobs)["fit"] == 3 * len(videos)
+    uvg_fit = next(j for j in jobs if j.rule == "fit")
+    assert "--c0 160 --epochs 300" in uvg_fit.shell
+    assert "--resize 1080x1920" in next(j for j in jobs if j.rule == "extract").shell
+
+
+# --------------------------------------------------------------------------------------------
+# Cluster profile and the lock
+# --------------------------------------------------------------------------------------------
+
+
+def test_slurm_profile_dry_run(wf: Path) -> None:
+    text = ok(snakemake(wf, "-n", "--profile", "workflow/profiles/slurm"))
+    blocks = re.split(r"\n(?=(?:local)?rule \w+:\n)", text)
+    resources = {}
+    for block in blocks:
+        if match := re.match(r"(?:local)?rule (\w+):", block):
+            found = re.search(r"^    resources: (.*)$", block, re.M)
+            resources.setdefault(match.group(1), found.group(1) if found else "")
+    for rule in ("fit", "compress", "residual", "evaluate", "decode"):
+        assert "gpu=1" in resources[rule], rule
+    for rule in ("extract", "baselines", "report"):
+        assert "gpu" not in resources[rule], rule
+    assert "runtime=1440" in resources["fit"]
+
+
+def test_second_run_in_the_same_directory_is_refused(wf: Path) -> None:
+    """Snakemake's lock: a second run that would write the same files stops with a clear
+    message naming --unlock (only needed after a killed run)."""
+    overlay = write_overlay(
+        wf,
+        {"stages": [{"c0": 4, "epochs": 10_000, "lr": 2.0e-3, "alpha": 0.7}]},
+    )
+    target = "results/cockatoo/stage1/fit.json"
+    args = ("--cores", "1", "--configfile", CI_CONFIG, overlay)  # the tiny video, a long stage
+    first = subprocess.Popen(
+        (sys.executable, "-m", "snakemake", target, *args),
+        cwd=wf,
+        env=env(wf),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while not (wf / "logs/cockatoo/fit_stage1.log").exists():
+            assert first.poll() is None, "the first run ended before it started training"
+            assert time.monotonic() < deadline, "the first run never started training"
+            time.sleep(0.2)
+        second = snakemake(wf, target, *args)
+        assert second.returncode != 0
+        assert "Directory cannot be locked" in second.stdout
+        assert "--unlock" in second.stdout
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait(timeout=LOCK_WAIT_S)
+
+
+# --------------------------------------------------------------------------------------------
+# DVC: dvc.yaml is generated from params.yaml and agrees with the Snakemake DAG
+# --------------------------------------------------------------------------------------------
+
+
+def test_committed_dvc_yaml_is_up_to_date() -> None:
+    done = run(ROOT, sys.executable, "workflow/scripts/dvc_yaml.py", "--check")
+    assert done.returncode == 0, done.stdout
+
+
+@pytest.mark.parametrize("config", ["params.yaml", CI_CONFIG])
+def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
+    use_as_params(wf, config)
+    jobs = [j for j in dry_run_jobs(wf) if j.rule != "all"]
+    stages = dvc_stages(wf)
+    assert len(stages) == len(jobs)
+    by_outputs = {tuple(sorted(s["outs"])): (name, s) for name, s in stages.items()}
+    cfg = yaml.safe_load((wf / "params.yaml").read_text())
+    for job in jobs:
+        name, stage = by_outputs.pop(tuple(sorted(job.outputs)))  # same outputs
+        assert name.split("-")[0] == job.rule
+        assert stage["deps"] == sorted(job.inputs), name
+        assert shlex.split(stage["cmd"]) == shlex.split(LOG_SUFFIX.sub("", job.shell)), name
+        # per-stage params: a job of stage j depends on entry j-1 of `stages` only
+        stage_keys = {p.split(".")[1] for p in stage["params"] if p.startswith("stages.")}
+        if match := re.search(r"stage(\d+)$", name):
+            assert stage_keys <= {str(int(match.group(1)) - 1)}, name
+        else:
+            assert not stage_keys, name
+        for key in stage["params"]:  # every param the stage declares exists in params.yaml
+            node = cfg
+            for part in key.split("."):
+                node = node[int(part)] if isinstance(node, list) else node[part]
+    assert not by_outputs
+
+
+def test_dvc_yaml_generator_refuses_bad_params(tmp_path: Path) -> None:
+    bad = yaml.safe_load((ROOT / "params.yaml").read_text())
+    bad["quant"]["bitz"] = 8
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
+    done = run(
+        ROOT,
+        sys.executable,
+        "workflow/scripts/dvc_yaml.py",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--output",
+        str(tmp_path / "dvc.yaml"),
+    )
+    assert done.returncode != 0 and "quant: Additional properties" in done.stdout
+    assert not (tmp_path / "dvc.yaml").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# End to end (tiny config): Snakemake, then DVC with a per-stage param change
+# --------------------------------------------------------------------------------------------
+
+
+@needs_cli
+@pytest.mark.slow
+def test_snakemake_end_to_end(wf: Path) -> None:
+    ok(snakemake(wf, "--cores", "2", "--configfile", CI_CONFIG, timeout=RUN_TIMEOUT_S))
+    results = wf / "results" / "cockatoo"
+    for name in (
+        "frames.npy",
+        "stage1/stage1.gnerv",
+        "stage2/stage2.gnerv",
+        "eval/metrics.json",
+        "eval/baselines.json",
+        "eval/decoded.mkv",
+        "eval/rd.png",
+        "eval/per_frame.png",
+        "eval/frames.png",
+        "eval/summary.md",
+        "eval/summary.json",
+        "benchmarks/fit_stage1.tsv",
+    ):
+        assert (results / name).is_file(), name
+    assert (wf / "logs" / "cockatoo" / "fit_stage2.log").is_file()
+    record = json.loads((results / "mlflow_run.json").read_text())
+    assert record["experiment"] == "gnerv-ci" and set(record["stage_run_ids"]) == {
+        "stage1",
+        "stage2",
+    }
+    assert "Nothing to be done" in ok(snakemake(wf, "-n", "--configfile", CI_CONFIG))
+    ok(snakemake(wf, "--report", "report.html", "--configfile", CI_CONFIG))
+    assert "Rate-distortion" in (wf / "report.html").read_text(errors="replace")
+
+    # a stage-2 setting reruns stage 2 and what follows, never extraction or stage 1
+    tiny = yaml.safe_load((wf / CI_CONFIG).read_text())
+    tiny["stages"][1]["residual_scale"] = 50
+    changed = write_overlay(wf, {"stages": tiny["stages"]})
+    todo = dry_run_jobs(wf, "--configfile", CI_CONFIG, changed, forceall=False)
+    outputs = {out for job in todo for out in job.outputs}
+    assert "results/cockatoo/stage2/residual.npy" in outputs
+    assert "results/cockatoo/stage2/stage2.gnerv" in outputs
+    assert "results/cockatoo/eval/metrics.json" in outputs
+    for untouched in (
+        "frames.npy",
+        "stage1/fit.json",
+        "stage1/stage1.gnerv",
+        "eval/baselines.json",
+    ):
+        assert f"results/cockatoo/{untouched}" not in outputs, untouched
+
+
+def ran_stages(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@needs_cli
+@pytest.mark.slow
+def test_dvc_repro_reruns_only_what_a_stage_param_touches(wf: Path) -> None:
+    use_as_params(wf, CI_CONFIG)
+    git_init(wf)
+    everything = set(dvc_stages(wf))
+    assert ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S))) == everything
+    assert "up to date" in ok(dvc(wf, "status"))
+
+    params = yaml.safe_load((wf / "params.yaml").read_text())
+    params["stages"][1]["residual_scale"] = 50
+    (wf / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    status = ok(dvc(wf, "status"))
+    assert "residual-cockatoo-stage2" in status and "stages.1.residual_scale" in status
+    assert "fit-cockatoo-stage1" not in status and "extract-cockatoo" not in status
+    rerun = ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
+    assert rerun == {
+        "residual-cockatoo-stage2",
+        "fit-cockatoo-stage2",
+        "compress-cockatoo-stage2",
+        "evaluate-cockatoo",
+        "decode-cockatoo",
+        "report-cockatoo",
+        "track-cockatoo",
+    }
+
+    ok(run(wf, "git", "add", "-A"))
+    ok(run(wf, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scale"))
+    exp = ok(dvc(wf, "exp", "run", "-S", "quant.bits=6", timeout=RUN_TIMEOUT_S))
+    assert not ran_stages(exp) & {"extract-cockatoo", "baselines-cockatoo", "fit-cockatoo-stage1"}
+    assert "compress-cockatoo-stage1" in ran_stages(exp)
+    assert yaml.safe_load((wf / "params.yaml").read_text())["quant"]["bits"] == 6
+
+    metrics = ok(dvc(wf, "metrics", "show", "--json"))
+    assert "results/cockatoo/eval/metrics.json" in metrics
+    plots = json.loads(ok(dvc(wf, "plots", "show", "--json")))
+    assert "bpp" in json.dumps(plots) and "psnr" in json.dumps(plots)

@@ -1,0 +1,155 @@
+# Shared by the rules: start-up checks, file paths, and the small helpers that turn the config
+# into input lists and flags. Functions only, no rules (Snakemake's linter keeps them apart).
+
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+# Files the pipeline writes, per video (also the layout dvc.yaml follows).
+FRAMES = "results/{video}/frames.npy"
+LAYER = "results/{video}/stage{stage}/stage{stage}.gnerv"
+FIT_SUMMARY = "results/{video}/stage{stage}/fit.json"
+METRICS = "results/{video}/eval/metrics.json"
+DECODED = "results/{video}/eval/decoded.mkv"
+BASELINES = "results/{video}/eval/baselines.json"
+REPORT_FILES = {
+    "rd": "results/{video}/eval/rd.png",
+    "per_frame": "results/{video}/eval/per_frame.png",
+    "frames": "results/{video}/eval/frames.png",
+    "summary_md": "results/{video}/eval/summary.md",
+    "summary_json": "results/{video}/eval/summary.json",
+}
+RUN_RECORD = "results/{video}/mlflow_run.json"
+# The software every rule runs (used with --sdm conda; otherwise the active environment).
+GNERV_ENV = "../envs/gnerv.yaml"
+
+# "0.5M", "300k", "12M" or a plain number of parameters.
+SIZE_RE = re.compile(r"^([0-9]*[.]?[0-9]+)([kKmMgG]?)$")
+SIZE_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
+
+
+def param_count(size) -> float:
+    """A stage's `size` as a number of parameters (the schema has checked its form)."""
+    match = SIZE_RE.match(str(size).strip())
+    if match is None:
+        return float("nan")
+    return float(match.group(1)) * SIZE_UNITS[match.group(2).upper()]
+
+
+def config_problems(cfg: dict) -> list[str]:
+    """What the schema cannot check: that every video exists, and the stage chain."""
+    problems = []
+    if isinstance(cfg["extract"]["frames"], int):
+        problems.append(
+            f"extract.frames was read as the number {cfg['extract']['frames']}: quote the range "
+            '(frames: "10:42"); YAML 1.1 reads an unquoted 10:42 as a base-60 number, and '
+            "`dvc exp run -S` drops the quotes when it rewrites params.yaml"
+        )
+    for name, path in cfg["videos"].items():
+        if not Path(path).is_file():
+            problems.append(
+                f"videos.{name}: {path} not found (relative to {Path.cwd()}); place the video "
+                "there or fix the path (data/README.md says where the paper's clips come from)"
+            )
+    for index, stage in enumerate(cfg["stages"]):
+        key = f"stages[{index}] (stage {index + 1})"
+        if "size" in stage and not param_count(stage["size"]) > 0:
+            problems.append(f"{key}: size {stage['size']} must be more than 0 parameters")
+        scale = stage.get("residual_scale")
+        if index == 0 and scale is not None:
+            problems.append(
+                f"{key}: the base stage fits the video itself and takes no residual_scale; "
+                "remove it"
+            )
+        if index > 0 and (scale is None or not scale > 0):
+            problems.append(
+                f"{key}: a residual stage needs residual_scale > 0 (paper: 100), got {scale}"
+            )
+    return problems
+
+
+_problems = config_problems(config)
+if _problems:
+    raise WorkflowError(
+        "the workflow parameters do not form a valid pipeline:\n  " + "\n  ".join(_problems)
+    )
+
+VIDEOS = list(config["videos"])
+N_STAGES = len(config["stages"])
+VIDEO_PATTERN = "|".join(re.escape(name) for name in VIDEOS)
+
+
+def stage_entry(wildcards) -> dict:
+    """The params.yaml entry of the stage a job belongs to."""
+    return config["stages"][int(wildcards.stage) - 1]
+
+
+def layers(video: str, count: int) -> list[str]:
+    """The bitstreams of stages 1..count of one video, base layer first."""
+    return [LAYER.format(video=video, stage=k) for k in range(1, count + 1)]
+
+
+def earlier_layers(wildcards) -> list[str]:
+    return layers(wildcards.video, int(wildcards.stage) - 1)
+
+
+def all_layers(wildcards) -> list[str]:
+    return layers(wildcards.video, N_STAGES)
+
+
+def size_flag(wildcards) -> str:
+    """--size for a parameter budget, --c0 for a fixed embedding width."""
+    entry = stage_entry(wildcards)
+    return f"--size {entry['size']}" if "size" in entry else f"--c0 {entry['c0']}"
+
+
+def fit_inputs(wildcards) -> dict[str, str]:
+    """Stage 1 fits the frames; stage j >= 2 the residual (with its sidecar) of stages < j."""
+    if int(wildcards.stage) == 1:
+        return {"target": FRAMES.format(video=wildcards.video)}
+    stage_dir = f"results/{wildcards.video}/stage{wildcards.stage}"
+    return {"target": f"{stage_dir}/residual.npy", "sidecar": f"{stage_dir}/residual.json"}
+
+
+def compress_inputs(wildcards) -> dict[str, str]:
+    """The fitted model, the frames it was fitted for, and for stage j >= 2 the residual's
+    sidecar, which names the layer it refines."""
+    stage_dir = f"results/{wildcards.video}/stage{wildcards.stage}"
+    inputs = {
+        "summary": f"{stage_dir}/fit.json",
+        "checkpoint": f"{stage_dir}/checkpoint.pt",
+        "frames": FRAMES.format(video=wildcards.video),
+    }
+    if int(wildcards.stage) > 1:
+        inputs["sidecar"] = f"{stage_dir}/residual.json"
+    return inputs
+
+
+def params_files() -> list[str]:
+    """The files the config came from: params.yaml, then any --configfile merged into it."""
+    return ["params.yaml", *(str(path) for path in workflow.overwrite_configfiles)]
+
+
+def track_inputs(wildcards) -> dict:
+    """Everything `gnerv track` logs for one video."""
+    video = wildcards.video
+    return {
+        "params": params_files(),
+        "fits": [FIT_SUMMARY.format(video=video, stage=k) for k in range(1, N_STAGES + 1)],
+        "layers": layers(video, N_STAGES),
+        "metrics": METRICS.format(video=video),
+        "report": [path.format(video=video) for path in REPORT_FILES.values()],
+    }
+
+
+def final_targets() -> list[str]:
+    """What `snakemake` builds by default, for every video."""
+    targets = []
+    for video in VIDEOS:
+        targets += layers(video, N_STAGES)
+        targets += [path.format(video=video) for path in (METRICS, DECODED, BASELINES)]
+        targets += [path.format(video=video) for path in REPORT_FILES.values()]
+        if config["mlflow"]["enabled"]:
+            targets.append(RUN_RECORD.format(video=video))
+    return targets

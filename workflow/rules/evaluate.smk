@@ -1,0 +1,36 @@
+rule evaluate:
+    """Per prefix of layers: bpp, PSNR, MS-SSIM, params, MACs and decoding speed."""
+    input:
+        frames=FRAMES,
+        layers=all_layers,
+    output:
+        metrics=METRICS,
+    log:
+        "logs/{video}/evaluate.log",
+    benchmark:
+        "results/{video}/benchmarks/evaluate.tsv"
+    resources:
+        gpu=1,
+    conda:
+        GNERV_ENV
+    shell:
+        "gnerv evaluate {input.frames:q} --layers {input.layers:q} -o {output.metrics:q}"
+        " > {log:q} 2>&1"
+
+
+rule decode:
+    """All layers decoded to a lossless video, as a receiver would."""
+    input:
+        layers=all_layers,
+    output:
+        video=DECODED,
+    log:
+        "logs/{video}/decode.log",
+    benchmark:
+        "results/{video}/benchmarks/decode.tsv"
+    resources:
+        gpu=1,
+    conda:
+        GNERV_ENV
+    shell:
+        "gnerv decode {input.layers:q} -o {output.video:q} > {log:q} 2>&1"
