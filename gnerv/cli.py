@@ -75,6 +75,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
     g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    g.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue from the checkpoint if it matches these settings and data, else start over",
+    )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -172,7 +177,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
         model_cfg,
         train_config_from_args(args, residual=residual),
         args.output,
-        resume=args.resume,
+        resume="auto" if args.auto_resume else args.resume,
         target_scale=scale,
         video_meta=meta,
         progress=not args.quiet,
@@ -268,7 +273,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
         args.output,
         bits=args.bits,
         workdir=workdir,
-        resume=args.resume,
+        resume="auto" if args.auto_resume else args.resume,
         progress=not args.quiet,
     )
     print(
@@ -545,7 +550,7 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         train_config_from_args(args, residual=False),
         args.output,
         bits=args.bits,
-        resume=args.resume,
+        resume="auto" if args.auto_resume else args.resume,
         progress=not args.quiet,
     )
     for fig in figures:

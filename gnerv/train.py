@@ -8,8 +8,10 @@ as float32) and is converted per batch. Training state is checkpointed atomicall
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -134,6 +136,7 @@ def _settings_fingerprint(
         "target_shape": list(target.shape),
         "target_dtype": str(target.dtype),
         "target_scale": target_scale,
+        "target_sha256": hashlib.sha256(np.ascontiguousarray(target).data).hexdigest(),
     }
 
 
@@ -163,7 +166,7 @@ def fit(
     model_cfg: GNeRVConfig,
     cfg: TrainConfig,
     out_dir: str | Path,
-    resume: bool = False,
+    resume: bool | str = False,
     target_scale: float = 1.0,
     video_meta: dict | None = None,
     progress: bool = True,
@@ -173,6 +176,8 @@ def fit(
 
     target: uint8 frames (N, H, W, 3), or float residuals (N, H, W, 3) already multiplied by
     `target_scale` (PSNR is then reported in pixel units, i.e. after dividing by the scale).
+    resume: True continues from out_dir's checkpoint and refuses one made with other settings or
+    data; "auto" starts over in that case (what a workflow wants after a parameter change).
     """
     cfg.validate()
     out_dir = Path(out_dir)
@@ -200,12 +205,15 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     start_epoch, history, train_seconds = 0, [], 0.0
-    if resume and ckpt_path.exists():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("settings") != settings:
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if ckpt is not None and ckpt.get("settings") != settings:
+        if resume != "auto":
             raise GnervError(
                 f"{ckpt_path} was written with other settings or data; delete it or drop --resume"
             )
+        print(f"{ckpt_path}: other settings or data, starting over", file=sys.stderr)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         shuffle.set_state(ckpt["shuffle_rng"])

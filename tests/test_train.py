@@ -170,3 +170,17 @@ def test_residual_target_trains_in_pixel_units(tiny_cockatoo, tmp_path):
     )
     # predicting ~0 for noise of std 0.02 gives about 20log10(1/0.02) = 34 dB in pixel units
     assert 30 < result.psnr < 40
+
+
+def test_auto_resume_continues_when_same_and_starts_over_when_changed(tiny_cockatoo, tmp_path):
+    frames, _ = tiny_cockatoo
+    cfg = TrainConfig(epochs=2, seed=5)
+    first = fit(frames, small_cfg(frames), cfg, tmp_path, progress=False)
+    again = fit(frames, small_cfg(frames), cfg, tmp_path, resume="auto", progress=False)
+    assert again.train_seconds == first.train_seconds  # nothing left to train: loaded as is
+    changed = frames.copy()
+    changed[0] ^= 1  # other data, same shape
+    fresh = fit(changed, small_cfg(frames), cfg, tmp_path, resume="auto", progress=False)
+    assert len(fresh.history) == 2 and fresh.history[0]["epoch"] == 1
+    with pytest.raises(GnervError, match="other settings or data"):
+        fit(frames, small_cfg(frames), cfg, tmp_path, resume=True, progress=False)
