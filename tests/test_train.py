@@ -184,3 +184,26 @@ def test_auto_resume_continues_when_same_and_starts_over_when_changed(tiny_cocka
     assert len(fresh.history) == 2 and fresh.history[0]["epoch"] == 1
     with pytest.raises(GnervError, match="other settings or data"):
         fit(frames, small_cfg(frames), cfg, tmp_path, resume=True, progress=False)
+
+
+@pytest.mark.parametrize(
+    "clip, size, embedding",
+    [
+        ("cockatoo", (72, 128), (9, 16)),  # 16:9 like 1280x720
+        ("cockatoo", (54, 96), (9, 16)),  # 16:9 with a gcd of 6, like 1920x1080's factor 3
+        ("realshort", (48, 64), (3, 4)),  # 4:3 like 640x480 and 320x240
+        ("realshort", (32, 40), (4, 5)),  # 5:4 like 720x576
+    ],
+)
+def test_paper_aspect_ratios_build_and_train(
+    clip, size, embedding, cockatoo_path, realshort_path, tmp_path
+):
+    from gnerv.video import read_video
+
+    path = cockatoo_path if clip == "cockatoo" else realshort_path
+    frames, _ = read_video(path, frame_range=(0, 4), resize=size, progress=False)
+    cfg = GNeRVConfig(*size, c0=8, min_channels=8)
+    assert cfg.embedding_hw == embedding
+    result = fit(frames, cfg, TrainConfig(epochs=2), tmp_path, progress=False)
+    assert result.model(torch.zeros(1)).shape == (1, 3, *size)
+    assert np.isfinite(result.psnr)

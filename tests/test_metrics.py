@@ -1,0 +1,39 @@
+"""Metrics: per-frame PSNR averaged (not PSNR of the mean error), SSIM, MS-SSIM's size limit."""
+
+import numpy as np
+import pytest
+
+from gnerv.errors import GnervError
+from gnerv.metrics import evaluate, mean_psnr, ms_ssim_per_frame, psnr_per_frame
+
+
+def test_psnr_is_the_mean_of_per_frame_psnr():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    b = a.copy()
+    b[0] = np.clip(a[0].astype(int) + 1, 0, 255)  # small error on frame 0
+    b[1] = np.clip(a[1].astype(int) + 20, 0, 255)  # large error on frame 1; frame 2 exact
+    mse = ((a.astype(float) - b.astype(float)) ** 2).reshape(3, -1).mean(1) / 255**2
+    want = -10 * np.log10(np.maximum(mse, 1e-12))
+    np.testing.assert_allclose(psnr_per_frame(a, b), want, rtol=1e-7)  # float32 input scaling
+    assert mean_psnr(a, b) == pytest.approx(want.mean(), rel=1e-7)
+    assert mean_psnr(a, b) != pytest.approx(-10 * np.log10(mse.mean()))  # not the pooled MSE
+
+
+def test_shapes_must_match():
+    with pytest.raises(GnervError, match="shapes"):
+        psnr_per_frame(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 5, 3), np.uint8))
+
+
+def test_ms_ssim_needs_161_px_and_says_so(tiny_cockatoo, cockatoo_path):
+    frames, _ = tiny_cockatoo
+    assert ms_ssim_per_frame(frames, frames) is None
+    small = evaluate(frames, frames)
+    assert small["ms_ssim"] is None and "161" in small["ms_ssim_note"]
+    assert small["ssim"] == pytest.approx(1.0)
+    from gnerv.video import read_video
+
+    big, _ = read_video(cockatoo_path, frame_range=(0, 2), resize=(180, 320), progress=False)
+    noisy = np.clip(big.astype(int) + 8, 0, 255).astype(np.uint8)
+    result = evaluate(big, noisy)
+    assert 0.9 < result["ms_ssim"] < 1.0 and "ms_ssim_note" not in result
