@@ -64,7 +64,12 @@ class QuantizedTensor:
 
 
 def num_channels(shape: tuple[int, ...]) -> int:
-    """Channels with their own (min, max): ``shape[0]`` for >= 2-d tensors, else 1."""
+    """Channels with their own (min, max): ``shape[0]`` for >= 2-d tensors, else 1.
+
+    A >= 3-d tensor with a leading singleton (the global embedding, (1, C0, h, w)) has its
+    channels along dim 1, as in the bitstream (`gnerv.bitstream.coding_shape`)."""
+    if len(shape) >= 3 and shape[0] == 1:
+        return shape[1]
     return shape[0] if len(shape) >= 2 else 1
 
 

@@ -197,3 +197,13 @@ def test_dequantize_refuses_inconsistent(field: str, value: object, match: str) 
     setattr(q, field, value)
     with pytest.raises(GnervError, match=match):
         dequantize_tensor(q)
+
+
+def test_global_embedding_is_quantized_per_embedding_channel() -> None:
+    from gnerv.quantize import num_channels
+
+    emb = torch.randn(1, 6, 9, 16) * torch.arange(1, 7).view(1, 6, 1, 1)
+    q = quantize_tensor("embedding", emb, 8)
+    assert num_channels((1, 6, 9, 16)) == 6 and q.mins.shape == (6,)
+    np.testing.assert_allclose(q.mins, emb.amin(dim=(0, 2, 3)).numpy())
+    assert dequantize_tensor(q).shape == emb.shape
