@@ -714,6 +714,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_USER_ERROR
+    except BrokenPipeError:  # `gnerv info x.gnerv | head`: the reader left, nothing to say
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"gnerv {args.command}: interrupted", file=sys.stderr)
         return 130
