@@ -488,13 +488,11 @@ def cmd_report(args: argparse.Namespace) -> None:
     top = summary["top"]
     print(f"{args.output}: report written; top layer {top['bpp']:.4f} bpp, {top['psnr']:.2f} dB")
     for row in summary["bd"]:
-        if "bd_rate_percent" in row:
-            print(
-                f"BD-rate of {row['curve']} vs {row['reference']}: {row['bd_rate_percent']:+.1f} %"
-                f" (BD-PSNR {row['bd_psnr_db']:+.2f} dB)"
-            )
-        else:
-            print(f"BD-rate of {row['curve']} vs {row['reference']}: n/a ({row['note']})")
+        rate, gain = row["bd_rate_percent"], row["bd_psnr_db"]
+        text = f"BD-rate of {row['curve']} vs {row['reference']}: "
+        text += f"{rate:+.1f} %" if rate is not None else "n/a"
+        text += f" (BD-PSNR {gain:+.2f} dB)" if gain is not None else " (BD-PSNR n/a)"
+        print(text + (f" [{row['note']}]" if "note" in row else ""))
 
 
 def stage_specs_from_args(args: argparse.Namespace) -> list:

@@ -61,12 +61,22 @@ def bd_rates(curves: dict[str, tuple[list, list]]) -> list[dict]:
             if ref not in curves:
                 continue
             rr, pr = curves[ref]
-            row = {"curve": name, "reference": ref}
-            try:
-                row["bd_rate_percent"] = bd_rate(rr, pr, r, p)
-                row["bd_psnr_db"] = bd_psnr(rr, pr, r, p)
-            except GnervError as e:  # too few points or no PSNR overlap: say so in the table
-                row["note"] = str(e)
+            row: dict = {
+                "curve": name,
+                "reference": ref,
+                "bd_rate_percent": None,
+                "bd_psnr_db": None,
+            }
+            notes = []
+            # Each delta needs its own overlap (PSNR range for the rate, rate range for the
+            # PSNR), so one can exist without the other: say why a value is missing.
+            for key, delta in (("bd_rate_percent", bd_rate), ("bd_psnr_db", bd_psnr)):
+                try:
+                    row[key] = delta(rr, pr, r, p)
+                except GnervError as e:
+                    notes.append(f"{key}: {e}")
+            if notes:
+                row["note"] = "; ".join(notes)
             out.append(row)
     return out
 

@@ -121,6 +121,7 @@ class Job:
     inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     shell: str = ""
+    threads: int = 1
 
 
 def dry_run_jobs(cwd: Path, *args: str, forceall: bool = True) -> list[Job]:
@@ -134,6 +135,8 @@ def dry_run_jobs(cwd: Path, *args: str, forceall: bool = True) -> list[Job]:
             jobs[-1].inputs = line.removeprefix("    input: ").split(", ")
         elif jobs and line.startswith("    output: "):
             jobs[-1].outputs = line.removeprefix("    output: ").split(", ")
+        elif jobs and line.startswith("    threads: "):
+            jobs[-1].threads = int(line.removeprefix("    threads: "))
         elif jobs and line.startswith("Shell command: "):
             jobs[-1].shell = line.removeprefix("Shell command: ")
     return jobs
@@ -223,6 +226,20 @@ def test_dry_run_builds_the_progressive_dag(wf: Path) -> None:
         "results/cockatoo/stage2/residual.json",
     ]
     assert "--c0 4 --epochs 2" in fit2.shell and "--lr 0.0002" in fit2.shell
+
+
+def test_torch_rules_use_the_cores(wf: Path) -> None:
+    """Snakemake sets a job's OMP_NUM_THREADS (torch's thread count) to its threads, 1 unless
+    the rule asks for more: the torch rules ask for several, scaled down to --cores."""
+    torch_rules = {"fit", "compress", "residual", "evaluate", "decode"}
+    for cores, fit_threads, other_threads in (("1", 1, 1), ("2", 2, 2), ("32", 8, 4)):
+        for job in dry_run_jobs(wf, "--cores", cores):
+            if job.rule == "fit":
+                assert job.threads == fit_threads, (cores, job)
+            elif job.rule in torch_rules:
+                assert job.threads == other_threads, (cores, job)
+            else:
+                assert job.threads == 1, (cores, job)
 
 
 def test_lint_and_dag(wf: Path) -> None:
@@ -629,3 +646,12 @@ def test_dvc_repro_reruns_only_what_a_stage_param_touches(wf: Path) -> None:
     assert "results/cockatoo/eval/metrics.json" in metrics
     plots = json.loads(ok(dvc(wf, "plots", "show", "--json")))
     assert "bpp" in json.dumps(plots) and "psnr" in json.dumps(plots)
+
+    # the persisted checkpoint survives the rerun of its stage: no retraining
+    first = json.loads((wf / FIT1_SUMMARY).read_text())
+    weights = (wf / FIT1_CHECKPOINT).read_bytes()
+    (wf / FIT1_SUMMARY).unlink()
+    rerun = ran_stages(ok(dvc(wf, "repro", "fit-cockatoo-stage1", timeout=RUN_TIMEOUT_S)))
+    assert rerun == {"fit-cockatoo-stage1"}
+    assert (wf / FIT1_CHECKPOINT).read_bytes() == weights
+    assert json.loads((wf / FIT1_SUMMARY).read_text())["train_seconds"] == first["train_seconds"]

@@ -10,6 +10,7 @@ from snakemake.exceptions import WorkflowError
 FRAMES = "results/{video}/frames.npy"
 LAYER = "results/{video}/stage{stage}/stage{stage}.gnerv"
 FIT_SUMMARY = "results/{video}/stage{stage}/fit.json"
+# (checkpoint.pt, beside FIT_SUMMARY, is deliberately not a declared file: see rule fit)
 METRICS = "results/{video}/eval/metrics.json"
 DECODED = "results/{video}/eval/decoded.mkv"
 BASELINES = "results/{video}/eval/baselines.json"
@@ -21,6 +22,12 @@ REPORT_FILES = {
     "summary_json": "results/{video}/eval/summary.json",
 }
 RUN_RECORD = "results/{video}/mlflow_run.json"
+# CPU threads of the torch rules. Snakemake sets a job's OMP_NUM_THREADS (which torch follows) to
+# its `threads`, 1 unless the rule asks for more, and scales `threads` down to --cores. Without
+# these a CPU-only fit used one core of two (about 1.5x slower on the 2-core demo machine). They
+# match the SLURM profile's cpus_per_task; `--max-threads N` or `--set-threads fit=N` change them.
+FIT_THREADS = 8
+TORCH_THREADS = 4
 # The software every rule runs (used with --sdm conda; otherwise the active environment).
 GNERV_ENV = "../envs/gnerv.yaml"
 
@@ -113,12 +120,12 @@ def fit_inputs(wildcards) -> dict[str, str]:
 
 
 def compress_inputs(wildcards) -> dict[str, str]:
-    """The fitted model, the frames it was fitted for, and for stage j >= 2 the residual's
-    sidecar, which names the layer it refines."""
+    """The fitted model (its fit.json: the checkpoint.pt beside it is not a declared file, see
+    rule fit), the frames it was fitted for, and for stage j >= 2 the residual's sidecar, which
+    names the layer it refines."""
     stage_dir = f"results/{wildcards.video}/stage{wildcards.stage}"
     inputs = {
-        "summary": f"{stage_dir}/fit.json",
-        "checkpoint": f"{stage_dir}/checkpoint.pt",
+        "summary": FIT_SUMMARY.format(video=wildcards.video, stage=wildcards.stage),
         "frames": FRAMES.format(video=wildcards.video),
     }
     if int(wildcards.stage) > 1:

@@ -11,6 +11,7 @@ rule compress:
         "logs/{video}/compress_stage{stage}.log",
     benchmark:
         "results/{video}/benchmarks/compress_stage{stage}.tsv"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:

@@ -9,6 +9,7 @@ rule evaluate:
         "logs/{video}/evaluate.log",
     benchmark:
         "results/{video}/benchmarks/evaluate.tsv"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
@@ -28,6 +29,7 @@ rule decode:
         "logs/{video}/decode.log",
     benchmark:
         "results/{video}/benchmarks/decode.tsv"
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:

@@ -14,6 +14,7 @@ rule residual:
         "results/{video}/benchmarks/residual_stage{stage}.tsv"
     wildcard_constraints:
         stage=r"[2-9]|[1-9][0-9]+",
+    threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:

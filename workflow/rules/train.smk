@@ -2,11 +2,17 @@ rule fit:
     """Fit one stage's network: stage 1 to the frames, stage j >= 2 to the scaled residual.
 
     Only this stage's entry of `stages` is a parameter here, so changing another stage's
-    settings does not retrain this one."""
+    settings does not retrain this one.
+
+    The training state, checkpoint.pt, is written beside fit.json but deliberately NOT declared
+    as an output: Snakemake deletes a job's declared outputs before it reruns and after it fails,
+    which would throw away the epochs a killed fit had done. With `--auto-resume` the rerun
+    continues from that checkpoint when it was written with the same settings and target bytes
+    (a finished one returns at once), and starts over otherwise. Downstream rules take fit.json,
+    which `gnerv fit` writes last, as the sign that the checkpoint beside it is complete."""
     input:
         unpack(fit_inputs),
     output:
-        checkpoint="results/{video}/stage{stage}/checkpoint.pt",
         summary=FIT_SUMMARY,
     params:
         outdir=lambda wildcards, output: Path(output.summary).parent,
@@ -30,6 +36,7 @@ rule fit:
         "logs/{video}/fit_stage{stage}.log",
     benchmark:
         "results/{video}/benchmarks/fit_stage{stage}.tsv"
+    threads: FIT_THREADS
     resources:
         gpu=1,
     conda:
@@ -43,4 +50,4 @@ rule fit:
         " --upscale-factors {params.upscale_factors} --min-channels {params.min_channels}"
         " --pe-base {params.pe_base} --pe-levels {params.pe_levels}"
         " --ds-hidden {params.ds_hidden} --kernel-size {params.kernel_size}"
-        " --quiet > {log:q} 2>&1"
+        " --auto-resume --quiet > {log:q} 2>&1"

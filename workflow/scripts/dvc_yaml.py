@@ -33,6 +33,14 @@ HEADER = """\
 # removing a video or a stage, switching a stage between size and c0, or toggling mlflow.enabled.
 """
 REFERENCE = re.compile(r"\$\{([^}]+)\}")
+# A fit stage's checkpoint.pt: cached like any output (so `dvc checkout` and `dvc exp apply`
+# restore it beside its fit.json), but persisted, i.e. not deleted before the stage reruns, so
+# that `gnerv fit --auto-resume` continues a killed fit from it (and starts over by itself when
+# the settings or the target changed). Snakemake does not declare this file at all (rule fit);
+# tests/test_workflow.py allows exactly this difference. DVC keeps stages with persisted outputs
+# out of its run-cache, so a fit stage is rerun (not restored) when its params return to an
+# earlier value.
+PERSISTED_CHECKPOINT = {"persist": True, "cache": True}
 YAML_WIDTH = 10_000  # one command per line, greppable
 
 
@@ -109,9 +117,10 @@ def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
             " --checkpoint-every ${train.checkpoint_every}"
             " --upscale-factors ${model.upscale_factors} --min-channels ${model.min_channels}"
             " --pe-base ${model.pe_base} --pe-levels ${model.pe_levels}"
-            " --ds-hidden ${model.ds_hidden} --kernel-size ${model.kernel_size} --quiet",
+            " --ds-hidden ${model.ds_hidden} --kernel-size ${model.kernel_size}"
+            " --auto-resume --quiet",
             [target, *sidecar],
-            [f"{stage_dir}/checkpoint.pt", f"{stage_dir}/fit.json"],
+            [{f"{stage_dir}/checkpoint.pt": dict(PERSISTED_CHECKPOINT)}, f"{stage_dir}/fit.json"],
         )
         stages[f"compress-{video}-stage{j}"] = _stage(
             f"gnerv compress {stage_dir} -o {layers[i]} --bits ${{quant.bits}}"
