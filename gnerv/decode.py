@@ -75,7 +75,19 @@ def _check_indices(indices: Sequence[int], n_frames: int) -> torch.Tensor:
     return idx
 
 
-def _models(files: Sequence[GnervFile], device: torch.device) -> list[tuple[GNeRV, float | None]]:
+Layers = list[tuple[GNeRV, float | None]]
+
+
+def prepare_layers(files: Sequence[GnervFile], device: str | torch.device = "auto") -> Layers:
+    """Rebuild each layer's model on the device, with its residual scale (None for the base).
+
+    Pass the result to decode_layers / decode_float as `models` to decode many times (or to time
+    rendering alone) without rebuilding."""
+    dev = device if isinstance(device, torch.device) else select_device(device)
+    return _models(files, dev)
+
+
+def _models(files: Sequence[GnervFile], device: torch.device) -> Layers:
     return [
         (for_inference(build_model(f), device), f.stage["residual_scale"] if f.index > 1 else None)
         for f in files
@@ -87,6 +99,7 @@ def _batches(
     indices: Sequence[int],
     device: str | torch.device,
     batch_size: int,
+    models: Layers | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (positions in ``indices``, float layer sums (B, 3, H, W) on the device).
 
@@ -101,7 +114,10 @@ def _batches(
     n = files[0].n_frames
     idx = _check_indices(indices, n)
     dev = device if isinstance(device, torch.device) else select_device(device)
-    models = _models(files, dev)
+    if models is None:
+        models = _models(files, dev)
+    elif len(models) != len(files):
+        raise GnervError(f"{len(models)} prepared models for {len(files)} layers")
     block_of = idx // batch_size
     with torch.inference_mode():
         for block in torch.unique(block_of).tolist():
@@ -119,11 +135,12 @@ def decode_float(
     indices: Sequence[int],
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
+    models: Layers | None = None,
 ) -> torch.Tensor:
     """The unclipped float sum of the layers: (N, 3, H, W) float32 on the CPU."""
     cfg = files[0].model_config if files else None
     out = None
-    for positions, acc in _batches(files, indices, device, batch_size):
+    for positions, acc in _batches(files, indices, device, batch_size, models):
         if out is None:
             out = torch.empty((len(indices), 3, cfg.height, cfg.width), dtype=torch.float32)
         out[positions] = acc.cpu()
@@ -135,11 +152,12 @@ def decode_layers(
     indices: Sequence[int],
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
+    models: Layers | None = None,
 ) -> np.ndarray:
     """Decoded frames: uint8 (N, H, W, 3), the layers' sum clipped and rounded at the end."""
     cfg = files[0].model_config if files else None
     out = None
-    for positions, acc in _batches(files, indices, device, batch_size):
+    for positions, acc in _batches(files, indices, device, batch_size, models):
         if out is None:
             out = np.empty((len(indices), cfg.height, cfg.width, 3), dtype=np.uint8)
         out[positions.numpy()] = to_uint8(acc).cpu().numpy()

@@ -225,3 +225,17 @@ def test_evaluate_cli_writes_metrics(progressive_run, tmp_path):
     points = json.loads(out.read_text())["points"]
     assert [p["stage"] for p in points] == [1, 2, 3]
     assert all(p["ms_ssim"] is None for p in points)  # 36x64 is below MS-SSIM's 161 px
+
+
+def test_prepared_models_decode_the_same_bits(progressive_run):
+    from gnerv.decode import prepare_layers
+
+    frames, layers, _ = progressive_run
+    files = load_layers(layers)
+    models = prepare_layers(files, "cpu")
+    idx = list(range(len(frames)))
+    np.testing.assert_array_equal(
+        decode_layers(files, idx, "cpu", models=models), decode_layers(files, idx, "cpu")
+    )
+    with pytest.raises(GnervError, match="prepared models"):
+        decode_layers(files, idx, "cpu", models=models[:1])
