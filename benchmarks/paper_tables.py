@@ -25,11 +25,12 @@ import torch
 from gnerv.atomic import write_json
 from gnerv.codec import encode_single
 from gnerv.evaluate import evaluate_layers
-from gnerv.model import GNeRVConfig, c0_for_size, parse_param_count
+from gnerv.model import GNeRVConfig, parse_param_count
 from gnerv.progressive import (
     StageSpec,
     encode_progressive,
     encode_respective,
+    stage_model_config,
 )
 from gnerv.rd import markdown_table
 from gnerv.train import TrainConfig
@@ -55,9 +56,7 @@ def table1(args: argparse.Namespace, out_dir: Path) -> list[dict]:
     frames, meta, base = load(args)
     rows = []
     for size in args.sizes.split(","):
-        common = {**base.to_dict(), "upscale_factors": tuple(base.upscale_factors)}
-        common.pop("c0")
-        cfg = GNeRVConfig(c0=c0_for_size(parse_param_count(size), **common), **common)
+        cfg = stage_model_config(StageSpec(size=parse_param_count(size)), base, 1)
         path = out_dir / f"size_{size}.gnerv"
         tcfg = TrainConfig(epochs=args.epochs, lr=args.lr, device=args.device)
         encode_single(

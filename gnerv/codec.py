@@ -132,7 +132,7 @@ def encode_single(
     output: str | os.PathLike,
     bits: int = DEFAULT_BITS,
     workdir: str | os.PathLike | None = None,
-    resume: bool = False,
+    resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH,
 ) -> dict:

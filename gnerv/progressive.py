@@ -119,7 +119,7 @@ def encode_progressive(
     base_train: TrainConfig,
     out_dir: str | os.PathLike,
     bits: int = 8,
-    resume: bool = False,
+    resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[dict]:
@@ -195,7 +195,7 @@ def encode_respective(
     base_train: TrainConfig,
     out_dir: str | os.PathLike,
     bits: int = 8,
-    resume: bool = False,
+    resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH,
 ) -> list[dict]:
