@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnerv.bitstream import read_gnerv, video_fingerprint
-from gnerv.codec import compress_checkpoint
+from gnerv.bitstream import read_gnerv
+from gnerv.encode import compress_checkpoint
 from gnerv.entropy import empirical_entropy_bits
 from gnerv.model import GNeRVConfig, c0_for_size, describe, parse_param_count
 from gnerv.train import TrainConfig, fit
-from gnerv.video import read_video
+from gnerv.video import read_video, video_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "bitstream.json"

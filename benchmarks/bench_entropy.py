@@ -47,7 +47,7 @@ def bench(n: int, repeats: int, alphabet: int = 256) -> dict[str, float | int | 
         raise SystemExit("round trip failed")
     t_enc = median_seconds(lambda: encode_symbols(x, alphabet), repeats)
     t_dec = median_seconds(lambda: decode_symbols(blob, n, alphabet), repeats)
-    info = blob_info(blob, n, alphabet)
+    info = blob_info(blob, n)
     ideal_bits = empirical_entropy_bits(x, alphabet)
     return {
         "symbols": n,

@@ -23,16 +23,16 @@ from pathlib import Path
 import torch
 
 from gnerv.atomic import write_json
-from gnerv.codec import encode_single
+from gnerv.encode import encode_single
 from gnerv.evaluate import evaluate_layers
 from gnerv.model import GNeRVConfig, parse_param_count
+from gnerv.plots import markdown_table
 from gnerv.progressive import (
     StageSpec,
     encode_progressive,
     encode_respective,
     stage_model_config,
 )
-from gnerv.rd import markdown_table
 from gnerv.train import TrainConfig
 from gnerv.video import read_video
 

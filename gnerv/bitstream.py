@@ -17,10 +17,10 @@ tensor table must name exactly the tensors of ``GNeRV(model config)`` with their
 model's size is bounded from the config before anything is allocated. Every failure is a
 :class:`GnervError` with a one-line message naming the file. No pickle, no ``torch.load``.
 
-Quantization (see docs/compression.md): per channel along dim 0 as in :mod:`gnerv.quantize`,
-except that a leading singleton dimension of a >= 3-d tensor is dropped first
-(:func:`coding_shape`), so the global embedding ``(1, C0, h, w)`` gets one range per embedding
-channel rather than one for the whole tensor.
+This module is the container only. Quantization (:mod:`gnerv.quantize`, docs/compression.md:
+tensors in their coding shapes, one range per channel) and entropy coding (:mod:`gnerv.entropy`)
+happen elsewhere; models are rebuilt from a file by :func:`gnerv.decode.build_model`, and a source
+video's fingerprint (``stage.video_id``) is :func:`gnerv.video.video_fingerprint`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import os
 import re
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -42,20 +42,20 @@ import torch
 
 from gnerv import __version__
 from gnerv.atomic import write_bytes_atomic
-from gnerv.entropy import coded_size_bound, decode_symbols, encode_symbols
+from gnerv.entropy import blob_info, coded_size_bound, decode_symbols, encode_symbols
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, GNeRVConfig, count_params, macs_per_frame
 from gnerv.quantize import (
     MAX_BITS,
     MIN_BITS,
     QuantizedTensor,
-    dequantize_tensor,
+    coding_shape,
     num_channels,
-    quantize_tensor,
+    quantize_model,
 )
 
 MAGIC = b"GNRV"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added model.layout; format 1 files (no layout) still read, as "wide"
 SUFFIX = ".gnerv"
 QUANT_SCHEME = "uniform-minmax-per-channel"  # gnerv.quantize + coding_shape
 
@@ -77,20 +77,21 @@ MAX_FLOAT_FIELD = 1e9  # fps, pe_base, residual_scale
 MAX_ENCODER_CHARS = 100
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-_FINGERPRINT_TAG = b"gnerv-frames-v1"
 
 _TOP_KEYS = {"encoder", "model", "quantization", "stage", "tensors", "video"}
 _VIDEO_KEYS = {"fps", "height", "n_frames", "width"}
 _QUANT_KEYS = {"bits", "scheme"}
 _STAGE_KEYS = {"index", "parent_sha256", "residual_scale", "video_id"}
 _TENSOR_KEYS = {"bits", "blob_bytes", "name", "shape"}
-# The model config as format 1 stores it. Frozen here on purpose: a new GNeRVConfig field changes
-# the format (tests/test_bitstream.py fails until this set, the docs and maybe the version follow).
+# The model config as format 2 stores it; format 1 stored the same keys but "layout". Frozen here on
+# purpose: a new GNeRVConfig field changes the format (tests/test_bitstream.py fails until this
+# set, the docs and maybe the version follow).
 _CONFIG_KEYS = {
     "c0",
     "ds_hidden",
     "height",
     "kernel_size",
+    "layout",
     "min_channels",
     "pe_base",
     "pe_levels",
@@ -101,19 +102,8 @@ _CONFIG_KEYS = {
 
 
 # --------------------------------------------------------------------------------------------
-# Small pieces: fingerprints, stages, coding shapes, canonical JSON
+# Small pieces: video facts, stages, canonical JSON, the model's tensors
 # --------------------------------------------------------------------------------------------
-
-
-def video_fingerprint(frames: np.ndarray) -> str:
-    """Hex SHA-256 of uint8 frames (N, H, W, 3): their shape and bytes; names the source video."""
-    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
-        raise GnervError("video fingerprint needs uint8 frames of shape (N, H, W, 3)")
-    frames = np.ascontiguousarray(frames)
-    h = hashlib.sha256(_FINGERPRINT_TAG)
-    h.update(struct.pack("<4Q", *frames.shape))
-    h.update(frames.data)
-    return h.hexdigest()
 
 
 def video_facts(n_frames: int, height: int, width: int, fps: float) -> dict:
@@ -139,34 +129,6 @@ def next_stage(parent: GnervFile, residual_scale: float) -> dict:
         "residual_scale": float(residual_scale),
         "video_id": parent.stage["video_id"],
     }
-
-
-def coding_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """Shape a tensor is quantized in: a >= 3-d tensor loses a leading singleton dimension.
-
-    The global embedding (1, C0, h, w) is quantized as (C0, h, w): one range per embedding
-    channel. Every other GNeRV tensor keeps its shape (channels = output rows / channels).
-    """
-    shape = tuple(int(s) for s in shape)
-    return shape[1:] if len(shape) >= 3 and shape[0] == 1 else shape
-
-
-def quantize_model(model: torch.nn.Module, bits: int = 8) -> list[QuantizedTensor]:
-    """Quantize every state-dict tensor of ``model`` in its :func:`coding_shape`, model order."""
-    out = []
-    for name, t in model.state_dict().items():
-        out.append(quantize_tensor(name, t.detach().reshape(coding_shape(t.shape)), bits))
-    return out
-
-
-def dequantized_state_dict(
-    tensors: list[QuantizedTensor], shapes: list[tuple[int, ...]]
-) -> dict[str, torch.Tensor]:
-    """name -> float32 tensor in its model shape (the inverse of :func:`quantize_model`)."""
-    out: dict[str, torch.Tensor] = {}
-    for q, shape in zip(tensors, shapes, strict=True):
-        out[q.name] = dequantize_tensor(q).reshape(shape)
-    return out
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -241,7 +203,11 @@ def _int_list(value: Any, what: str, max_len: int, lo: int, hi: int) -> list[int
 
 
 def _validate_config(d: Any) -> GNeRVConfig:
+    if isinstance(d, dict) and "layout" not in d:  # format 1: every model had today's "wide"
+        d = {**_obj(d, "model", _CONFIG_KEYS - {"layout"}), "layout": "wide"}
     d = _obj(d, "model", _CONFIG_KEYS)
+    if not isinstance(d["layout"], str):  # GNeRVConfig checks it is one of the known layouts
+        raise GnervError("header field model.layout must be a string")
     _int(d["height"], "model.height", 1, MAX_SIDE)
     _int(d["width"], "model.width", 1, MAX_SIDE)
     _int(d["c0"], "model.c0", 1, MAX_PARAMS)
@@ -376,7 +342,6 @@ class GnervFile:
     sha256: str
     sizes: dict
     encoder: str
-    header: dict = field(repr=False)
 
     @property
     def n_frames(self) -> int:
@@ -399,15 +364,6 @@ class GnervFile:
             except GnervError as e:
                 raise GnervError(f"{self.name}: tensor {r.name!r}: {e}")
         return out
-
-
-def build_model(f: GnervFile) -> GNeRV:
-    """GNeRV(config) with the file's dequantized weights, on the CPU, in eval mode."""
-    sd = dequantized_state_dict(f.tensors, [r.shape for r in f.records])
-    with torch.device("meta"):
-        model = GNeRV(f.model_config)
-    model.load_state_dict(sd, strict=True, assign=True)
-    return model.eval()
 
 
 # --------------------------------------------------------------------------------------------
@@ -485,50 +441,6 @@ def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _blob_split(blob: bytes, count: int) -> tuple[str, int, int]:
-    """(mode, table bytes, payload bytes) of an entropy blob from its head, without decoding.
-
-    Follows the layout in gnerv.entropy's docstring; the full check happens when decoding.
-    """
-    if count == 0 or not blob:
-        return ("empty", len(blob), 0)
-    pos = 1
-
-    def varint() -> int:
-        nonlocal pos
-        value = 0
-        for j in range(5):
-            if pos >= len(blob):
-                raise GnervError("entropy blob truncated")
-            byte = blob[pos]
-            pos += 1
-            value |= (byte & 0x7F) << (7 * j)
-            if not byte & 0x80:
-                return value
-        raise GnervError("entropy blob: varint too long")
-
-    mode = blob[0]
-    if mode == 0:
-        return ("const", len(blob), 0)
-    if mode == 1:
-        varint()
-        if pos >= len(blob):
-            raise GnervError("entropy blob truncated")
-        width = blob[pos]
-        payload = min((count * width + 7) // 8, len(blob))
-        return ("raw", len(blob) - payload, payload)
-    if mode == 2:
-        varint()
-        n = varint()
-        if n > len(blob):
-            raise GnervError("entropy blob: frequency table longer than the blob")
-        for _ in range(n):
-            varint()
-        varint()
-        return ("ans", pos, len(blob) - pos)
-    raise GnervError(f"entropy blob: unknown mode byte {mode}")
-
-
 def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[TensorRecord]:
     """Cut the body (data[start:-4]) into records following the (validated) tensor table."""
     end = len(data) - _CRC.size
@@ -548,9 +460,10 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
         blob = data[pos : pos + e["blob_bytes"]]
         pos += e["blob_bytes"]
         try:
-            mode, tb, pb = _blob_split(blob, math.prod(shape))
+            info = blob_info(blob, math.prod(shape))
         except GnervError as err:
             raise GnervError(f"{name}: tensor {e['name']!r}: {err}")
+        mode, tb, pb = info.mode, info.table_bytes, info.payload_bytes
         records.append(TensorRecord(e["name"], shape, e["bits"], mins, maxs, blob, mode, tb, pb))
     return records
 
@@ -586,7 +499,7 @@ def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile
             f"{name}: written by a newer gnerv (format {version}); upgrade gnerv "
             f"(this one reads format {FORMAT_VERSION})"
         )
-    if version != FORMAT_VERSION:
+    if version not in (1, FORMAT_VERSION):  # format 1 differs only in the model config
         raise GnervError(f"{name}: unknown .gnerv format version {version}")
     if size < MIN_FILE_BYTES:
         raise GnervError(f"{name}: truncated .gnerv file ({size} bytes)")
@@ -645,7 +558,6 @@ def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile
         sha256=hashlib.sha256(data).hexdigest(),
         sizes=sizes,
         encoder=header["encoder"],
-        header=header,
     )
     if decode:
         _ = f.tensors

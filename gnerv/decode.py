@@ -1,7 +1,7 @@
 """Decoding: ``.gnerv`` layers -> frames, any frame range, any prefix of the layer chain.
 
 Needs nothing but the files: the models are rebuilt from their headers and weights
-(:func:`gnerv.bitstream.build_model`); nothing from training is imported.
+(:func:`build_model`); nothing from training is imported.
 
 A chain is ``[base, layer 2, layer 3, ...]``: layer ``k`` names the SHA-256 of layer ``k - 1``'s
 file, and all layers come from the same video. Each layer renders on its own, in float; residual
@@ -16,12 +16,22 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from gnerv.bitstream import GnervFile, build_model, read_gnerv
+from gnerv.bitstream import GnervFile, read_gnerv
 from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, for_inference, frame_times, to_uint8
+from gnerv.quantize import dequantized_state_dict
 
 DEFAULT_BATCH = 8
+
+
+def build_model(f: GnervFile) -> GNeRV:
+    """GNeRV(config) with the file's dequantized weights, on the CPU, in eval mode."""
+    sd = dequantized_state_dict(f.tensors, [r.shape for r in f.records])
+    with torch.device("meta"):
+        model = GNeRV(f.model_config)
+    model.load_state_dict(sd, strict=True, assign=True)
+    return model.eval()
 
 
 def _short(sha: str | None) -> str:

@@ -9,8 +9,10 @@ import torch
 
 from gnerv.errors import GnervError
 
+DEFAULT_DEVICE = "auto"  # the GPU when one is present, else the CPU
 
-def select_device(name: str = "auto") -> torch.device:
+
+def select_device(name: str = DEFAULT_DEVICE) -> torch.device:
     """'auto' -> the GPU when one is present, else the CPU; 'cpu', 'cuda', 'cuda:1' as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

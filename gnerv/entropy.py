@@ -38,7 +38,6 @@ from gnerv.errors import GnervError
 MODE_CONST = 0
 MODE_RAW = 1
 MODE_ANS = 2
-MODE_NAMES = {MODE_CONST: "const", MODE_RAW: "raw", MODE_ANS: "ans"}
 
 MAX_ALPHABET = 1 << 16
 MAX_COUNT = 1 << 31
@@ -357,8 +356,8 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
 class BlobInfo:
     """What a blob is made of, for reports (``gnerv info``) and efficiency checks."""
 
-    mode: str
-    table_bytes: int
+    mode: str  # empty | const | raw | ans
+    table_bytes: int  # bytes that are not payload: mode byte, parameters, frequency table
     payload_bytes: int
 
     @property
@@ -367,25 +366,32 @@ class BlobInfo:
         return self.table_bytes + self.payload_bytes
 
 
-def blob_info(blob: bytes, count: int, alphabet_size: int) -> BlobInfo:
-    """Split a valid blob's length into header/table bytes and payload bytes."""
-    decode_symbols(blob, count, alphabet_size)  # validates
-    if count == 0:
-        return BlobInfo("empty", 0, 0)
+def blob_info(blob: bytes, count: int) -> BlobInfo:
+    """Mode of a blob of ``count`` symbols and the split of its length into table and payload
+    bytes, read from its head without decoding the symbols.
+
+    A truncated or malformed head raises GnervError; the rest of the blob is checked only by
+    :func:`decode_symbols`. An empty blob is mode ``empty`` (valid for ``count == 0`` only).
+    """
+    if count == 0 or not blob:
+        return BlobInfo("empty", len(blob), 0)
     r = _Reader(bytes(blob))
     mode = r.u8("mode byte")
     if mode == MODE_CONST:
         return BlobInfo("const", len(blob), 0)
     if mode == MODE_RAW:
-        r.varint("lo")
-        width = r.u8("width")
-        payload = (count * width + 7) // 8
-        return BlobInfo("raw", len(blob) - payload, payload)
-    r.varint("lo")
-    n = r.varint("n")
-    r.varints(n, "table")
-    n_words = r.varint("n_words")
-    return BlobInfo("ans", len(blob) - 4 * n_words, 4 * n_words)
+        r.varint("raw lowest symbol")
+        r.u8("raw bit width")
+        return BlobInfo("raw", r.pos, len(blob) - r.pos)
+    if mode == MODE_ANS:
+        r.varint("lowest symbol")
+        n = r.varint("symbol range")
+        if n > r.remaining():
+            raise GnervError("entropy blob truncated in frequency table")
+        r.varints(n, "frequency table")
+        r.varint("payload length")
+        return BlobInfo("ans", r.pos, len(blob) - r.pos)
+    raise GnervError(f"entropy blob: unknown mode byte {mode}")
 
 
 def coded_size_bound(count: int, alphabet_size: int) -> int:

@@ -6,7 +6,6 @@ load_seconds is the one-off entropy decoding and model rebuild from the files.""
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnerv.atomic import read_json
 from gnerv.decode import DEFAULT_BATCH, decode_layers, load_layers, prepare_layers
 from gnerv.device import select_device
 from gnerv.errors import GnervError
@@ -31,8 +31,8 @@ def fit_seconds(layer_path: str | os.PathLike) -> float | None:
     p = Path(layer_path)
     for candidate in (p.parent / "fit.json", p.with_suffix(".work") / "fit.json"):
         try:
-            return float(json.loads(candidate.read_text())["train_seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return float(read_json(candidate)["train_seconds"])
+        except (GnervError, ValueError, KeyError, TypeError):
             continue
     return None
 

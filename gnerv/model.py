@@ -3,6 +3,10 @@
     t --PE--> shared linear --GELU--> per-block linear --> (mean, std) for each block's input
     global embedding (C0 x h x w) --[DS -> Conv-Up block] x len(upscale_factors)--> head --> RGB
 
+Two layouts of the blocks, the head and the shared DS part (``GNeRVConfig.layout``): "wide", this
+package's first reading, and "paper", the reading that reproduces the paper's parameter counts
+(Tables 3 and 4; docs/model.md, "The paper's layout").
+
 Pure torch.nn: no file or device handling here, so the decoder can rebuild a model from a bitstream
 without importing anything from training.
 """
@@ -112,6 +116,12 @@ def embedding_geometry(
 # Configuration: everything needed to rebuild the network (it goes into the bitstream)
 # --------------------------------------------------------------------------------------------
 
+# "wide": a growing block is C_in wide in the middle, 3x3 head, one shared DS linear.
+# "paper": E-NeRV's Conv-Up block, which the paper builds on (a growing block, or one whose channels
+# stay equal, is C_in // 4 wide in the middle), 1x1 head, shared DS MLP PE -> 40 -> 40.
+LAYOUTS = ("wide", "paper")
+MIN_PAPER_CHANNELS = 4  # so that C_in // 4 >= 1
+
 
 @dataclass(frozen=True)
 class GNeRVConfig:
@@ -125,8 +135,11 @@ class GNeRVConfig:
     ds_hidden: int = 40  # width of the shared DS linear (paper 4.1: 40 -> 40)
     kernel_size: int = 3  # conv kernel in Conv-Up blocks and head
     residual: bool = False  # residual stage: signed output, no sigmoid on the head
+    layout: str = "wide"  # one of LAYOUTS: block middles, head kernel, shared DS depth
 
     def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise GnervError(f"layout {self.layout!r} is not one of: {', '.join(LAYOUTS)}")
         (h, w), factors = embedding_geometry(self.height, self.width, self.upscale_factors or None)
         object.__setattr__(self, "upscale_factors", tuple(factors))
         if self.c0 < 1:
@@ -137,6 +150,11 @@ class GNeRVConfig:
             raise GnervError("pe_levels, ds_hidden and pe_base must be positive")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise GnervError(f"kernel_size = {self.kernel_size} must be odd and >= 1")
+        if self.layout == "paper" and min(self.c0, self.min_channels) < MIN_PAPER_CHANNELS:
+            raise GnervError(
+                f"c0 = {self.c0}, min_channels = {self.min_channels}: the paper layout needs "
+                f"both >= {MIN_PAPER_CHANNELS} (a growing block is C_in // 4 channels wide inside)"
+            )
 
     @property
     def embedding_hw(self) -> tuple[int, int]:
@@ -150,6 +168,20 @@ class GNeRVConfig:
         for _ in self.upscale_factors[1:]:
             chans.append(max(chans[-1] // 2, self.min_channels))
         return chans
+
+    def grows(self, c_in: int, c_out: int) -> bool:
+        """Whether a block takes the growing form Conv-PixelShuffle-Conv (paper 3.1). The paper
+        layout, like E-NeRV's Conv-Up block, also takes it when the channels stay equal."""
+        return c_out >= c_in if self.layout == "paper" else c_out > c_in
+
+    def middle(self, c_in: int) -> int:
+        """Channels between the two convs of a growing block (after the pixel shuffle)."""
+        return c_in // 4 if self.layout == "paper" else c_in
+
+    @property
+    def head_kernel(self) -> int:
+        """Kernel of the head conv to RGB: 1x1 in the paper layout, kernel_size in wide."""
+        return 1 if self.layout == "paper" else self.kernel_size
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -189,16 +221,18 @@ def distribution_shift(
 
 
 class ConvUpBlock(nn.Module):
-    """Conv-Up block: Conv-Conv-PixelShuffle when channels shrink (or stay), Conv-PixelShuffle-Conv
-    when they grow; either way the middle of the block has min(C_in, C_out) channels."""
+    """Conv-Up block: Conv-PixelShuffle-Conv when channels grow, Conv-Conv-PixelShuffle when they
+    shrink (GNeRVConfig.grows says which); a growing block is `middle` channels wide inside."""
 
-    def __init__(self, c_in: int, c_out: int, factor: int, kernel_size: int) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, factor: int, kernel_size: int, grows: bool, middle: int
+    ) -> None:
         super().__init__()
         pad = kernel_size // 2
-        self.grows = c_out > c_in
-        if self.grows:  # Conv(C_in -> C_in r^2) - Shuffle -> C_in - Conv(C_in -> C_out)
-            self.conv1 = nn.Conv2d(c_in, c_in * factor**2, kernel_size, padding=pad)
-            self.conv2 = nn.Conv2d(c_in, c_out, kernel_size, padding=pad)
+        self.grows = grows
+        if self.grows:  # Conv(C_in -> M r^2) - Shuffle -> M - Conv(M -> C_out)
+            self.conv1 = nn.Conv2d(c_in, middle * factor**2, kernel_size, padding=pad)
+            self.conv2 = nn.Conv2d(middle, c_out, kernel_size, padding=pad)
         else:  # Conv(C_in -> C_out) - Conv(C_out -> C_out r^2) - Shuffle
             self.conv1 = nn.Conv2d(c_in, c_out, kernel_size, padding=pad)
             self.conv2 = nn.Conv2d(c_out, c_out * factor**2, kernel_size, padding=pad)
@@ -223,13 +257,19 @@ class GNeRV(nn.Module):
         # One global embedding shared by all frames (paper: randomly initialised, learned).
         self.embedding = nn.Parameter(torch.randn(1, cfg.c0, h, w))
         # DS branch: h (shared by all blocks) then h_j (one per block) -> mean and std of C_in.
-        self.ds_shared = nn.Linear(pe_dim, cfg.ds_hidden)
+        self.ds_shared: nn.Module
+        if cfg.layout == "paper":  # h is a two-layer MLP, PE -> 40 -> 40
+            self.ds_shared = nn.Sequential(
+                nn.Linear(pe_dim, cfg.ds_hidden), nn.GELU(), nn.Linear(cfg.ds_hidden, cfg.ds_hidden)
+            )
+        else:
+            self.ds_shared = nn.Linear(pe_dim, cfg.ds_hidden)
         self.ds_heads = nn.ModuleList(nn.Linear(cfg.ds_hidden, 2 * c) for c in chans[:-1])
         self.blocks = nn.ModuleList(
-            ConvUpBlock(chans[i], chans[i + 1], r, cfg.kernel_size)
-            for i, r in enumerate(cfg.upscale_factors)
+            ConvUpBlock(c_in, c_out, r, cfg.kernel_size, cfg.grows(c_in, c_out), cfg.middle(c_in))
+            for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True)
         )
-        self.head = nn.Conv2d(chans[-1], 3, cfg.kernel_size, padding=cfg.kernel_size // 2)
+        self.head = nn.Conv2d(chans[-1], 3, cfg.head_kernel, padding=cfg.head_kernel // 2)
         if cfg.residual:
             # A residual stage starts by adding nothing, so training can only improve on the
             # layers below it (a random head would first add noise to the reconstruction).
@@ -266,14 +306,18 @@ def count_params(cfg: GNeRVConfig) -> int:
     h, w = cfg.embedding_hw
     chans = cfg.channels
     pe_dim = 2 * cfg.pe_levels
-    n = cfg.c0 * h * w + pe_dim * cfg.ds_hidden + cfg.ds_hidden
+    d = cfg.ds_hidden
+    n = cfg.c0 * h * w + pe_dim * d + d
+    if cfg.layout == "paper":  # second layer of the shared DS MLP
+        n += d * d + d
     for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
-        n += cfg.ds_hidden * 2 * c_in + 2 * c_in
-        if c_out > c_in:
-            n += k2 * c_in * c_in * r * r + c_in * r * r + k2 * c_in * c_out + c_out
+        n += d * 2 * c_in + 2 * c_in
+        if cfg.grows(c_in, c_out):
+            m = cfg.middle(c_in)
+            n += k2 * c_in * m * r * r + m * r * r + k2 * m * c_out + c_out
         else:
             n += k2 * c_in * c_out + c_out + k2 * c_out * c_out * r * r + c_out * r * r
-    n += k2 * chans[-1] * 3 + 3
+    n += cfg.head_kernel**2 * chans[-1] * 3 + 3
     return n
 
 
@@ -283,15 +327,17 @@ def macs_per_frame(cfg: GNeRVConfig) -> int:
     h, w = cfg.embedding_hw
     chans = cfg.channels
     pe_dim = 2 * cfg.pe_levels
-    macs = pe_dim * cfg.ds_hidden
+    d = cfg.ds_hidden
+    macs = pe_dim * d + (d * d if cfg.layout == "paper" else 0)
     for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
-        macs += cfg.ds_hidden * 2 * c_in
-        if c_out > c_in:
-            macs += k2 * c_in * c_in * r * r * h * w + k2 * c_in * c_out * h * w * r * r
+        macs += d * 2 * c_in
+        if cfg.grows(c_in, c_out):
+            m = cfg.middle(c_in)
+            macs += k2 * c_in * m * r * r * h * w + k2 * m * c_out * h * w * r * r
         else:
             macs += k2 * c_in * c_out * h * w + k2 * c_out * c_out * r * r * h * w
         h, w = h * r, w * r
-    macs += k2 * chans[-1] * 3 * h * w
+    macs += cfg.head_kernel**2 * chans[-1] * 3 * h * w
     return macs
 
 
@@ -313,15 +359,17 @@ def parse_param_count(text: str | float | int) -> int:
 
 def c0_for_size(target_params: int, **cfg_kwargs) -> int:
     """The C0 whose model is closest to `target_params` (params grow monotonically with C0)."""
-    smallest = count_params(GNeRVConfig(c0=1, **cfg_kwargs))
+    lo = MIN_PAPER_CHANNELS if cfg_kwargs.get("layout") == "paper" else 1
+    smallest_cfg = GNeRVConfig(c0=lo, **cfg_kwargs)
+    smallest = count_params(smallest_cfg)
     if target_params < smallest:
-        floor = cfg_kwargs.get("min_channels", 30)
         raise GnervError(
             f"model size {target_params / 1e6:.4g}M is below the smallest GNeRV for this frame "
-            f"size with min_channels={floor} ({smallest / 1e6:.4g}M at c0=1): lower "
+            f"size with min_channels={smallest_cfg.min_channels} ({smallest / 1e6:.4g}M at "
+            f"c0={lo}): lower "
             "min_channels or ask for a larger size"
         )
-    lo, hi = 1, 2
+    hi = 2 * lo
     while count_params(GNeRVConfig(c0=hi, **cfg_kwargs)) < target_params:
         lo, hi = hi, hi * 2
     while hi - lo > 1:
@@ -339,8 +387,8 @@ def describe(cfg: GNeRVConfig) -> str:
     """One line for logs: size, embedding, factors, channels, params, MACs."""
     h, w = cfg.embedding_hw
     return (
-        f"GNeRV {cfg.height}x{cfg.width}: embedding {cfg.c0}x{h}x{w}, upscale "
-        f"{list(cfg.upscale_factors)}, channels {cfg.channels}, "
+        f"GNeRV {cfg.height}x{cfg.width}, {cfg.layout} layout: embedding {cfg.c0}x{h}x{w}, "
+        f"upscale {list(cfg.upscale_factors)}, channels {cfg.channels}, "
         f"{count_params(cfg) / 1e6:.3f}M params, {macs_per_frame(cfg) / 1e9:.3f} GMACs/frame"
     )
 

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from gnerv.bitstream import next_stage, video_fingerprint
-from gnerv.codec import compress_checkpoint, encode_single
+from gnerv.bitstream import next_stage
 from gnerv.decode import DEFAULT_BATCH, decode_float, load_layers
+from gnerv.encode import compress_checkpoint, encode_single
 from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig, c0_for_size, count_params
 from gnerv.residual import check_scale, residual_target, save_residual
 from gnerv.train import TrainConfig, fit
+from gnerv.video import video_fingerprint
 
 DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
 RESIDUAL_LR = 2e-4  # paper 4.1
@@ -29,13 +30,16 @@ RESIDUAL_ALPHA = 1.0  # paper: no SSIM term on residuals
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One progressive stage: its size (params or C0), epochs and, for j >= 2, residual scale."""
+    """One progressive stage: its size (params or C0), epochs and, for j >= 2, residual scale.
+
+    Settings left None take the stage's defaults: the base TrainConfig's (the paper's frame
+    recipe) for stage 1, the paper's residual recipe (:func:`stage_defaults`) after it."""
 
     size: int | None = None  # target parameter count
     c0: int | None = None  # or C0 directly
-    epochs: int = 300
-    lr: float | None = None  # default: 2e-3 for stage 1, 2e-4 after
-    alpha: float | None = None  # default: 0.7 for stage 1, 1.0 after
+    epochs: int | None = None  # default: the base TrainConfig's
+    lr: float | None = None
+    alpha: float | None = None
     residual_scale: float = DEFAULT_RESIDUAL_SCALE
 
     def check(self, index: int) -> None:
@@ -43,7 +47,7 @@ class StageSpec:
             raise GnervError(f"stage {index} has no size: give its params (size) or c0")
         if (self.c0 is not None and self.c0 < 1) or (self.size is not None and self.size < 1):
             raise GnervError(f"stage {index} has a zero or negative size")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise GnervError(f"stage {index}: epochs = {self.epochs} must be >= 1")
         if index > 1:
             check_scale(self.residual_scale)
@@ -68,16 +72,60 @@ def stage_model_config(spec: StageSpec, base: GNeRVConfig, index: int) -> GNeRVC
     return GNeRVConfig(c0=c0_for_size(spec.size, **common), **common)
 
 
+def stage_defaults(index: int) -> dict:
+    """TrainConfig settings that differ by stage: none for the base (TrainConfig's defaults are
+    the paper's frame recipe), the paper's residual lr and loss weight for stages >= 2."""
+    return {} if index == 1 else {"lr": RESIDUAL_LR, "loss_alpha": RESIDUAL_ALPHA}
+
+
 def stage_train_config(spec: StageSpec, base: TrainConfig, index: int) -> TrainConfig:
-    first = index == 1
-    return replace(
-        base,
-        epochs=spec.epochs,
-        lr=spec.lr if spec.lr is not None else (base.lr if first else RESIDUAL_LR),
-        loss_alpha=spec.alpha
-        if spec.alpha is not None
-        else (base.loss_alpha if first else RESIDUAL_ALPHA),
-    )
+    """Stage `index`'s training: the shared settings of `base`; for residual stages the paper's
+    residual recipe in place of base's lr and alpha; then what `spec` sets."""
+    own = {"epochs": spec.epochs, "lr": spec.lr, "loss_alpha": spec.alpha}
+    settings = {**stage_defaults(index), **{k: v for k, v in own.items() if v is not None}}
+    return replace(base, **settings)
+
+
+def stage_specs(
+    n_stages: int,
+    sizes: list[int] | None = None,
+    epochs: list[int] | None = None,
+    residual_scales: list[float] | None = None,
+    base_size: int | None = None,
+    base_c0: int | None = None,
+    base_lr: float | None = None,
+    base_alpha: float | None = None,
+) -> list[StageSpec]:
+    """The stage list of `encode --stages N`: per-stage sizes / epochs lists (one value per
+    stage), residual scales (one for all, or one per stage after the first). Without `sizes`
+    only stage 1 has a size (base_size or base_c0); base_lr/alpha apply to stage 1."""
+    if n_stages < 1:
+        raise GnervError(f"--stages {n_stages}: give at least 1 stage")
+    scales = residual_scales or [DEFAULT_RESIDUAL_SCALE]
+    for name, values in (("--stage-sizes", sizes), ("--stage-epochs", epochs)):
+        if values is not None and len(values) != n_stages:
+            raise GnervError(f"{name} lists {len(values)} values for --stages {n_stages}")
+    if len(scales) not in (1, max(n_stages - 1, 1)):
+        raise GnervError(
+            f"--residual-scale lists {len(scales)} values: give one, or one per stage after the "
+            f"first ({n_stages - 1})"
+        )
+    specs = []
+    for j in range(n_stages):
+        size = sizes[j] if sizes else (base_size if j == 0 else None)
+        specs.append(
+            StageSpec(
+                size=size if base_c0 is None or sizes else None,
+                c0=base_c0 if j == 0 and not sizes else None,
+                epochs=epochs[j] if epochs else None,
+                lr=base_lr if j == 0 else None,
+                alpha=base_alpha if j == 0 else None,
+                residual_scale=scales[min(max(j - 1, 0), len(scales) - 1)],
+            )
+        )
+    if specs[1:] and specs[1].size is None and specs[1].c0 is None:
+        raise GnervError("--stages > 1 needs --stage-sizes (one size per stage)")
+    return specs
 
 
 def compute_residual(

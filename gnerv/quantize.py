@@ -1,13 +1,17 @@
 """Per-channel uniform quantization of model weights, and its exact inverse.
 
 The paper quantizes "tensor by tensor", with "channelwise maximum and minimum values of each tensor
-along the 0th dimension", 8 bits by default. Here:
+along the 0th dimension", 8 bits by default. Here a tensor is first viewed in its
+:func:`coding_shape`, which drops the leading singleton dimension of a >= 3-d tensor (the global
+embedding ``(1, C0, h, w)`` is coded as ``(C0, h, w)``); then:
 
 - A tensor with 2 or more dimensions (conv / linear weights, the global embedding C0 x h x w) gets
   one ``(min, max)`` pair per index along dim 0.
 - A 0-d or 1-d tensor (biases, norm scales, 1-d vectors) is ONE channel with one ``(min, max)``
   pair. Taking "channels along dim 0" literally would give every element of a bias its own
   ``min == max == value`` stored in float32, i.e. store the bias unquantized and save nothing.
+
+:func:`num_channels` states this rule; it is the only place it is stated.
 
 For a channel with ``mins[c] < maxs[c]`` the step is ``scale = (max - min) / (2**bits - 1)`` and a
 value ``x`` becomes the symbol ``q = round_half_even((x - min) / scale)``, clipped to
@@ -18,14 +22,13 @@ Encoder and decoder must agree bit for bit, so the tensor is first cast to float
 stored are then exact values of the tensor), the step is computed from the stored float32
 min/max by one helper (:func:`channel_scales`), and the reconstruction by another
 (:func:`_reconstruct`), both in float32 numpy with separate multiply and add (no fused ops).
-:func:`quantize_model_` uses the very same reconstruction, so the model it leaves behind renders
+A model loaded with :func:`dequantized_state_dict` of :func:`quantize_model` therefore renders
 exactly what the decoder of the bitstream will render.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +38,7 @@ from gnerv.errors import GnervError
 
 MIN_BITS = 2
 MAX_BITS = 16
+DEFAULT_BITS = 8  # the paper's 8-bit quantization
 
 
 @dataclass
@@ -63,13 +67,20 @@ class QuantizedTensor:
         return 1 << self.bits
 
 
-def num_channels(shape: tuple[int, ...]) -> int:
-    """Channels with their own (min, max): ``shape[0]`` for >= 2-d tensors, else 1.
+def coding_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Shape a tensor is quantized in: a >= 3-d tensor loses a leading singleton dimension.
 
-    A >= 3-d tensor with a leading singleton (the global embedding, (1, C0, h, w)) has its
-    channels along dim 1, as in the bitstream (`gnerv.bitstream.coding_shape`)."""
-    if len(shape) >= 3 and shape[0] == 1:
-        return shape[1]
+    The global embedding (1, C0, h, w) is quantized as (C0, h, w): one range per embedding
+    channel. Every other GNeRV tensor keeps its shape (channels = output rows / channels).
+    """
+    shape = tuple(int(s) for s in shape)
+    return shape[1:] if len(shape) >= 3 and shape[0] == 1 else shape
+
+
+def num_channels(shape: tuple[int, ...]) -> int:
+    """Channels with their own (min, max): ``coding_shape(shape)[0]`` when the coding shape has
+    2 or more dimensions, else 1."""
+    shape = coding_shape(shape)
     return shape[0] if len(shape) >= 2 else 1
 
 
@@ -97,8 +108,9 @@ def _reconstruct(symbols2d: np.ndarray, mins: np.ndarray, scales: np.ndarray) ->
     return (prod + mins.astype(np.float32)[:, None]).astype(np.float32)
 
 
-def quantize_tensor(name: str, t: torch.Tensor, bits: int = 8) -> QuantizedTensor:
-    """Quantize one floating-point tensor per channel along dim 0 (see the module docstring)."""
+def quantize_tensor(name: str, t: torch.Tensor, bits: int = DEFAULT_BITS) -> QuantizedTensor:
+    """Quantize one floating-point tensor per channel (:func:`num_channels`; see the module
+    docstring). The result keeps ``t``'s shape."""
     _check_bits(bits)
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
@@ -163,36 +175,26 @@ def dequantize_tensor(q: QuantizedTensor) -> torch.Tensor:
     return torch.from_numpy(out.reshape(q.shape).copy())
 
 
-def quantize_state_dict(sd: Mapping[str, torch.Tensor], bits: int = 8) -> list[QuantizedTensor]:
-    """Quantize every tensor of a state dict, in the dict's (the model's) order.
+def quantize_model(model: torch.nn.Module, bits: int = DEFAULT_BITS) -> list[QuantizedTensor]:
+    """Quantize every state-dict tensor of ``model`` in its :func:`coding_shape`, model order.
 
     Every entry must be floating point: a non-float entry raises GnervError rather than being
-    silently dropped from the bitstream.
+    silently dropped from the bitstream. The model is not changed.
     """
     _check_bits(bits)
-    return [quantize_tensor(name, t, bits) for name, t in sd.items()]
+    return [
+        quantize_tensor(name, t.detach().reshape(coding_shape(t.shape)), bits)
+        for name, t in model.state_dict().items()
+    ]
 
 
-def dequantize_state_dict(qs: list[QuantizedTensor]) -> dict[str, torch.Tensor]:
-    """Inverse of :func:`quantize_state_dict`: name -> float32 tensor, same order."""
+def dequantized_state_dict(
+    tensors: list[QuantizedTensor], shapes: list[tuple[int, ...]]
+) -> dict[str, torch.Tensor]:
+    """name -> float32 tensor in its model shape (the inverse of :func:`quantize_model`)."""
     out: dict[str, torch.Tensor] = {}
-    for q in qs:
+    for q, shape in zip(tensors, shapes, strict=True):
         if q.name in out:
             raise GnervError(f"tensor name {q.name!r} appears twice")
-        out[q.name] = dequantize_tensor(q)
+        out[q.name] = dequantize_tensor(q).reshape(shape)
     return out
-
-
-def quantize_model_(model: torch.nn.Module, bits: int = 8) -> list[QuantizedTensor]:
-    """Quantize all state-dict tensors of ``model`` and write the dequantized values back in place.
-
-    Afterwards the model renders the post-quantization picture, i.e. exactly what a decoder that
-    rebuilds the weights with :func:`dequantize_tensor` sees (for a float32 model).
-    """
-    sd = model.state_dict()
-    qs = quantize_state_dict(sd, bits)
-    with torch.no_grad():
-        for q in qs:
-            target = sd[q.name]
-            target.copy_(dequantize_tensor(q).to(device=target.device, dtype=target.dtype))
-    return qs

@@ -3,17 +3,17 @@ the summary table (Markdown + JSON), from `gnerv evaluate` and `gnerv baselines`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from gnerv.atomic import write_bytes_atomic, write_json
+from gnerv.atomic import read_json, write_bytes_atomic, write_json
 from gnerv.baselines import CODECS, encode_point
+from gnerv.bd import bd_psnr, bd_rate
 from gnerv.decode import decode_layers, load_layers
 from gnerv.errors import GnervError
-from gnerv.rd import bd_psnr, bd_rate, markdown_table, plot_frames, plot_per_frame, plot_rd
+from gnerv.plots import markdown_table, plot_frames, plot_per_frame, plot_rd
 from gnerv.video import read_video
 
 TABLE_COLUMNS = [
@@ -28,15 +28,6 @@ TABLE_COLUMNS = [
     "decode_fps",
 ]
 COMPARE_CODEC = "x265"  # the classical codec shown beside GNeRV in frames.png
-
-
-def read_json_file(path: str | os.PathLike, what: str) -> dict | list:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise GnervError(f"{path}: not found; write it with `gnerv {what}`")
-    except (OSError, ValueError) as e:
-        raise GnervError(f"{path}: not readable JSON ({e}); write it again with `gnerv {what}`")
 
 
 def _curves(metrics: list[dict], baselines: list[dict]) -> dict[str, tuple[list, list]]:
@@ -109,8 +100,8 @@ def make_report(
 ) -> dict:
     """Write rd.png, per_frame.png, frames.png, summary.md and summary.json into out_dir."""
     out_dir = Path(out_dir)
-    metrics = [read_json_file(p, "evaluate") for p in metrics_paths]
-    baselines = read_json_file(baselines_path, "baselines") if baselines_path else []
+    metrics = [read_json(p, "what `gnerv evaluate` writes") for p in metrics_paths]
+    baselines = read_json(baselines_path, "what `gnerv baselines` writes") if baselines_path else []
     if not metrics or not all(m.get("points") for m in metrics):
         raise GnervError("no GNeRV points to report: give metrics.json from `gnerv evaluate`")
     curves = _curves(metrics, baselines)

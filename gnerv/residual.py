@@ -8,12 +8,11 @@ uint8 would lose it) and in [0, 1] pixel units before scaling.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from gnerv.atomic import atomic_output, write_bytes_atomic
+from gnerv.atomic import atomic_output, read_json, write_json
 from gnerv.errors import GnervError
 
 RESIDUAL_KIND = "gnerv-residual"
@@ -47,7 +46,7 @@ def save_residual(path: str | Path, residual: np.ndarray, meta: dict) -> None:
     with atomic_output(path) as tmp:
         np.save(tmp, np.ascontiguousarray(residual, dtype=np.float32))
     sidecar = {**meta, "kind": RESIDUAL_KIND, "shape": list(residual.shape)}
-    write_bytes_atomic(path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_json(path.with_suffix(".json"), sidecar)
 
 
 def is_residual_file(path: str | Path) -> bool:
@@ -55,24 +54,25 @@ def is_residual_file(path: str | Path) -> bool:
     if Path(path).suffix != ".npy" or not sidecar.exists():
         return False
     try:
-        return json.loads(sidecar.read_text()).get("kind") == RESIDUAL_KIND
-    except (OSError, ValueError, AttributeError):
+        meta = read_json(sidecar)
+    except GnervError:
         return False
+    return isinstance(meta, dict) and meta.get("kind") == RESIDUAL_KIND
 
 
 def load_residual(path: str | Path) -> tuple[np.ndarray, dict]:
     """Read a residual written by save_residual: float32 (N, H, W, 3) and its meta."""
     path = Path(path)
-    sidecar = path.with_suffix(".json")
+    meta = read_json(path.with_suffix(".json"), "the sidecar that `gnerv residual` writes")
     try:
-        meta = json.loads(sidecar.read_text())
         residual = np.load(path, allow_pickle=False)
     except FileNotFoundError as e:
         raise GnervError(f"{e.filename}: not found; write it with `gnerv residual`")
     except (OSError, ValueError) as e:
         raise GnervError(f"{path}: not a readable residual ({e}); write it again")
     if (
-        meta.get("kind") != RESIDUAL_KIND
+        not isinstance(meta, dict)
+        or meta.get("kind") != RESIDUAL_KIND
         or residual.dtype != np.float32
         or residual.ndim != 4
         or residual.shape[-1] != 3

@@ -1,6 +1,8 @@
 """MLflow adapter: log one finished pipeline (one video, all its stages) in one process.
 
-The only module that imports mlflow. The workflow's last rule calls it (`gnerv track`) after
+The only module that imports mlflow. It is handed the merged workflow parameters and the
+pipeline's files by name (:class:`PipelineFiles`); it derives no path and merges no YAML. The
+workflow's last rule calls it (`gnerv track`) after
 everything else has run, so nothing is logged while training (a synchronous ``log_metric`` costs
 about 20 ms; the per-epoch history is read back from each stage's fit.json and sent in a few
 ``log_batch`` calls instead), a failed pipeline leaves no half-logged run, and the pipeline
@@ -32,18 +34,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from gnerv.atomic import write_json
+from gnerv.atomic import read_json, write_json
 from gnerv.errors import GnervError
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "gnerv"
-# Written into the results folder: which run holds this pipeline.
-RUN_RECORD_NAME = "mlflow_run.json"
 # Artifacts of a sqlite store go beside the database, in this folder.
 SQLITE_ARTIFACTS_DIR = "mlartifacts"
 SQLITE_PREFIX = "sqlite:///"
@@ -57,20 +58,6 @@ NOTE_TAG = "mlflow.note.content"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_TIMEOUT_S = 10.0
 
-# The pipeline's files, relative to results/<video>/.
-FRAMES_META = "frames.json"
-METRICS_FILE = "eval/metrics.json"
-SUMMARY_JSON = "eval/summary.json"
-REPORT_ARTIFACTS = (
-    "eval/rd.png",
-    "eval/per_frame.png",
-    "eval/frames.png",
-    "eval/summary.md",
-    "eval/summary.json",
-    "eval/metrics.json",
-    "eval/baselines.json",
-)
-BENCHMARKS_DIR = "benchmarks"
 # Per-epoch fields of fit.json's history that are logged (step = epoch).
 HISTORY_FIELDS = ("loss", "train_psnr", "lr")
 # Keys of a metrics.json point that name the prefix rather than measure it.
@@ -90,36 +77,6 @@ def public_uri(uri: str) -> str:
     host = parts.hostname or ""
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def merge_params(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    """Merge `update` into a copy of `base` as Snakemake merges config files (dicts recursively,
-    anything else replaced)."""
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = merge_params(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def load_params(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
-    """The workflow parameters from one or more YAML files, later files overriding earlier."""
-    import yaml
-
-    params: dict[str, Any] = {}
-    for path in paths:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except FileNotFoundError:
-            raise GnervError(f"{path}: parameters file not found")
-        except (OSError, yaml.YAMLError) as e:
-            raise GnervError(f"{path}: not a readable YAML parameters file ({e})")
-        if not isinstance(loaded, dict):
-            raise GnervError(f"{path}: expected a mapping of parameters at the top level")
-        params = merge_params(params, loaded)
-    return params
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -144,15 +101,6 @@ def numbers(value: Any, prefix: str = "") -> dict[str, float]:
 def point_numbers(point: Mapping[str, Any]) -> dict[str, float]:
     """The measured numbers of a metrics.json point (not the field naming its prefix)."""
     return {k: v for k, v in numbers(point).items() if k not in PREFIX_INDEX_KEYS}
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GnervError(f"{path} not found: track a video whose pipeline has finished")
-    except (OSError, ValueError) as e:
-        raise GnervError(f"{path}: not readable JSON ({e})")
 
 
 def bd_numbers(summary: Any) -> dict[str, float]:
@@ -278,47 +226,64 @@ def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
     return client.create_experiment(name, artifact_location=location)
 
 
-def _stage_dirs(results_dir: Path, n_stages: int) -> list[Path]:
-    dirs = [results_dir / f"stage{j}" for j in range(1, n_stages + 1)]
-    for j, stage_dir in enumerate(dirs, start=1):
-        for name in ("fit.json", f"stage{j}.gnerv"):
-            if not (stage_dir / name).is_file():
+@dataclass(frozen=True)
+class PipelineFiles:
+    """One video's finished pipeline, file by file (the track rule names each one)."""
+
+    fits: list[Path]  # fit.json of stages 1..N
+    layers: list[Path]  # stage<j>.gnerv of stages 1..N
+    metrics: Path  # gnerv evaluate's metrics.json
+    record: Path  # written here: which MLflow run holds the pipeline
+    summary: Path | None = None  # gnerv report's summary.json (BD-rates)
+    summary_md: Path | None = None  # its markdown table, shown as the run's note
+    frames_meta: Path | None = None  # gnerv extract's frames.json
+    artifacts: list[Path] = field(default_factory=list)  # logged under eval/
+    benchmarks: list[Path] = field(default_factory=list)  # Snakemake's per-job timings
+
+    def check(self, n_stages: int) -> None:
+        """Refuse an unfinished pipeline before anything is logged."""
+        if len(self.fits) != n_stages or len(self.layers) != n_stages:
+            raise GnervError(
+                f"the parameters list {n_stages} stages but {len(self.fits)} fit summaries and "
+                f"{len(self.layers)} layers were given"
+            )
+        for path in [*self.fits, *self.layers, self.metrics]:
+            if not Path(path).is_file():
                 raise GnervError(
-                    f"{stage_dir / name} not found: the parameters list {n_stages} stages; "
+                    f"{path} not found: the parameters list {n_stages} stages; "
                     "track a video whose pipeline has finished"
                 )
-    return dirs
 
 
 def _artifacts(paths: Iterable[Path]) -> list[Path]:
-    return [p for p in paths if p.is_file()]
+    return [Path(p) for p in paths if Path(p).is_file()]
+
+
+def _optional(path: Path | None, what: str) -> Any:
+    return read_json(path, what) if path is not None and Path(path).is_file() else {}
 
 
 def track_pipeline(
     video: str,
-    results_dir: Path,
+    files: PipelineFiles,
     params: dict[str, Any],
     experiment: str = DEFAULT_EXPERIMENT,
     tracking_uri: str | None = None,
 ) -> str:
-    """Log the finished pipeline of `video` (files under `results_dir`) as one parent run with a
-    nested run per stage; write results_dir/mlflow_run.json; return the parent run's id."""
-    results_dir = Path(results_dir)
+    """Log the finished pipeline of `video` as one parent run with a nested run per stage,
+    `params` being the merged workflow parameters; write files.record; return the parent run's
+    id."""
     stages = params.get("stages")
     if not isinstance(stages, list) or not stages:
         raise GnervError("the parameters hold no `stages` list: pass the workflow's params.yaml")
-    stage_dirs = _stage_dirs(results_dir, len(stages))
-    fits = [read_json(d / "fit.json") for d in stage_dirs]
-    metrics_path = results_dir / METRICS_FILE
-    points = prefix_points(read_json(metrics_path), metrics_path)
+    files.check(len(stages))
+    fits = [read_json(path, "a fit summary") for path in files.fits]
+    points = prefix_points(read_json(files.metrics, "a metrics file"), files.metrics)
     by_prefix = {prefix_index(p, k): p for k, p in enumerate(points, start=1)}
-    frames_meta_path = results_dir / FRAMES_META
-    frames_meta = read_json(frames_meta_path) if frames_meta_path.is_file() else {}
-    summary_path = results_dir / SUMMARY_JSON
-    summary = read_json(summary_path) if summary_path.is_file() else {}
+    frames_meta = _optional(files.frames_meta, "a frames sidecar")
+    summary = _optional(files.summary, "a report summary")
     sizes = {
-        f"stage{j}": (d / f"stage{j}.gnerv").stat().st_size
-        for j, d in enumerate(stage_dirs, start=1)
+        f"stage{j}": Path(path).stat().st_size for j, path in enumerate(files.layers, start=1)
     }
 
     import mlflow  # noqa: F401  (fails early, with mlflow's own message, when it is missing)
@@ -332,7 +297,7 @@ def track_pipeline(
     except MlflowException as e:
         raise GnervError(f"MLflow tracking store {public_uri(uri)}: {e.message}")
     commit = git_commit(Path.cwd())
-    common_tags = {"video": video, "results": str(results_dir)}
+    common_tags = {"video": video, "results": str(Path(files.metrics).parent.parent)}
     if commit:
         common_tags[GIT_COMMIT_TAG] = commit
 
@@ -354,13 +319,12 @@ def track_pipeline(
         log.metrics_from(bd_numbers(summary))
         log.metric("total_bytes", sum(sizes.values()))
         log.metric("total_train_seconds", sum(float(f.get("train_seconds", 0.0)) for f in fits))
-        summary_md = results_dir / "eval" / "summary.md"
-        if summary_md.is_file():
-            log.tags[NOTE_TAG] = summary_md.read_text()[:MAX_PARAM_LENGTH]
+        if files.summary_md is not None and Path(files.summary_md).is_file():
+            log.tags[NOTE_TAG] = Path(files.summary_md).read_text()[:MAX_PARAM_LENGTH]
         log.flush()
 
-        for j, (stage_dir, fit, entry) in enumerate(
-            zip(stage_dirs, fits, stages, strict=True), start=1
+        for j, (fit_path, fit, entry) in enumerate(
+            zip(files.fits, fits, stages, strict=True), start=1
         ):
             run = client.create_run(
                 experiment_id,
@@ -368,17 +332,17 @@ def track_pipeline(
                 tags={**common_tags, PARENT_RUN_TAG: parent_id, "stage": str(j)},
             )
             stage_ids[f"stage{j}"] = run.info.run_id
-            _log_stage(client, run.info.run_id, j, stage_dir, fit, entry, by_prefix, sizes, params)
+            _log_stage(client, run.info.run_id, j, fit_path, fit, entry, by_prefix, sizes, params)
             client.set_terminated(run.info.run_id, "FINISHED")
 
         client.log_dict(parent_id, {"bytes": sizes, "total": sum(sizes.values())}, "sizes.json")
-        for path in _artifacts(results_dir / name for name in REPORT_ARTIFACTS):
+        logged = [*files.artifacts, files.metrics, files.summary, files.summary_md]
+        for path in _artifacts(p for p in logged if p is not None):
             client.log_artifact(parent_id, str(path), artifact_path="eval")
-        if frames_meta_path.is_file():
-            client.log_artifact(parent_id, str(frames_meta_path))
-        bench = sorted((results_dir / BENCHMARKS_DIR).glob("*.tsv"))
-        for path in bench:
-            client.log_artifact(parent_id, str(path), artifact_path=BENCHMARKS_DIR)
+        if files.frames_meta is not None and Path(files.frames_meta).is_file():
+            client.log_artifact(parent_id, str(files.frames_meta))
+        for path in _artifacts(files.benchmarks):
+            client.log_artifact(parent_id, str(path), artifact_path="benchmarks")
         client.set_terminated(parent_id, "FINISHED")
     except BaseException:
         for run_id in [*stage_ids.values(), parent_id]:
@@ -389,7 +353,7 @@ def track_pipeline(
         raise
 
     write_json(
-        results_dir / RUN_RECORD_NAME,
+        files.record,
         {
             "video": video,
             "tracking_uri": public_uri(uri),
@@ -406,7 +370,7 @@ def _log_stage(
     client: Any,
     run_id: str,
     index: int,
-    stage_dir: Path,
+    fit_path: Path,
     fit: dict[str, Any],
     entry: dict[str, Any],
     by_prefix: dict[int, dict[str, Any]],
@@ -436,4 +400,4 @@ def _log_stage(
     if index in by_prefix:
         log.metrics_from(point_numbers(by_prefix[index]))
     log.flush()
-    client.log_artifact(run_id, str(stage_dir / "fit.json"))
+    client.log_artifact(run_id, str(fit_path))

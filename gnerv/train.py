@@ -9,7 +9,6 @@ as float32) and is converted per batch. Training state is checkpointed atomicall
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 import time
@@ -23,13 +22,12 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim
 from tqdm import tqdm
 
-from gnerv.atomic import atomic_output, write_bytes_atomic
-from gnerv.device import available_memory_bytes, seed_everything, select_device
+from gnerv.atomic import atomic_output, write_json
+from gnerv.device import DEFAULT_DEVICE, available_memory_bytes, seed_everything, select_device
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, GNeRVConfig, count_params, frame_times, macs_per_frame, render
-
-CHECKPOINT_NAME = "checkpoint.pt"
-SUMMARY_NAME = "fit.json"
+from gnerv.results import CHECKPOINT_NAME
+from gnerv.results import FIT_SUMMARY_NAME as SUMMARY_NAME
 
 
 @dataclass
@@ -43,7 +41,7 @@ class TrainConfig:
     distortion: str = "l1"  # D: "l1" or "mse"
     seed: int = 0
     checkpoint_every: int = 10  # epochs between checkpoints (the last epoch always writes one)
-    device: str = "auto"  # auto | cpu | cuda[:N]
+    device: str = DEFAULT_DEVICE  # auto | cpu | cuda[:N]
     amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convs run faster on them
     compile: bool = False  # torch.compile the model (pays a compile time up front)
@@ -161,6 +159,170 @@ def model_from_checkpoint(path: Path) -> tuple[GNeRV, dict]:
     return model, ckpt
 
 
+@dataclass
+class TrainState:
+    """What a checkpoint restores: the model, Adam, the shuffling RNG and the epochs done."""
+
+    model: GNeRV
+    optimizer: torch.optim.Optimizer
+    shuffle: torch.Generator
+    epoch: int = 0  # epochs done
+    history: list[dict] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _check_target(
+    target: np.ndarray, model_cfg: GNeRVConfig, cfg: TrainConfig, device: torch.device
+) -> None:
+    """Refuse a target of the wrong shape, or a run that would not fit in the device's memory."""
+    if target.ndim != 4 or target.shape[-1] != 3 or len(target) == 0:
+        raise GnervError(f"training target has shape {target.shape}: expected (N, H, W, 3), N >= 1")
+    _, height, width, _ = target.shape
+    if (height, width) != (model_cfg.height, model_cfg.width):
+        raise GnervError(
+            f"model is for {model_cfg.height}x{model_cfg.width} but frames are {height}x{width}"
+        )
+    need = estimate_training_bytes(model_cfg, cfg.batch_size, target.nbytes)
+    have = available_memory_bytes(device)
+    if need > have:
+        raise GnervError(
+            f"training c0={model_cfg.c0} ({count_params(model_cfg) / 1e6:.2f}M params) with batch "
+            f"{cfg.batch_size} on {height}x{width} frames needs about {need / 2**30:.1f} GiB, "
+            f"{have / 2**30:.1f} GiB free on {device}: use a smaller size, batch or resolution"
+        )
+
+
+def _restore(
+    model_cfg: GNeRVConfig,
+    cfg: TrainConfig,
+    settings: dict,
+    ckpt_path: Path,
+    resume: bool | str,
+    device: torch.device,
+) -> TrainState:
+    """A fresh seeded start, or the state in ckpt_path when resuming, on `device`.
+
+    resume=True refuses a checkpoint written with other settings or data; "auto" starts over."""
+    seed_everything(cfg.seed)
+    model = GNeRV(model_cfg)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    state = TrainState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
+    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
+    if ckpt is not None and ckpt.get("settings") != settings:
+        if resume != "auto":
+            raise GnervError(
+                f"{ckpt_path} was written with other settings or data; delete it or drop --resume"
+            )
+        print(f"{ckpt_path}: other settings or data, starting over", file=sys.stderr)
+        ckpt = None
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state.shuffle.set_state(ckpt["shuffle_rng"])
+        state.epoch, state.history = int(ckpt["epoch"]), list(ckpt["history"])
+        state.train_seconds = float(ckpt["train_seconds"])
+    model.to(device)
+    # Adam's state tensors follow the parameters' device after load_state_dict + to(device).
+    for param_state in optimizer.state.values():
+        for k, v in param_state.items():
+            if isinstance(v, torch.Tensor) and k != "step":
+                param_state[k] = v.to(device)
+    return state
+
+
+def _save_checkpoint(
+    path: Path, state: TrainState, settings: dict, video_meta: dict | None
+) -> None:
+    ckpt = {
+        "format": "gnerv-checkpoint-1",
+        "settings": settings,
+        "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
+        "optimizer": state.optimizer.state_dict(),
+        "shuffle_rng": state.shuffle.get_state(),
+        "epoch": state.epoch,
+        "history": state.history,
+        "train_seconds": state.train_seconds,
+        "video": video_meta or {},
+    }
+    with atomic_output(path) as tmp:
+        torch.save(ckpt, tmp)
+
+
+def _train_epoch(
+    state: TrainState,
+    step_model: Callable[[torch.Tensor], torch.Tensor],
+    data: torch.Tensor,
+    cfg: TrainConfig,
+    data_range: float,
+    pixel_scale: float,
+) -> dict:
+    """Train epoch number state.epoch (0-based) on the shuffled target; return its history
+    record: mean loss, PSNR of the outputs along the way (pixel units), last learning rate."""
+    n = data.shape[0]
+    device = data.device
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    use_amp = cfg.amp and device.type == "cuda"
+    order = torch.randperm(n, generator=state.shuffle)
+    loss_sum = torch.zeros((), device=device)
+    sq_err_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for b in range(steps_per_epoch):
+        step = state.epoch * steps_per_epoch + b
+        for group in state.optimizer.param_groups:
+            group["lr"] = lr_at(step, total_steps, cfg)
+        idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        gt = _batch(data, idx.to(device))
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+            pred = step_model(frame_times(idx, n).to(device))
+        pred = pred.float()
+        loss = stage_loss(pred, gt, cfg.loss_alpha, cfg.distortion, data_range)
+        state.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        state.optimizer.step()
+        loss_sum += loss.detach() * len(idx)
+        sq_err_sum += (pred.detach() - gt).double().pow(2).sum()
+    mse = float(sq_err_sum) / data.numel() / pixel_scale**2
+    return {
+        "epoch": state.epoch + 1,
+        "loss": float(loss_sum) / n,
+        "train_psnr": -10 * math.log10(max(mse, 1e-12)),
+        "lr": lr_at((state.epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
+    }
+
+
+def _finish(
+    state: TrainState,
+    data: torch.Tensor,
+    pixel_scale: float,
+    settings: dict,
+    cfg: TrainConfig,
+    device: torch.device,
+    video_meta: dict | None,
+    target_scale: float,
+    summary_path: Path,
+) -> FitResult:
+    """Measure the final model's PSNR on the target and write the run's summary (fit.json)."""
+    model_cfg = state.model.cfg
+    state.model.eval()
+    final_psnr = fit_psnr(state.model, data, pixel_scale)
+    summary = {
+        "model": model_cfg.to_dict(),
+        "train": settings["train"],
+        "params": count_params(model_cfg),
+        "macs_per_frame": macs_per_frame(model_cfg),
+        "n_frames": data.shape[0],
+        "psnr": final_psnr,
+        "epochs": cfg.epochs,
+        "train_seconds": state.train_seconds,
+        "device": str(device),
+        "video": video_meta or {},
+        "target_scale": target_scale,
+        "history": state.history,
+    }
+    write_json(summary_path, summary)
+    return FitResult(state.model, final_psnr, cfg.epochs, state.train_seconds, state.history)
+
+
 def fit(
     target: np.ndarray,
     model_cfg: GNeRVConfig,
@@ -181,76 +343,18 @@ def fit(
     """
     cfg.validate()
     out_dir = Path(out_dir)
-    if target.ndim != 4 or target.shape[-1] != 3 or len(target) == 0:
-        raise GnervError(f"training target has shape {target.shape}: expected (N, H, W, 3), N >= 1")
-    n, height, width, _ = target.shape
-    if (height, width) != (model_cfg.height, model_cfg.width):
-        raise GnervError(
-            f"model is for {model_cfg.height}x{model_cfg.width} but frames are {height}x{width}"
-        )
     device = select_device(cfg.device)
-    need = estimate_training_bytes(model_cfg, cfg.batch_size, target.nbytes)
-    have = available_memory_bytes(device)
-    if need > have:
-        raise GnervError(
-            f"training c0={model_cfg.c0} ({count_params(model_cfg) / 1e6:.2f}M params) with batch "
-            f"{cfg.batch_size} on {height}x{width} frames needs about {need / 2**30:.1f} GiB, "
-            f"{have / 2**30:.1f} GiB free on {device}: use a smaller size, batch or resolution"
-        )
-
+    _check_target(target, model_cfg, cfg, device)
     settings = _settings_fingerprint(model_cfg, cfg, target, target_scale)
     ckpt_path = out_dir / CHECKPOINT_NAME
-    seed_everything(cfg.seed)
-    model = GNeRV(model_cfg)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
-    shuffle = torch.Generator().manual_seed(cfg.seed)
-    start_epoch, history, train_seconds = 0, [], 0.0
-    ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
-    if ckpt is not None and ckpt.get("settings") != settings:
-        if resume != "auto":
-            raise GnervError(
-                f"{ckpt_path} was written with other settings or data; delete it or drop --resume"
-            )
-        print(f"{ckpt_path}: other settings or data, starting over", file=sys.stderr)
-        ckpt = None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        shuffle.set_state(ckpt["shuffle_rng"])
-        start_epoch, history = int(ckpt["epoch"]), list(ckpt["history"])
-        train_seconds = float(ckpt["train_seconds"])
-    model.to(device)
-    # Adam's state tensors follow the parameters' device after load_state_dict + to(device).
-    for state in optimizer.state.values():
-        for k, v in state.items():
-            if isinstance(v, torch.Tensor) and k != "step":
-                state[k] = v.to(device)
-
+    state = _restore(model_cfg, cfg, settings, ckpt_path, resume, device)
+    start_epoch = state.epoch
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if cfg.compile else model
-
+        state.model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(state.model) if cfg.compile else state.model
     data = _as_device_target(target, device)
     data_range = 1.0 if target.dtype == np.uint8 else float(target_scale)
     pixel_scale = 1.0 if target.dtype == np.uint8 else float(target_scale)
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    use_amp = cfg.amp and device.type == "cuda"
-
-    def save(epoch: int) -> None:
-        state = {
-            "format": "gnerv-checkpoint-1",
-            "settings": settings,
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            "shuffle_rng": shuffle.get_state(),
-            "epoch": epoch,
-            "history": history,
-            "train_seconds": train_seconds,
-            "video": video_meta or {},
-        }
-        with atomic_output(ckpt_path) as tmp:
-            torch.save(state, tmp)
 
     bar = tqdm(
         range(start_epoch, cfg.epochs),
@@ -261,74 +365,35 @@ def fit(
         disable=not progress,
         dynamic_ncols=True,
     )
-    model.train()
+    state.model.train()
     for epoch in bar:
         t0 = time.perf_counter()
-        order = torch.randperm(n, generator=shuffle)
-        loss_sum = torch.zeros((), device=device)
-        sq_err_sum = torch.zeros((), device=device, dtype=torch.float64)
-        for b in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + b
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, total_steps, cfg)
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            gt = _batch(data, idx.to(device))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                pred = step_model(frame_times(idx, n).to(device))
-            pred = pred.float()
-            loss = stage_loss(pred, gt, cfg.loss_alpha, cfg.distortion, data_range)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-            sq_err_sum += (pred.detach() - gt).double().pow(2).sum()
-        epoch_loss = float(loss_sum) / n
-        if not math.isfinite(epoch_loss):
+        record = _train_epoch(state, step_model, data, cfg, data_range, pixel_scale)
+        if not math.isfinite(record["loss"]):
             bar.close()
             raise GnervError(
-                f"training diverged at epoch {epoch + 1} (loss {epoch_loss}); the last good "
+                f"training diverged at epoch {epoch + 1} (loss {record['loss']}); the last good "
                 f"checkpoint is kept in {ckpt_path}: lower the learning rate or change the seed"
             )
-        mse = float(sq_err_sum) / (n * 3 * height * width) / pixel_scale**2
-        epoch_psnr = -10 * math.log10(max(mse, 1e-12))
-        train_seconds += time.perf_counter() - t0
-        record = {
-            "epoch": epoch + 1,
-            "loss": epoch_loss,
-            "train_psnr": epoch_psnr,
-            "lr": lr_at((epoch + 1) * steps_per_epoch - 1, total_steps, cfg),
-        }
-        history.append(record)
-        bar.set_postfix(loss=f"{epoch_loss:.4f}", psnr=f"{epoch_psnr:.2f}")
+        state.train_seconds += time.perf_counter() - t0
+        state.epoch = epoch + 1
+        state.history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr']:.2f}")
         if on_epoch is not None:
             on_epoch(epoch + 1, record)
-        if (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs:
-            save(epoch + 1)
+        if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
+            _save_checkpoint(ckpt_path, state, settings, video_meta)
     bar.close()
     if start_epoch >= cfg.epochs and not ckpt_path.exists():
-        save(cfg.epochs)
+        _save_checkpoint(ckpt_path, state, settings, video_meta)
 
-    model.eval()
-    final_psnr = evaluate_fit(model, data, pixel_scale)
-    summary = {
-        "model": model_cfg.to_dict(),
-        "train": settings["train"],
-        "params": count_params(model_cfg),
-        "macs_per_frame": macs_per_frame(model_cfg),
-        "n_frames": n,
-        "psnr": final_psnr,
-        "epochs": cfg.epochs,
-        "train_seconds": train_seconds,
-        "device": str(device),
-        "video": video_meta or {},
-        "target_scale": target_scale,
-        "history": history,
-    }
-    write_bytes_atomic(out_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode())
-    return FitResult(model, final_psnr, cfg.epochs, train_seconds, history)
+    summary_path = out_dir / SUMMARY_NAME
+    return _finish(
+        state, data, pixel_scale, settings, cfg, device, video_meta, target_scale, summary_path
+    )
 
 
-def evaluate_fit(model: GNeRV, data: torch.Tensor, pixel_scale: float) -> float:
+def fit_psnr(model: GNeRV, data: torch.Tensor, pixel_scale: float) -> float:
     """Mean per-frame PSNR of the model's output against the device-held target.
 
     Frames are compared after rounding to uint8, as a decoder would show them; residuals are

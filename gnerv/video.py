@@ -2,15 +2,17 @@
 
 Everything goes through the ffmpeg binary that imageio-ffmpeg ships. Frames are numpy arrays of
 shape (N, H, W, 3), dtype uint8, RGB. Resizing happens inside ffmpeg (area filter).
+:func:`video_fingerprint` names a video by its frames (the ``stage.video_id`` of .gnerv files).
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import logging
 import math
 import os
 import re
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from typing import Any
 import imageio_ffmpeg
 import numpy as np
 
-from gnerv.atomic import atomic_output
+from gnerv.atomic import atomic_output, read_json, write_json
 from gnerv.errors import GnervError
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "probe_video",
     "read_video",
     "save_frames",
+    "video_fingerprint",
     "write_video",
 ]
 
@@ -38,6 +41,8 @@ WRITE_SUFFIXES = (".npy", ".mp4", ".mkv")
 # H.264 settings for the playable .mp4 output.
 MP4_CRF = 16
 MP4_PRESET = "medium"
+
+_FINGERPRINT_TAG = b"gnerv-frames-v1"
 
 _FFMPEG_ERRORS = (RuntimeError, OSError, StopIteration, IndexError, AttributeError, ValueError)
 
@@ -211,7 +216,13 @@ def read_video(
             f"choose a start below {n_decoded}"
         )
     end = b if b != -1 else n_decoded
-    end = min(end, n_decoded)
+    if end > n_decoded:  # asked past the end: say how many frames were taken
+        print(
+            f"gnerv: warning: {path}: frame range {a}:{b} runs past the clip's end; took "
+            f"frames {a}:{n_decoded} ({len(frames)} frames)",
+            file=sys.stderr,
+        )
+        end = n_decoded
     out = np.ascontiguousarray(np.stack(frames))
     info = {
         "source": str(path),
@@ -239,14 +250,15 @@ def _check_frames(frames: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(frames)
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+def video_fingerprint(frames: np.ndarray) -> str:
+    """Hex SHA-256 of uint8 frames (N, H, W, 3): their shape and bytes; names the source video."""
+    if not isinstance(frames, np.ndarray) or frames.dtype != np.uint8 or frames.ndim != 4:
+        raise GnervError("video fingerprint needs uint8 frames of shape (N, H, W, 3)")
+    frames = np.ascontiguousarray(frames)
+    h = hashlib.sha256(_FINGERPRINT_TAG)
+    h.update(struct.pack("<4Q", *frames.shape))
+    h.update(frames.data)
+    return h.hexdigest()
 
 
 def save_frames(path: str | os.PathLike, frames: np.ndarray, meta: dict) -> None:
@@ -257,15 +269,12 @@ def save_frames(path: str | os.PathLike, frames: np.ndarray, meta: dict) -> None
     frames = _check_frames(frames, str(path))
     n, h, w, _ = frames.shape
     meta = {**meta, "n_frames": int(n), "height": int(h), "width": int(w)}
-    try:
-        text = json.dumps(meta, indent=2, sort_keys=True, default=_json_default) + "\n"
-    except (TypeError, ValueError) as err:
-        raise GnervError(f"{path}: meta cannot be written as JSON ({err})") from None
-    # Nested: the sidecar and the array are renamed only once both are fully written.
-    with atomic_output(path) as tmp_npy, atomic_output(path.with_suffix(".json")) as tmp_json:
-        with open(tmp_npy, "wb") as f:
+    # The sidecar is written (and renamed) only once the array is, and the array is renamed
+    # only if the sidecar could be written: a failure leaves the old pair as it was.
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, frames, allow_pickle=False)
-        tmp_json.write_text(text, encoding="utf-8")
+        write_json(path.with_suffix(".json"), meta, sort_keys=True)
 
 
 def load_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
@@ -286,10 +295,7 @@ def load_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     n, h, w, _ = frames.shape
     sidecar = path.with_suffix(".json")
     if sidecar.exists():
-        try:
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise GnervError(f"{sidecar}: not valid JSON ({err}); delete or re-create it") from None
+        meta = read_json(sidecar, f"the sidecar of {path.name}; delete or re-create it")
         if not isinstance(meta, dict):
             raise GnervError(f"{sidecar}: expected a JSON object; delete or re-create it")
         for key, value in (("n_frames", n), ("height", h), ("width", w)):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gnerv import baselines
-from gnerv.atomic import write_json
+from gnerv.atomic import read_json, write_json
 from gnerv.baselines import CODECS, encode_point, run_baselines
 from gnerv.errors import GnervError
 
@@ -162,3 +162,15 @@ def test_run_baselines_and_json(tiny_realshort: tuple[np.ndarray, dict], tmp_pat
     with pytest.raises(GnervError, match="JSON"):
         write_json(tmp_path / "bad.json", {"x": object()})
     assert not (tmp_path / "bad.json").exists()
+
+
+def test_read_json_round_trip_and_one_line_errors(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    write_json(path, {"b": 1, "a": [np.int64(2)]}, sort_keys=True)
+    assert path.read_text() == '{\n  "a": [\n    2\n  ],\n  "b": 1\n}\n'
+    assert read_json(path) == {"a": [2], "b": 1}
+    with pytest.raises(GnervError, match=r"nope.json: not found; expected what `gnerv e`"):
+        read_json(tmp_path / "nope.json", "what `gnerv e` writes")
+    path.write_text("{not json")
+    with pytest.raises(GnervError, match=r"x.json: not valid JSON \(.*\); expected a JSON file$"):
+        read_json(path)

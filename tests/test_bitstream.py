@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from gnerv import bitstream as bs
-from gnerv.decode import decode_layers
+from gnerv.decode import build_model, decode_layers
 from gnerv.entropy import empirical_entropy_bits
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, GNeRVConfig, for_inference, render, to_uint8
+from gnerv.quantize import dequantized_state_dict, quantize_model
 
 N_FRAMES = 8
 VIDEO = bs.video_facts(N_FRAMES, 36, 64, 25.0)
@@ -53,7 +54,7 @@ def split(data: bytes) -> tuple[int, dict, bytes]:
     return version, json.loads(data[10 : 10 + hlen]), data[10 + hlen : -4]
 
 
-def join(header: dict | bytes, body: bytes, version: int = 1, hlen: int | None = None) -> bytes:
+def join(header: dict | bytes, body: bytes, version: int = 2, hlen: int | None = None) -> bytes:
     """A file with a valid CRC around the given pieces."""
     raw = header if isinstance(header, bytes) else bs.canonical_json(header)
     out = PREFIX.pack(b"GNRV", version, len(raw) if hlen is None else hlen) + raw + body
@@ -76,7 +77,7 @@ def refused(data: bytes, fragment: str, name: str = "clip.gnerv") -> str:
 
 def test_round_trip_is_exact(model: GNeRV, data: bytes) -> None:
     f = bs.unpack(data, "clip.gnerv")
-    expected = bs.quantize_model(model, 8)
+    expected = quantize_model(model, 8)
     assert [q.name for q in f.tensors] == [q.name for q in expected]
     for got, want in zip(f.tensors, expected, strict=True):
         np.testing.assert_array_equal(got.symbols, want.symbols)
@@ -92,11 +93,11 @@ def test_decoder_renders_the_dequantized_model_bit_for_bit(model: GNeRV, data: b
     f = bs.unpack(data, "clip.gnerv")
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     reference = GNeRV(model.cfg).eval()
-    reference.load_state_dict(bs.dequantized_state_dict(bs.quantize_model(model, 8), shapes))
+    reference.load_state_dict(dequantized_state_dict(quantize_model(model, 8), shapes))
     want = to_uint8(
         render(for_inference(reference, "cpu"), torch.arange(N_FRAMES), N_FRAMES)
     ).numpy()
-    built = bs.build_model(f)
+    built = build_model(f)
     for k, v in reference.state_dict().items():
         assert torch.equal(built.state_dict()[k], v)
     np.testing.assert_array_equal(decode_layers([f], range(N_FRAMES), "cpu"), want)
@@ -128,7 +129,7 @@ def test_sizes_add_up(model: GNeRV, data: bytes) -> None:
     assert s["minmax"] == sum(8 * r.mins.size for r in f.records)
     _, header, _ = split(data)
     assert s["header"] == 10 + len(bs.canonical_json(header)) + 4
-    ideals = [empirical_entropy_bits(q.symbols, 256) / 8 for q in bs.quantize_model(model, 8)]
+    ideals = [empirical_entropy_bits(q.symbols, 256) / 8 for q in quantize_model(model, 8)]
     assert sum(ideals) <= s["payload"] <= 1.05 * sum(ideals)  # small tensors are bit-packed
     for r, ideal in zip(f.records, ideals, strict=True):
         if r.mode == "ans":  # ANS itself is within a few bytes of the empirical entropy
@@ -140,7 +141,7 @@ def test_sizes_add_up(model: GNeRV, data: bytes) -> None:
 
 def test_header_is_canonical_json_with_the_documented_fields(data: bytes) -> None:
     version, header, body = split(data)
-    assert version == bs.FORMAT_VERSION == 1 and data[:4] == b"GNRV"
+    assert version == bs.FORMAT_VERSION == 2 and data[:4] == b"GNRV"
     assert set(header) == {"encoder", "model", "quantization", "stage", "tensors", "video"}
     assert header["quantization"] == {"bits": 8, "scheme": bs.QUANT_SCHEME}
     assert header["tensors"][0] == {
@@ -157,18 +158,6 @@ def test_format_1_config_keys_are_the_models() -> None:
     # A new GNeRVConfig field changes what a file must hold: update bitstream._CONFIG_KEYS,
     # docs/bitstream.md and, if old files can no longer be read, FORMAT_VERSION.
     assert bs._CONFIG_KEYS == set(GNeRVConfig.__dataclass_fields__)
-
-
-def test_video_fingerprint_names_content_and_shape() -> None:
-    frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
-    fp = bs.video_fingerprint(frames)
-    assert len(fp) == 64 and fp == bs.video_fingerprint(frames.copy())
-    assert fp != bs.video_fingerprint(frames.reshape(2, 6, 4, 3))
-    other = frames.copy()
-    other[1, 2, 3, 0] ^= 1
-    assert fp != bs.video_fingerprint(other)
-    with pytest.raises(GnervError):
-        bs.video_fingerprint(frames.astype(np.float32))
 
 
 def test_residual_layer_names_its_parent(data: bytes) -> None:
@@ -213,10 +202,10 @@ def test_empty_wrong_magic_future_version(data: bytes) -> None:
     refused(b"\x1aE\xdf\xa3" + data[4:], "not a .gnerv file")
     refused(b"\x93NUMPY" + bytes(100), "not a .gnerv file")
     future = bytearray(data)
-    struct.pack_into("<H", future, 4, 2)
-    refused(bytes(future), "written by a newer gnerv (format 2); upgrade")  # CRC now wrong too
+    struct.pack_into("<H", future, 4, 3)
+    refused(bytes(future), "written by a newer gnerv (format 3); upgrade")  # CRC now wrong too
     _, header, body = split(data)
-    refused(join(header, body, version=2), "newer gnerv (format 2)")
+    refused(join(header, body, version=3), "newer gnerv (format 3)")
     refused(join(header, body, version=0), "unknown .gnerv format version 0")
 
 
@@ -389,7 +378,7 @@ def test_read_gnerv_path_errors(tmp_path) -> None:
 
 
 def test_pack_refuses_what_it_could_not_read(model: GNeRV) -> None:
-    qs = bs.quantize_model(model, 8)
+    qs = quantize_model(model, 8)
     with pytest.raises(GnervError, match="names or order"):
         bs.pack(VIDEO, model.cfg, 8, bs.base_stage(VIDEO_ID), qs[::-1])
     with pytest.raises(GnervError, match="video.fps = nan must be a positive number"):
@@ -398,3 +387,41 @@ def test_pack_refuses_what_it_could_not_read(model: GNeRV) -> None:
         bs.pack(VIDEO, model.cfg, 8, bs.base_stage("nope"), qs)
     with pytest.raises(GnervError, match="bits"):
         bs.compress_model(model, 1, VIDEO, bs.base_stage(VIDEO_ID))
+
+
+def test_layout_is_recorded_and_format_1_reads_as_wide(data: bytes) -> None:
+    # Format 2 writes model.layout: a "paper"-layout model comes back as itself.
+    with torch.device("meta"):
+        paper = GNeRV(GNeRVConfig(36, 64, c0=16, min_channels=8, layout="paper"))
+    rng = np.random.default_rng(1)
+    sd = {
+        k: torch.from_numpy(rng.laplace(0.0, 0.05, tuple(v.shape)).astype(np.float32))
+        for k, v in paper.state_dict().items()
+    }
+    paper.load_state_dict(sd, assign=True)
+    packed = bs.compress_model(paper.eval(), 8, VIDEO, bs.base_stage(VIDEO_ID))
+    version, header, body = split(packed)
+    assert version == 2 and header["model"]["layout"] == "paper"
+    f = bs.unpack(packed, "paper.gnerv")
+    assert f.model_config == paper.cfg
+    expected = quantize_model(paper, 8)
+    assert [q.name for q in f.tensors] == [q.name for q in expected]
+    for got, want in zip(f.tensors, expected, strict=True):
+        assert np.array_equal(got.symbols, want.symbols)
+    t = torch.tensor([0.0, 0.5])
+    assert build_model(f)(t).shape == (2, 3, 36, 64)
+    bad = copy.deepcopy(header)
+    bad["model"]["layout"] = "narrow"
+    refused(join(bad, body, version=2), "layout 'narrow' is not one of: wide, paper")
+    bad["model"]["layout"] = 1
+    refused(join(bad, body, version=2), "model.layout must be a string")
+
+    # Format 1 had no layout key: its models are today's "wide" ones, bit for bit.
+    _, header, body = split(data)
+    assert header["model"]["layout"] == "wide"
+    del header["model"]["layout"]
+    old = bs.unpack(join(header, body, version=1), "old.gnerv")
+    new = bs.unpack(data, "new.gnerv")
+    assert old.model_config == new.model_config and old.model_config.layout == "wide"
+    assert [r.blob for r in old.records] == [r.blob for r in new.records]
+    refused(join(header, body, version=3), "newer gnerv (format 3); upgrade gnerv")

@@ -15,12 +15,13 @@ import torch
 
 from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.codec import encode_single
-from gnerv.decode import decode_float, decode_layers
+from gnerv.decode import build_model, decode_float, decode_layers
+from gnerv.encode import encode_single
 from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRV, GNeRVConfig, count_params, for_inference, render, to_uint8
+from gnerv.quantize import dequantized_state_dict, quantize_model
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, model_from_checkpoint
-from gnerv.video import read_video, save_frames
+from gnerv.video import read_video, save_frames, video_fingerprint
 
 EPOCHS = 6
 N, H, W = 8, 36, 64
@@ -85,7 +86,7 @@ def test_decoded_psnr_equals_the_encoders_and_frames_equal_the_quantized_model(
 
     model, _ = model_from_checkpoint(Path(fig["workdir"]) / CHECKPOINT_NAME)
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
-    model.load_state_dict(bs.dequantized_state_dict(bs.quantize_model(model, 8), shapes))
+    model.load_state_dict(dequantized_state_dict(quantize_model(model, 8), shapes))
     rendered = to_uint8(render(for_inference(model, "cpu"), torch.arange(N), N)).numpy()
     np.testing.assert_array_equal(decoded, rendered)
     assert fig["psnr_float"] == pytest.approx(fig["fit_psnr"], abs=1e-6)
@@ -211,10 +212,10 @@ def test_fit_records_the_video_fingerprint(tiny_cockatoo, tmp_path, capsys) -> N
     )
     assert rc == 0, err
     ckpt = load_checkpoint(tmp_path / "m" / CHECKPOINT_NAME)
-    assert ckpt["video"]["video_id"] == bs.video_fingerprint(frames)
+    assert ckpt["video"]["video_id"] == video_fingerprint(frames)
     rc, _, err = cli(capsys, "compress", tmp_path / "m", "-o", tmp_path / "m.gnerv")
     assert rc == 0, err
-    assert bs.read_gnerv(tmp_path / "m.gnerv").stage["video_id"] == bs.video_fingerprint(frames)
+    assert bs.read_gnerv(tmp_path / "m.gnerv").stage["video_id"] == video_fingerprint(frames)
 
 
 def test_decoder_imports_nothing_from_training(encoded) -> None:
@@ -223,7 +224,7 @@ def test_decoder_imports_nothing_from_training(encoded) -> None:
         "from gnerv.decode import decode_layers, load_layers\n"
         f"files = load_layers([{str(encoded[0])!r}])\n"
         "assert decode_layers(files, [0, 5], 'cpu').shape == (2, 36, 64, 3)\n"
-        "bad = [m for m in ('gnerv.train', 'gnerv.codec', 'gnerv.metrics') if m in sys.modules]\n"
+        "bad = [m for m in ('gnerv.train', 'gnerv.encode', 'gnerv.metrics') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -251,8 +252,8 @@ def test_layers_add_up_and_bad_chains_are_refused(encoded, tmp_path, capsys) -> 
     got = decode_cli(capsys, tmp_path, base_path, l2)
     idx = torch.arange(N)
     want = (
-        render(for_inference(bs.build_model(base), "cpu"), idx, N)
-        + render(for_inference(bs.build_model(layer2), "cpu"), idx, N) / 0.5
+        render(for_inference(build_model(base), "cpu"), idx, N)
+        + render(for_inference(build_model(layer2), "cpu"), idx, N) / 0.5
     )
     np.testing.assert_array_equal(got, to_uint8(want).numpy())
     np.testing.assert_array_equal(
@@ -265,7 +266,7 @@ def test_layers_add_up_and_bad_chains_are_refused(encoded, tmp_path, capsys) -> 
     l3 = tmp_path / "l3.gnerv"
     bs.write_gnerv(l3, residual_layer(layer2, 2))
     other_base = tmp_path / "other.gnerv"
-    bs.write_gnerv(other_base, bs.compress_model(bs.build_model(base), 6, base.video, base.stage))
+    bs.write_gnerv(other_base, bs.compress_model(build_model(base), 6, base.video, base.stage))
     l2_other = tmp_path / "l2_other.gnerv"
     bs.write_gnerv(l2_other, residual_layer(bs.read_gnerv(other_base), 3))
     l2_video = tmp_path / "l2_video.gnerv"

@@ -13,6 +13,7 @@ from gnerv.entropy import (
     MODE_ANS,
     MODE_CONST,
     MODE_RAW,
+    BlobInfo,
     blob_info,
     coded_size_bound,
     decode_symbols,
@@ -61,7 +62,7 @@ def test_all_same_symbol_has_no_payload(alphabet: int) -> None:
     x = np.full(100_000, alphabet - 1, dtype=np.int32)
     blob = _round_trip(x, alphabet)
     assert blob[0] == MODE_CONST and len(blob) <= 4
-    assert blob_info(blob, x.size, alphabet).payload_bytes == 0
+    assert blob_info(blob, x.size).payload_bytes == 0
 
 
 def test_empty() -> None:
@@ -89,11 +90,30 @@ def test_round_trip_property(bits: int, data: st.DataObject) -> None:
 def test_payload_close_to_entropy() -> None:
     x = _laplace(1_000_000, 256, 4.0)
     blob = encode_symbols(x, 256)
-    info = blob_info(blob, x.size, 256)
+    info = blob_info(blob, x.size)
     assert info.mode == "ans"
     ideal = empirical_entropy_bits(x, 256)
     assert 8 * info.payload_bytes <= 1.01 * ideal
     assert info.table_bytes < 400
+
+
+def test_blob_info_splits_every_mode_from_the_head() -> None:
+    rng = np.random.default_rng(3)
+    raw = encode_symbols(rng.integers(10, 14, 1001).astype(np.int32), 256)
+    ans = encode_symbols(_laplace(5000, 256, 2.0), 256)
+    const = encode_symbols(np.full(7, 9, np.int32), 256)
+    assert blob_info(b"", 0) == BlobInfo("empty", 0, 0)
+    assert blob_info(const, 7) == BlobInfo("const", len(const), 0)
+    assert blob_info(raw, 1001) == BlobInfo("raw", 3, (1001 * 2 + 7) // 8)  # mode, lo, width
+    info = blob_info(ans, 5000)
+    assert info.mode == "ans" and info.total_bytes == len(ans)
+    assert info.payload_bytes % 4 == 0 and info.payload_bytes > 0
+    # only the head is read: a cut payload still splits, a cut head does not
+    assert blob_info(raw[:10], 1001) == BlobInfo("raw", 3, 7)
+    with pytest.raises(GnervError, match="truncated"):
+        blob_info(ans[:3], 5000)
+    with pytest.raises(GnervError, match="unknown mode"):
+        blob_info(b"\x07\x00", 5)
 
 
 def test_small_tensor_pays_little_for_tables() -> None:

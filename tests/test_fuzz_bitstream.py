@@ -29,6 +29,7 @@ import pytest
 import torch
 
 from gnerv import bitstream as bs
+from gnerv.decode import build_model
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, GNeRVConfig, render
 
@@ -200,7 +201,7 @@ def attempt(data: bytes, render_frame: bool = True) -> bool:
     GnervError; anything else propagates."""
     try:
         f = bs.unpack(data, "fuzz.gnerv")
-        model = bs.build_model(f)
+        model = build_model(f)
         if render_frame:
             render(model, [0], f.n_frames)
         return True

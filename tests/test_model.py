@@ -128,9 +128,10 @@ def test_residual_head_is_signed():
     assert model(torch.tensor([0.3])).max() < 0
 
 
+@pytest.mark.parametrize("layout", ["wide", "paper"])
 @pytest.mark.parametrize("hw", [(720, 1280), (1080, 1920), (480, 640), (576, 720), (240, 320)])
-def test_param_and_mac_counts_match_the_built_model(hw):
-    cfg = GNeRVConfig(*hw, c0=24)
+def test_param_and_mac_counts_match_the_built_model(hw, layout):
+    cfg = GNeRVConfig(*hw, c0=24, layout=layout)
     model = GNeRV(cfg)
     assert count_params(cfg) == sum(p.numel() for p in model.parameters())
     macs = 0
@@ -192,3 +193,98 @@ def test_render_batches_and_uint8():
     assert torch.allclose(a, b, atol=1e-6)
     u = to_uint8(a)
     assert u.dtype == torch.uint8 and u.shape == (5, 36, 64, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# The paper's layout: its parameter counts (Tables 3 and 4) and MACs (Table 3)
+# --------------------------------------------------------------------------------------------
+
+# (height, width, C0, parameters in M) as the paper prints them: Table 4 (Bunny, 720p) and
+# Table 3 (UVG, 1080p, the 160-channel stage-1 model). benchmarks/paper_counts.py prints them.
+PAPER_SIZES = [
+    (720, 1280, 20, 0.115),
+    (720, 1280, 40, 0.274),
+    (720, 1280, 80, 0.92),
+    (720, 1280, 152, 3.17),
+    (720, 1280, 223, 6.67),
+    (720, 1280, 304, 12.42),
+    (1080, 1920, 160, 4.66),
+]
+
+
+@pytest.mark.parametrize("height, width, c0, params_m", PAPER_SIZES)
+def test_paper_layout_has_the_papers_parameter_counts(height, width, c0, params_m):
+    cfg = GNeRVConfig(height, width, c0=c0, layout="paper")
+    assert count_params(cfg) / 1e6 == pytest.approx(params_m, rel=0.01)
+    with torch.device("meta"):
+        model = GNeRV(cfg)
+    assert sum(p.numel() for p in model.parameters()) == count_params(cfg)
+
+
+def test_paper_layout_has_the_papers_macs_at_1080p():
+    # Table 3: 54.80 GMACs per frame for C0 = 160. Ours leave out the distribution shift's own
+    # per-element work, about 2 x 37M operations here, which is the remaining -0.14 %.
+    cfg = GNeRVConfig(1080, 1920, c0=160, layout="paper")
+    assert macs_per_frame(cfg) / 1e9 == pytest.approx(54.80, rel=0.005)
+
+
+@pytest.mark.parametrize("hw", [(720, 1280), (90, 160), (36, 64)])
+@pytest.mark.parametrize("c0", [4, 7, 20, 33])
+def test_count_params_is_the_built_models_in_both_layouts(hw, c0):
+    for layout in ("wide", "paper"):
+        cfg = GNeRVConfig(*hw, c0=c0, min_channels=8, layout=layout)
+        with torch.device("meta"):
+            model = GNeRV(cfg)
+        assert count_params(cfg) == sum(p.numel() for p in model.parameters())
+
+
+def test_paper_layout_structure():
+    cfg = GNeRVConfig(720, 1280, c0=40, layout="paper")
+    assert cfg.channels == [40, 80, 40, 30, 30, 30]  # same schedule and floor as "wide"
+    model = GNeRV(cfg)
+    grow, shrink, floor = model.blocks[0], model.blocks[2], model.blocks[3]
+    # growing: Conv(C_in -> (C_in // 4) r^2), PixelShuffle, Conv(C_in // 4 -> C_out)
+    assert grow.grows
+    assert grow.conv1.weight.shape[:2] == (10 * 25, 40)
+    assert grow.conv2.weight.shape[:2] == (80, 10)
+    # shrinking: as in "wide"
+    assert not shrink.grows
+    assert shrink.conv1.weight.shape[:2] == (30, 40)
+    assert shrink.conv2.weight.shape[:2] == (30 * 4, 30)
+    # channels that stay at the floor take the growing form: 30 -> 30 // 4 = 7 -> 30
+    assert floor.grows
+    assert floor.conv1.weight.shape[:2] == (7 * 4, 30)
+    assert floor.conv2.weight.shape[:2] == (30, 7)
+    assert model.head.weight.shape == (3, 30, 1, 1)
+    linears = [m for m in model.ds_shared.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.weight.shape for m in linears] == [(40, 40), (40, 40)]  # PE -> 40 -> 40
+
+
+def test_paper_layout_forward_gives_frames():
+    cfg = GNeRVConfig(240, 320, c0=8, min_channels=8, layout="paper")
+    assert cfg.channels == [8, 16, 8, 8, 8, 8]  # growing, shrinking and equal-channel blocks
+    model = GNeRV(cfg)
+    out = model(torch.tensor([0.0, 0.5, 1.0]))
+    assert out.shape == (3, 3, 240, 320)
+    assert 0 <= out.min() and out.max() <= 1
+    assert not torch.allclose(out[0], out[2])
+
+
+def test_model_size_picks_c0_in_the_paper_layout():
+    target = parse_param_count("4.66M")
+    assert c0_for_size(target, height=1080, width=1920, layout="paper") == 160
+    c0 = c0_for_size(500_000, height=720, width=1280, layout="paper")
+    counts = [count_params(GNeRVConfig(720, 1280, c0=c, layout="paper")) for c in (c0 - 1, c0 + 1)]
+    assert counts[0] < 500_000 < counts[1]
+    with pytest.raises(GnervError, match="at c0=4"):
+        c0_for_size(1_000, height=720, width=1280, layout="paper")
+
+
+def test_layout_is_checked_and_round_trips():
+    with pytest.raises(GnervError, match="layout 'narrow' is not one of: wide, paper"):
+        GNeRVConfig(90, 160, c0=8, layout="narrow")
+    with pytest.raises(GnervError, match="paper layout needs both >= 4"):
+        GNeRVConfig(90, 160, c0=3, layout="paper")
+    assert GNeRVConfig(90, 160, c0=8).layout == "wide"
+    cfg = GNeRVConfig(90, 160, c0=8, min_channels=8, layout="paper")
+    assert GNeRVConfig.from_dict(cfg.to_dict()) == cfg

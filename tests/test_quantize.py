@@ -1,4 +1,4 @@
-"""Per-channel uniform quantization: error bound, channel layout, edge cases, model in place."""
+"""Per-channel uniform quantization: error bound, channel layout, edge cases, whole models."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from gnerv.errors import GnervError
 from gnerv.quantize import (
     QuantizedTensor,
     channel_scales,
-    dequantize_state_dict,
+    coding_shape,
     dequantize_tensor,
-    quantize_model_,
-    quantize_state_dict,
+    dequantized_state_dict,
+    num_channels,
+    quantize_model,
     quantize_tensor,
 )
 
@@ -109,8 +110,8 @@ def test_non_finite_names_tensor(bad: float) -> None:
 
 
 def test_non_float_refused() -> None:
-    with pytest.raises(GnervError, match="num_batches_tracked"):
-        quantize_state_dict({"w": torch.zeros(2), "num_batches_tracked": torch.tensor(3)})
+    with pytest.raises(GnervError, match="num_batches_tracked"):  # an integer buffer
+        quantize_model(torch.nn.BatchNorm1d(2))
 
 
 def test_float64_and_half_inputs() -> None:
@@ -128,15 +129,24 @@ def test_deterministic() -> None:
 
 
 def test_state_dict_round_trip_keeps_order() -> None:
-    sd = {"z.weight": torch.randn(4, 3), "a.bias": torch.randn(4), "m.emb": torch.randn(2, 5, 5)}
-    qs = quantize_state_dict(sd)
+    net = torch.nn.ModuleDict(
+        {
+            "z": torch.nn.ParameterDict({"weight": torch.randn(4, 3)}),
+            "a": torch.nn.ParameterDict({"bias": torch.randn(4)}),
+            "m": torch.nn.ParameterDict({"emb": torch.randn(2, 5, 5)}),
+        }
+    )
+    sd = net.state_dict()
+    assert list(sd) == ["z.weight", "a.bias", "m.emb"]
+    qs = quantize_model(net)
     assert [q.name for q in qs] == list(sd)
-    out = dequantize_state_dict(qs)
+    shapes = [tuple(t.shape) for t in sd.values()]
+    out = dequantized_state_dict(qs, shapes)
     assert list(out) == list(sd)
     for k in sd:
         _max_err_ok(sd[k], qs[list(sd).index(k)])
     with pytest.raises(GnervError, match="twice"):
-        dequantize_state_dict(qs + qs[:1])
+        dequantized_state_dict(qs + qs[:1], shapes + shapes[:1])
 
 
 def _net() -> torch.nn.Sequential:
@@ -148,24 +158,26 @@ def _net() -> torch.nn.Sequential:
     )
 
 
-def test_quantize_model_in_place() -> None:
+def test_quantize_model_and_load_it_back() -> None:
     net = _net()
     x = torch.randn(2, 3, 16, 16, generator=_gen(6))
     with torch.no_grad():
         before = net(x)
     weight_id = net[0].weight.data_ptr()
-    qs = quantize_model_(net, 8)
+    qs = quantize_model(net, 8)
+    shapes = [tuple(t.shape) for t in net.state_dict().values()]
+    rebuilt = dequantized_state_dict(qs, shapes)
+    net.load_state_dict(rebuilt)
     assert net[0].weight.data_ptr() == weight_id  # same storage, changed values
     with torch.no_grad():
         after = net(x)
     rel = (after - before).norm() / before.norm()
     assert 0 < rel < 0.02
     # the model now holds exactly what a decoder rebuilds from the quantized tensors
-    rebuilt = dequantize_state_dict(qs)
     for name, t in net.state_dict().items():
         assert torch.equal(t, rebuilt[name]), name
     # re-quantizing the quantized weights gives the same symbols
-    again = quantize_model_(net, 8)
+    again = quantize_model(net, 8)
     for a, b in zip(qs, again, strict=True):
         np.testing.assert_array_equal(a.symbols, b.symbols)
         np.testing.assert_allclose(a.maxs, b.maxs, rtol=1e-6)
@@ -200,10 +212,26 @@ def test_dequantize_refuses_inconsistent(field: str, value: object, match: str) 
 
 
 def test_global_embedding_is_quantized_per_embedding_channel() -> None:
-    from gnerv.quantize import num_channels
-
     emb = torch.randn(1, 6, 9, 16) * torch.arange(1, 7).view(1, 6, 1, 1)
     q = quantize_tensor("embedding", emb, 8)
     assert num_channels((1, 6, 9, 16)) == 6 and q.mins.shape == (6,)
     np.testing.assert_allclose(q.mins, emb.amin(dim=(0, 2, 3)).numpy())
     assert dequantize_tensor(q).shape == emb.shape
+
+
+def test_coding_shape_drops_only_a_leading_singleton_of_3d_and_more() -> None:
+    assert coding_shape((1, 6, 9, 16)) == (6, 9, 16) and num_channels((1, 6, 9, 16)) == 6
+    assert coding_shape((1, 9, 16)) == (9, 16) and num_channels((1, 9, 16)) == 9
+    for shape in [(1, 5), (1,), (), (8, 4, 3, 3), (2, 1, 3)]:
+        assert coding_shape(shape) == shape
+    assert [num_channels(s) for s in [(1, 5), (1,), (), (8, 4, 3, 3)]] == [1, 1, 1, 8]
+
+
+def test_quantize_model_codes_the_embedding_in_its_coding_shape() -> None:
+    net = torch.nn.Module()
+    net.embedding = torch.nn.Parameter(torch.randn(1, 6, 9, 16, generator=_gen(9)))
+    (q,) = quantize_model(net, 8)
+    assert q.shape == (6, 9, 16) and q.mins.shape == (6,)
+    (back,) = dequantized_state_dict([q], [(1, 6, 9, 16)]).values()
+    assert back.shape == (1, 6, 9, 16)
+    _max_err_ok(net.embedding.detach()[0], q)

@@ -8,13 +8,11 @@ from typing import Any
 
 import pytest
 
+from gnerv import results as layout
 from gnerv.errors import GnervError
-from gnerv.tracking import (
-    RUN_RECORD_NAME,
-    load_params,
-    public_uri,
-    track_pipeline,
-)
+from gnerv.params import load_params
+from gnerv.results import RUN_RECORD_NAME
+from gnerv.tracking import PipelineFiles, public_uri, track_pipeline
 
 pytest.importorskip("mlflow")
 
@@ -97,6 +95,16 @@ def fake_results(root: Path) -> Path:
     return results
 
 
+def pipeline_files(n_stages: int = len(EPOCHS)) -> PipelineFiles:
+    """The pipeline's files as the track rule names them (paths relative to the working
+    directory, which the `store` fixture makes tmp_path)."""
+    named = layout.track_files(VIDEO, n_stages)
+    return PipelineFiles(
+        **{k: [Path(p) for p in v] if isinstance(v, list) else Path(v) for k, v in named.items()},
+        record=Path(layout.run_record(VIDEO)),
+    )
+
+
 @pytest.fixture()
 def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.chdir(tmp_path)
@@ -108,7 +116,9 @@ def test_track_pipeline_logs_parent_and_nested_stage_runs(tmp_path: Path, store:
     from mlflow.tracking import MlflowClient
 
     results = fake_results(tmp_path)
-    run_id = track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+    run_id = track_pipeline(
+        VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test", tracking_uri=store
+    )
 
     record = json.loads((results / RUN_RECORD_NAME).read_text())
     assert record["parent_run_id"] == run_id and record["experiment"] == "gnerv-test"
@@ -169,7 +179,9 @@ def test_track_pipeline_logs_parent_and_nested_stage_runs(tmp_path: Path, store:
         assert child.data.metrics["params"] == POINTS[j - 1]["params"]
 
     # a second pipeline run of the same video is a second parent run
-    second = track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+    second = track_pipeline(
+        VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test", tracking_uri=store
+    )
     parents = client.search_runs(
         [experiment.experiment_id], filter_string=f"attributes.run_name = '{VIDEO}'"
     )
@@ -180,14 +192,14 @@ def test_default_uri_is_sqlite_in_the_working_directory(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     results = fake_results(tmp_path)
-    track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test")
+    track_pipeline(VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test")
     assert (tmp_path / "mlflow.db").is_file()
     assert json.loads((results / RUN_RECORD_NAME).read_text())["tracking_uri"] == (
         "sqlite:///mlflow.db"
     )
     other = tmp_path / "elsewhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
-    track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test")
+    track_pipeline(VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test")
     assert other.is_file()
 
 
@@ -197,7 +209,7 @@ def test_unfinished_pipeline_is_refused_before_anything_is_logged(
     results = fake_results(tmp_path)
     (results / "stage2" / "stage2.gnerv").unlink()
     with pytest.raises(GnervError, match="stage2.gnerv not found"):
-        track_pipeline(VIDEO, results, PARAMS, experiment="gnerv-test", tracking_uri=store)
+        track_pipeline(VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test", tracking_uri=store)
     assert not (tmp_path / "mlflow.db").exists()
     assert not (results / RUN_RECORD_NAME).exists()
 
@@ -206,8 +218,11 @@ def test_load_params_merges_like_snakemake(tmp_path: Path) -> None:
     base, extra = tmp_path / "params.yaml", tmp_path / "extra.yaml"
     base.write_text("quant: {bits: 8}\neval: {codecs: x264, crf: '28'}\nstages: [{c0: 8}]\n")
     extra.write_text("eval: {crf: '23,28'}\nstages: [{c0: 16}, {c0: 4}]\n")
+    base.write_text(base.read_text() + "videos: {demo: a.mp4}\n")
+    extra.write_text(extra.read_text() + "videos: {paper: b.mkv}\n")
     merged = load_params([base, extra])
     assert merged["eval"] == {"codecs": "x264", "crf": "23,28"}
+    assert merged["videos"] == {"paper": "b.mkv"}  # as the Snakefile: a configfile's videos replace
     assert merged["stages"] == [{"c0": 16}, {"c0": 4}]  # lists are replaced, not merged
     with pytest.raises(GnervError, match="not found"):
         load_params([tmp_path / "missing.yaml"])

@@ -18,6 +18,7 @@ from gnerv.video import (
     probe_video,
     read_video,
     save_frames,
+    video_fingerprint,
     write_video,
 )
 
@@ -371,3 +372,17 @@ def test_failed_save_keeps_old_output(tmp_path: Path, tiny_realshort: tuple[np.n
         save_frames(path, frames, {"bad": object()})
     assert (path.read_bytes(), path.with_suffix(".json").read_bytes()) == before
     assert listing(tmp_path) == ["frames.json", "frames.npy"]
+
+
+def test_video_fingerprint_names_content_and_shape() -> None:
+    frames = np.arange(2 * 4 * 6 * 3, dtype=np.uint8).reshape(2, 4, 6, 3)
+    fp = video_fingerprint(frames)
+    # the value format 1 files carry as stage.video_id for these frames
+    assert fp == "883646e2d94bd13df84dad31dbe9a88e4faf67c4bf510ac59e3f76e5be5ddd44"
+    assert len(fp) == 64 and fp == video_fingerprint(frames.copy())
+    assert fp != video_fingerprint(frames.reshape(2, 6, 4, 3))
+    other = frames.copy()
+    other[1, 2, 3, 0] ^= 1
+    assert fp != video_fingerprint(other)
+    with pytest.raises(GnervError):
+        video_fingerprint(frames.astype(np.float32))

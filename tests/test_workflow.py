@@ -22,6 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from gnerv.params import command_settings, load_params
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 GNERV = BIN / "gnerv"
@@ -225,7 +227,13 @@ def test_dry_run_builds_the_progressive_dag(wf: Path) -> None:
         "results/cockatoo/stage2/residual.npy",
         "results/cockatoo/stage2/residual.json",
     ]
-    assert "--c0 4 --epochs 2" in fit2.shell and "--lr 0.0002" in fit2.shell
+    # the fit reads stage 2's settings from the parameter files Snakemake merged, itself
+    words = shlex.split(LOG_SUFFIX.sub("", fit2.shell))
+    files = words[words.index("--params") + 1 : words.index("--stage")]
+    assert Path(files[0]).name == "params.yaml" and Path(files[1]).name == Path(CI_CONFIG).name
+    assert words[words.index("--stage") + 1] == "2"
+    settings = command_settings(load_params([wf / f for f in files]), "fit", 2)
+    assert (settings["c0"], settings["epochs"], settings["lr"]) == (4, 2, 2e-4)
 
 
 def test_torch_rules_use_the_cores(wf: Path) -> None:
@@ -342,7 +350,10 @@ def test_paper_configs_replace_the_demo_videos(wf: Path) -> None:
         assert extracted == sorted(videos)
         assert rule_counts(jobs)["fit"] == 3 * len(videos)
     uvg_fit = next(j for j in jobs if j.rule == "fit")
-    assert "--c0 160 --epochs 300" in uvg_fit.shell
+    words = shlex.split(LOG_SUFFIX.sub("", uvg_fit.shell))
+    files = words[words.index("--params") + 1 : words.index("--stage")]
+    settings = command_settings(load_params([wf / f for f in files]), "fit", 1)
+    assert (settings["c0"], settings["epochs"]) == (160, 300)
     assert "--resize 1080x1920" in next(j for j in jobs if j.rule == "extract").shell
 
 

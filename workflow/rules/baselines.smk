@@ -9,9 +9,9 @@ rule baselines:
         crf=config["eval"]["crf"],
         preset=config["eval"]["preset"],
     log:
-        "logs/{video}/baselines.log",
+        results.log("{video}", "baselines"),
     benchmark:
-        "results/{video}/benchmarks/baselines.tsv"
+        results.benchmark("{video}", "baselines")
     conda:
         GNERV_ENV
     shell:

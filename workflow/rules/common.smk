@@ -6,22 +6,22 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# Files the pipeline writes, per video (also the layout dvc.yaml follows).
-FRAMES = "results/{video}/frames.npy"
-LAYER = "results/{video}/stage{stage}/stage{stage}.gnerv"
-FIT_SUMMARY = "results/{video}/stage{stage}/fit.json"
+from gnerv import results
+from gnerv.params import command_settings
+
+# Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
+FRAMES = results.frames("{video}")
+FRAMES_META = results.frames_meta("{video}")
+LAYER = results.layer("{video}", "{stage}")
+FIT_SUMMARY = results.fit_summary("{video}", "{stage}")
 # (checkpoint.pt, beside FIT_SUMMARY, is deliberately not a declared file: see rule fit)
-METRICS = "results/{video}/eval/metrics.json"
-DECODED = "results/{video}/eval/decoded.mkv"
-BASELINES = "results/{video}/eval/baselines.json"
-REPORT_FILES = {
-    "rd": "results/{video}/eval/rd.png",
-    "per_frame": "results/{video}/eval/per_frame.png",
-    "frames": "results/{video}/eval/frames.png",
-    "summary_md": "results/{video}/eval/summary.md",
-    "summary_json": "results/{video}/eval/summary.json",
-}
-RUN_RECORD = "results/{video}/mlflow_run.json"
+RESIDUAL = results.residual("{video}", "{stage}")
+RESIDUAL_META = results.residual_meta("{video}", "{stage}")
+METRICS = results.metrics("{video}")
+DECODED = results.decoded("{video}")
+BASELINES = results.baselines("{video}")
+REPORT_FILES = results.report_files("{video}")
+RUN_RECORD = results.run_record("{video}")
 # CPU threads of the torch rules. Snakemake sets a job's OMP_NUM_THREADS (which torch follows) to
 # its `threads`, 1 unless the rule asks for more, and scales `threads` down to --cores. Without
 # these a CPU-only fit used one core of two (about 1.5x slower on the 2-core demo machine). They
@@ -47,6 +47,12 @@ def param_count(size) -> float:
 def config_problems(cfg: dict) -> list[str]:
     """What the schema cannot check: that every video exists, and the stage chain."""
     problems = []
+    if workflow.config_settings.config:
+        problems.append(
+            "--config KEY=VALUE is not supported: the gnerv commands read their settings from "
+            "the parameter files (--params), so put the values in a file and pass it with "
+            "--configfile FILE"
+        )
     if isinstance(cfg["extract"]["frames"], int):
         problems.append(
             f"extract.frames was read as the number {cfg['extract']['frames']}: quote the range "
@@ -87,14 +93,9 @@ N_STAGES = len(config["stages"])
 VIDEO_PATTERN = "|".join(re.escape(name) for name in VIDEOS)
 
 
-def stage_entry(wildcards) -> dict:
-    """The params.yaml entry of the stage a job belongs to."""
-    return config["stages"][int(wildcards.stage) - 1]
-
-
 def layers(video: str, count: int) -> list[str]:
-    """The bitstreams of stages 1..count of one video, base layer first."""
-    return [LAYER.format(video=video, stage=k) for k in range(1, count + 1)]
+    """The bitstreams of stages 1..count of one video, base first."""
+    return results.layers(video, count)
 
 
 def earlier_layers(wildcards) -> list[str]:
@@ -105,31 +106,33 @@ def all_layers(wildcards) -> list[str]:
     return layers(wildcards.video, N_STAGES)
 
 
-def size_flag(wildcards) -> str:
-    """--size for a parameter budget, --c0 for a fixed embedding width."""
-    entry = stage_entry(wildcards)
-    return f"--size {entry['size']}" if "size" in entry else f"--c0 {entry['c0']}"
+def stage_settings(command: str):
+    """A rule's `params:` entry holding the values `command` reads from the parameters for the
+    job's stage: the command reads them itself (--params, --stage), this entry only makes
+    Snakemake rerun the job when one of them changes."""
+    return lambda wildcards: command_settings(config, command, int(wildcards.stage))
 
 
 def fit_inputs(wildcards) -> dict[str, str]:
     """Stage 1 fits the frames; stage j >= 2 the residual (with its sidecar) of stages < j."""
     if int(wildcards.stage) == 1:
         return {"target": FRAMES.format(video=wildcards.video)}
-    stage_dir = f"results/{wildcards.video}/stage{wildcards.stage}"
-    return {"target": f"{stage_dir}/residual.npy", "sidecar": f"{stage_dir}/residual.json"}
+    return {
+        "target": RESIDUAL.format(**wildcards),
+        "sidecar": RESIDUAL_META.format(**wildcards),
+    }
 
 
 def compress_inputs(wildcards) -> dict[str, str]:
     """The fitted model (its fit.json: the checkpoint.pt beside it is not a declared file, see
     rule fit), the frames it was fitted for, and for stage j >= 2 the residual's sidecar, which
     names the layer it refines."""
-    stage_dir = f"results/{wildcards.video}/stage{wildcards.stage}"
     inputs = {
-        "summary": FIT_SUMMARY.format(video=wildcards.video, stage=wildcards.stage),
+        "summary": FIT_SUMMARY.format(**wildcards),
         "frames": FRAMES.format(video=wildcards.video),
     }
     if int(wildcards.stage) > 1:
-        inputs["sidecar"] = f"{stage_dir}/residual.json"
+        inputs["sidecar"] = RESIDUAL_META.format(**wildcards)
     return inputs
 
 
@@ -139,15 +142,8 @@ def params_files() -> list[str]:
 
 
 def track_inputs(wildcards) -> dict:
-    """Everything `gnerv track` logs for one video."""
-    video = wildcards.video
-    return {
-        "params": params_files(),
-        "fits": [FIT_SUMMARY.format(video=video, stage=k) for k in range(1, N_STAGES + 1)],
-        "layers": layers(video, N_STAGES),
-        "metrics": METRICS.format(video=video),
-        "report": [path.format(video=video) for path in REPORT_FILES.values()],
-    }
+    """Everything `gnerv track` logs for one video (gnerv.results names the files)."""
+    return {"params": params_files(), **results.track_files(wildcards.video, N_STAGES)}
 
 
 def final_targets() -> list[str]:

@@ -6,16 +6,18 @@ rule compress:
         bitstream=LAYER,
     params:
         model_dir=lambda wildcards, input: Path(input.summary).parent,
-        bits=config["quant"]["bits"],
+        params_files=params_files(),
+        settings=stage_settings("compress"),
     log:
-        "logs/{video}/compress_stage{stage}.log",
+        results.log("{video}", "compress_stage{stage}"),
     benchmark:
-        "results/{video}/benchmarks/compress_stage{stage}.tsv"
+        results.benchmark("{video}", "compress_stage{stage}")
     threads: TORCH_THREADS
     resources:
         gpu=1,
     conda:
         GNERV_ENV
     shell:
-        "gnerv compress {params.model_dir:q} -o {output.bitstream:q} --bits {params.bits}"
+        "gnerv compress {params.model_dir:q} -o {output.bitstream:q}"
+        " --params {params.params_files:q} --stage {wildcards.stage}"
         " --frames-file {input.frames:q} > {log:q} 2>&1"

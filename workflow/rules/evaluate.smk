@@ -6,9 +6,9 @@ rule evaluate:
     output:
         metrics=METRICS,
     log:
-        "logs/{video}/evaluate.log",
+        results.log("{video}", "evaluate"),
     benchmark:
-        "results/{video}/benchmarks/evaluate.tsv"
+        results.benchmark("{video}", "evaluate")
     threads: TORCH_THREADS
     resources:
         gpu=1,
@@ -26,9 +26,9 @@ rule decode:
     output:
         video=DECODED,
     log:
-        "logs/{video}/decode.log",
+        results.log("{video}", "decode"),
     benchmark:
-        "results/{video}/benchmarks/decode.tsv"
+        results.benchmark("{video}", "decode")
     threads: TORCH_THREADS
     resources:
         gpu=1,

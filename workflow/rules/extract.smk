@@ -4,15 +4,15 @@ rule extract:
         video=lambda wildcards: config["videos"][wildcards.video],
     output:
         frames=FRAMES,
-        meta="results/{video}/frames.json",
+        meta=FRAMES_META,
     params:
         frames=config["extract"]["frames"],
         stride=config["extract"]["stride"],
         resize=config["extract"]["resize"],
     log:
-        "logs/{video}/extract.log",
+        results.log("{video}", "extract"),
     benchmark:
-        "results/{video}/benchmarks/extract.tsv"
+        results.benchmark("{video}", "extract")
     conda:
         GNERV_ENV
     shell:

@@ -28,9 +28,9 @@ rule report:
     params:
         outdir=lambda wildcards, output: f"{Path(output.rd).parent}/",
     log:
-        "logs/{video}/report.log",
+        results.log("{video}", "report"),
     benchmark:
-        "results/{video}/benchmarks/report.tsv"
+        results.benchmark("{video}", "report")
     conda:
         GNERV_ENV
     shell:

@@ -4,14 +4,15 @@ rule residual:
         frames=FRAMES,
         layers=earlier_layers,
     output:
-        residual="results/{video}/stage{stage}/residual.npy",
-        sidecar="results/{video}/stage{stage}/residual.json",
+        residual=RESIDUAL,
+        sidecar=RESIDUAL_META,
     params:
-        scale=lambda wildcards: stage_entry(wildcards)["residual_scale"],
+        params_files=params_files(),
+        settings=stage_settings("residual"),
     log:
-        "logs/{video}/residual_stage{stage}.log",
+        results.log("{video}", "residual_stage{stage}"),
     benchmark:
-        "results/{video}/benchmarks/residual_stage{stage}.tsv"
+        results.benchmark("{video}", "residual_stage{stage}")
     wildcard_constraints:
         stage=r"[2-9]|[1-9][0-9]+",
     threads: TORCH_THREADS
@@ -20,5 +21,6 @@ rule residual:
     conda:
         GNERV_ENV
     shell:
-        "gnerv residual {input.frames:q} --layers {input.layers:q} --scale {params.scale}"
+        "gnerv residual {input.frames:q} --layers {input.layers:q}"
+        " --params {params.params_files:q} --stage {wildcards.stage}"
         " -o {output.residual:q} > {log:q} 2>&1"

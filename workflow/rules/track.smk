@@ -9,12 +9,14 @@ rule track:
     output:
         record=RUN_RECORD,
     params:
-        results=lambda wildcards, output: Path(output.record).parent,
         experiment=config["mlflow"]["experiment"],
     log:
-        "logs/{video}/track.log",
+        results.log("{video}", "track"),
     conda:
         GNERV_ENV
     shell:
-        "gnerv track --video {wildcards.video} --results {params.results:q}"
-        " --params {input.params:q} --experiment {params.experiment:q} > {log:q} 2>&1"
+        "gnerv track --video {wildcards.video} --params {input.params:q}"
+        " --fits {input.fits:q} --layers {input.layers:q} --metrics {input.metrics:q}"
+        " --frames-meta {input.frames_meta:q} --summary {input.summary:q}"
+        " --summary-md {input.summary_md:q} --artifacts {input.artifacts:q}"
+        " --experiment {params.experiment:q} -o {output.record:q} > {log:q} 2>&1"

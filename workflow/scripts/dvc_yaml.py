@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from gnerv import results
+from gnerv.params import command_params
+
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
 PARAMS_FILE = "params.yaml"
@@ -59,9 +62,12 @@ def load_params(path: Path) -> dict[str, Any]:
     return cfg
 
 
-def _stage(cmd: str, deps: list[str], outs: list[Any], **extra: Any) -> dict[str, Any]:
-    """One DVC stage; its params are exactly the ${...} keys its command and deps use."""
-    keys: list[str] = []
+def _stage(
+    cmd: str, deps: list[str], outs: list[Any], params: list[str] = (), **extra: Any
+) -> dict[str, Any]:
+    """One DVC stage; its params are the ${...} keys its command and deps use, and `params`
+    (the keys a command reads from params.yaml itself)."""
+    keys: list[str] = list(params)
     for text in [cmd, *deps]:
         for key in REFERENCE.findall(text):
             if key not in keys:
@@ -76,93 +82,87 @@ def _stage(cmd: str, deps: list[str], outs: list[Any], **extra: Any) -> dict[str
 
 
 def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The DVC stages of one video, in the order the pipeline runs them."""
-    base = f"results/{video}"
-    frames = f"{base}/frames.npy"
+    """The DVC stages of one video, in the order the pipeline runs them (gnerv.results names
+    the files, gnerv.params the params.yaml keys each command reads)."""
+    frames = results.frames(video)
     n_stages = len(cfg["stages"])
-    layers = [f"{base}/stage{k}/stage{k}.gnerv" for k in range(1, n_stages + 1)]
+    layers = results.layers(video, n_stages)
+    from_params = f"--params {PARAMS_FILE}"
     stages: dict[str, dict[str, Any]] = {}
 
     stages[f"extract-{video}"] = _stage(
         f"gnerv extract ${{videos.{video}}} -o {frames} --frames ${{extract.frames}}"
         " --stride ${extract.stride} --resize ${extract.resize}",
         [f"${{videos.{video}}}"],
-        [frames, f"{base}/frames.json"],
+        [frames, results.frames_meta(video)],
     )
     stages[f"baselines-{video}"] = _stage(
         f"gnerv baselines {frames} --codecs ${{eval.codecs}} --crf ${{eval.crf}}"
-        f" --preset ${{eval.preset}} -o {base}/eval/baselines.json",
+        f" --preset ${{eval.preset}} -o {results.baselines(video)}",
         [frames],
-        [f"{base}/eval/baselines.json"],
+        [results.baselines(video)],
     )
     for j in range(1, n_stages + 1):
-        i = j - 1  # index of this stage's entry in params.yaml's `stages` list
-        entry = cfg["stages"][i]
-        stage_dir = f"{base}/stage{j}"
+        stage_dir = results.stage_dir(video, j)
+        checkpoint = results.checkpoint(video, j)
+        sidecar = [] if j == 1 else [results.residual_meta(video, j)]
         if j > 1:
             stages[f"residual-{video}-stage{j}"] = _stage(
-                f"gnerv residual {frames} --layers {' '.join(layers[:i])}"
-                f" --scale ${{stages.{i}.residual_scale}} -o {stage_dir}/residual.npy",
-                [frames, *layers[:i]],
-                [f"{stage_dir}/residual.npy", f"{stage_dir}/residual.json"],
+                f"gnerv residual {frames} --layers {' '.join(layers[: j - 1])}"
+                f" {from_params} --stage {j} -o {results.residual(video, j)}",
+                [frames, *layers[: j - 1]],
+                [results.residual(video, j), *sidecar],
+                params=command_params(cfg, "residual", j),
             )
-        target = frames if j == 1 else f"{stage_dir}/residual.npy"
-        sidecar = [] if j == 1 else [f"{stage_dir}/residual.json"]
-        size = f"--size ${{stages.{i}.size}}" if "size" in entry else f"--c0 ${{stages.{i}.c0}}"
+        target = frames if j == 1 else results.residual(video, j)
         stages[f"fit-{video}-stage{j}"] = _stage(
-            f"gnerv fit {target} -o {stage_dir} {size}"
-            f" --epochs ${{stages.{i}.epochs}} --batch ${{train.batch}} --lr ${{stages.{i}.lr}}"
-            f" --warmup ${{train.warmup}} --alpha ${{stages.{i}.alpha}}"
-            " --distortion ${train.distortion} --seed ${train.seed} --device ${train.device}"
-            " --checkpoint-every ${train.checkpoint_every}"
-            " --upscale-factors ${model.upscale_factors} --min-channels ${model.min_channels}"
-            " --pe-base ${model.pe_base} --pe-levels ${model.pe_levels}"
-            " --ds-hidden ${model.ds_hidden} --kernel-size ${model.kernel_size}"
-            " --auto-resume --quiet",
+            f"gnerv fit {target} -o {stage_dir} {from_params} --stage {j} --auto-resume --quiet",
             [target, *sidecar],
-            [{f"{stage_dir}/checkpoint.pt": dict(PERSISTED_CHECKPOINT)}, f"{stage_dir}/fit.json"],
+            [{checkpoint: dict(PERSISTED_CHECKPOINT)}, results.fit_summary(video, j)],
+            params=command_params(cfg, "fit", j),
         )
         stages[f"compress-{video}-stage{j}"] = _stage(
-            f"gnerv compress {stage_dir} -o {layers[i]} --bits ${{quant.bits}}"
+            f"gnerv compress {stage_dir} -o {layers[j - 1]} {from_params} --stage {j}"
             f" --frames-file {frames}",
-            [f"{stage_dir}/fit.json", f"{stage_dir}/checkpoint.pt", frames, *sidecar],
-            [layers[i]],
+            [results.fit_summary(video, j), checkpoint, frames, *sidecar],
+            [layers[j - 1]],
+            params=command_params(cfg, "compress", j),
         )
+    metrics = results.metrics(video)
     stages[f"evaluate-{video}"] = _stage(
-        f"gnerv evaluate {frames} --layers {' '.join(layers)} -o {base}/eval/metrics.json",
+        f"gnerv evaluate {frames} --layers {' '.join(layers)} -o {metrics}",
         [frames, *layers],
         [],
-        metrics=[f"{base}/eval/metrics.json"],
+        metrics=[metrics],
     )
     stages[f"decode-{video}"] = _stage(
-        f"gnerv decode {' '.join(layers)} -o {base}/eval/decoded.mkv",
+        f"gnerv decode {' '.join(layers)} -o {results.decoded(video)}",
         list(layers),
-        [f"{base}/eval/decoded.mkv"],
+        [results.decoded(video)],
     )
-    report_files = [f"{base}/eval/{name}" for name in ("rd.png", "per_frame.png", "frames.png")]
+    report = results.report_files(video)
     stages[f"report-{video}"] = _stage(
-        f"gnerv report --metrics {base}/eval/metrics.json"
-        f" --baselines {base}/eval/baselines.json --frames-file {frames} -o {base}/eval/",
-        [f"{base}/eval/metrics.json", f"{base}/eval/baselines.json", frames],
-        [*report_files, f"{base}/eval/summary.md"],
-        metrics=[f"{base}/eval/summary.json"],
+        f"gnerv report --metrics {metrics} --baselines {results.baselines(video)}"
+        f" --frames-file {frames} -o {results.eval_dir(video)}/",
+        [metrics, results.baselines(video), frames],
+        [report["rd"], report["per_frame"], report["frames"], report["summary_md"]],
+        metrics=[report["summary_json"]],
     )
     if cfg["mlflow"]["enabled"]:
-        fits = [f"{base}/stage{k}/fit.json" for k in range(1, n_stages + 1)]
+        files = results.track_files(video, n_stages)
+        options = " ".join(
+            f"--{name.replace('_', '-')} {' '.join(value) if isinstance(value, list) else value}"
+            for name, value in files.items()
+        )
+        deps = [PARAMS_FILE]
+        for value in files.values():
+            deps += value if isinstance(value, list) else [value]
         stages[f"track-{video}"] = _stage(
-            f"gnerv track --video {video} --results {base} --params {PARAMS_FILE}"
-            " --experiment ${mlflow.experiment}",
-            [
-                PARAMS_FILE,
-                *fits,
-                *layers,
-                f"{base}/eval/metrics.json",
-                *report_files,
-                f"{base}/eval/summary.md",
-                f"{base}/eval/summary.json",
-            ],
+            f"gnerv track --video {video} {from_params} {options}"
+            f" --experiment ${{mlflow.experiment}} -o {results.run_record(video)}",
+            deps,
             # a pointer to the MLflow run, not data: kept out of the cache
-            [{f"{base}/mlflow_run.json": {"cache": False}}],
+            [{results.run_record(video): {"cache": False}}],
         )
     return stages
 
@@ -179,8 +179,8 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
                     "template": "scatter",
                     "x": "bpp",
                     "y": {
-                        f"results/{video}/eval/metrics.json": "psnr",
-                        f"results/{video}/eval/baselines.json": "psnr",
+                        results.metrics(video): "psnr",
+                        results.baselines(video): "psnr",
                     },
                     "title": f"{video}: PSNR (dB) against bits per pixel",
                 }

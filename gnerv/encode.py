@@ -1,4 +1,5 @@
-"""Encoder-side pipelines: a fitted checkpoint -> ``.gnerv``, and video frames -> ``.gnerv``.
+"""Encoding: a fitted checkpoint -> ``.gnerv``, and video frames -> ``.gnerv`` (the encoder side;
+:mod:`gnerv.decode` is the decoder's).
 
 :func:`compress_checkpoint` quantizes and entropy codes a model written by ``gnerv fit``;
 :func:`encode_single` fits, then compresses, in one go (one base layer). Both write the file
@@ -22,7 +23,6 @@ from gnerv.bitstream import (
     file_info,
     unpack,
     video_facts,
-    video_fingerprint,
     write_gnerv,
 )
 from gnerv.decode import DEFAULT_BATCH, decode_layers
@@ -30,10 +30,9 @@ from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, for_inference, render, to_uint8
+from gnerv.quantize import DEFAULT_BITS
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, fit, model_from_checkpoint
-from gnerv.video import DEFAULT_FPS
-
-DEFAULT_BITS = 8
+from gnerv.video import DEFAULT_FPS, video_fingerprint
 
 
 def default_workdir(output: str | os.PathLike) -> Path:

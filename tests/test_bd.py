@@ -1,27 +1,16 @@
-"""Bjontegaard deltas, PCHIP, plots and tables (gnerv.rd)."""
+"""Bjontegaard deltas (gnerv.bd)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gnerv.bd import bd_psnr, bd_rate
 from gnerv.errors import GnervError
-from gnerv.rd import (
-    bd_psnr,
-    bd_rate,
-    markdown_table,
-    pchip_integral,
-    pchip_interpolate,
-    plot_frames,
-    plot_per_frame,
-    plot_rd,
-)
 
 METHODS = ("pchip", "cubic")
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 # A typical four-point curve (kbps, dB), listed high rate first on purpose (must be sorted).
 RATE = [9487.76, 4593.60, 2486.44, 1358.24]
@@ -133,75 +122,27 @@ def test_bad_inputs() -> None:
         bd_rate(RATE, [PSNR[0], *PSNR[:3]], RATE, PSNR)
 
 
-def test_pchip_passes_through_points_and_is_monotone() -> None:
-    x = np.array([0.0, 1.0, 1.5, 4.0, 4.2, 7.0])
-    y = np.array([0.0, 0.1, 3.0, 3.1, 8.0, 8.0])  # non-decreasing, with sharp steps and a flat end
-    assert np.allclose(pchip_interpolate(x, y, x), y, atol=1e-12)
-    grid = np.linspace(x[0], x[-1], 5001)
-    values = pchip_interpolate(x, y, grid)
-    assert np.all(np.diff(values) >= -1e-12)
-    assert values.min() >= y.min() - 1e-12 and values.max() <= y.max() + 1e-12
-    # Decreasing data too.
-    assert np.all(np.diff(pchip_interpolate(x, -y, grid)) <= 1e-12)
-
-
-def test_pchip_integral_exact() -> None:
-    x = np.array([0.0, 0.7, 2.0, 3.1, 5.0])
-    y = np.array([1.0, -0.5, 2.0, 2.5, 0.0])
-    grid = np.linspace(0.3, 4.4, 200_001)
-    values = pchip_interpolate(x, y, grid)
-    trapezoid = float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(grid)))
-    assert pchip_integral(x, y, 0.3, 4.4) == pytest.approx(trapezoid, abs=1e-8)
-    # A cubic reproduces straight lines: integral of 2x + 1 over [0, 5] is 30.
-    assert pchip_integral(x, 2 * x + 1, 0.0, 5.0) == pytest.approx(30.0, rel=1e-12)
-    with pytest.raises(GnervError, match="outside"):
-        pchip_integral(x, y, -1.0, 2.0)
-
-
-def _no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.iterdir() if ".tmp" in p.name]
-
-
-def test_plots_write_png(tmp_path: Path) -> None:
-    rd_png = tmp_path / "eval" / "rd.png"
-    plot_rd(
-        {
-            "GNeRV": ([0.05, 0.1, 0.2], [28.0, 31.0, 33.5]),
-            "x265": ([0.3, 0.08, 0.15], [34, 29, 31]),
-        },
-        rd_png,
-        title="R-D",
+def test_pchip_hand_computed_curve() -> None:
+    # B: log10 rate [1, 2, 2.5] at PSNR [30, 31, 32]; A: the line [1, 2, 3] (PCHIP keeps lines).
+    # PCHIP slopes by hand (Fritsch-Carlson): secants 1 and 0.5; interior 6 / (3/1 + 3/0.5) = 2/3;
+    # ends (3 * 1 - 0.5) / 2 = 1.25 and (3 * 0.5 - 1) / 2 = 0.25. A cubic Hermite piece integrates
+    # to h (y0 + y1) / 2 + h^2 (d0 - d1) / 12: 1.5 + 7/144 and 2.25 + 5/144, so B's mean over
+    # [30, 32] is 23/12 and A's is 2 (straight lines would give 1.875 instead).
+    psnr = [30.0, 31.0, 32.0]
+    rate_a = [10.0, 100.0, 1000.0]
+    rate_b = [10.0, 100.0, 10.0**2.5]
+    assert bd_rate(rate_a, psnr, rate_b, psnr) == pytest.approx(
+        (10.0 ** (-1 / 12) - 1) * 100, rel=1e-9
     )
-    per_frame = tmp_path / "per_frame.png"
-    plot_per_frame({"GNeRV": [30.0, 31.0, 29.5], "x264": [28.0, 28.5, 29.0]}, per_frame)
-    frames = tmp_path / "frames.png"
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (36, 64, 3), dtype=np.uint8)
-    plot_frames({"original": img, "GNeRV": img[::-1].copy(), "x265": img // 2}, frames)
-    for path in (rd_png, per_frame, frames):
-        assert path.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC
-        assert _no_temp_files(path.parent)
 
 
-def test_plot_errors_leave_nothing(tmp_path: Path) -> None:
-    with pytest.raises(GnervError, match="suffix"):
-        plot_rd({"a": ([1.0], [30.0])}, tmp_path / "rd.txt")
-    with pytest.raises(GnervError, match="uint8"):
-        plot_frames({"x": np.zeros((4, 4, 3), dtype=np.float32)}, tmp_path / "f.png")
-    with pytest.raises(GnervError, match="no R-D curves"):
-        plot_rd({}, tmp_path / "rd.png")
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_markdown_table() -> None:
-    rows = [
-        {"codec": "x264", "crf": 23, "bpp": 0.01234567, "psnr": 33.456789, "ms_ssim": None},
-        {"codec": "x|265", "crf": 28, "bpp": 0.5, "psnr": 30.0, "ms_ssim": 0.98765},
-    ]
-    text = markdown_table(rows, ["codec", "crf", "bpp", "psnr", "ms_ssim"])
-    lines = text.splitlines()
-    assert lines[0] == "| codec | crf | bpp | psnr | ms_ssim |"
-    assert lines[1] == "| :--- | ---: | ---: | ---: | ---: |"
-    assert lines[2] == "| x264 | 23 | 0.0123 | 33.46 | – |"
-    assert lines[3] == "| x\\|265 | 28 | 0.5000 | 30.00 | 0.9877 |"
-    assert text.endswith("\n")
+def test_pchip_and_cubic_values_unchanged() -> None:
+    # Pinned from the hand-written PCHIP this package used before switching to scipy.
+    rate_b = [8000.0, 4200.0, 2000.0, 1100.0]
+    psnr_b = [40.2, 38.9, 36.5, 34.6]
+    assert bd_rate(RATE, PSNR, rate_b, psnr_b) == pytest.approx(-14.690795062555505, rel=1e-9)
+    assert bd_psnr(RATE, PSNR, rate_b, psnr_b) == pytest.approx(0.4403450914932069, rel=1e-9)
+    cubic_rate = bd_rate(RATE, PSNR, rate_b, psnr_b, "cubic")
+    assert cubic_rate == pytest.approx(-14.875638922812618, rel=1e-9)
+    cubic_psnr = bd_psnr(RATE, PSNR, rate_b, psnr_b, "cubic")
+    assert cubic_psnr == pytest.approx(0.44290204908472597, rel=1e-9)

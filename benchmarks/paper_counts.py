@@ -1,0 +1,67 @@
+"""The paper's (C0 -> parameters) pairs against this package's counts, for one layout.
+
+Run: ``python benchmarks/paper_counts.py [--layout paper|wide]``. Prints a Markdown table (the one
+in docs/model.md). Every count is taken twice, from ``count_params`` and from the built module
+(on the meta device, so nothing is allocated), and the two must agree. No data, no training.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from gnerv.model import LAYOUTS, GNeRV, GNeRVConfig, count_params, macs_per_frame
+
+# (source, height, width, C0, parameters in M, GMACs per frame or None), as the paper prints them.
+PAPER = [
+    ("Table 4", 720, 1280, 20, 0.115, None),
+    ("Table 4", 720, 1280, 40, 0.274, None),
+    ("Table 4", 720, 1280, 80, 0.92, None),
+    ("Table 4", 720, 1280, 152, 3.17, None),
+    ("Table 4", 720, 1280, 223, 6.67, None),
+    ("Table 4", 720, 1280, 304, 12.42, None),
+    ("Table 3", 1080, 1920, 160, 4.66, 54.80),
+]
+# Table 3's two larger "Respective" models: not among the seven pairs, a check on the reading.
+PAPER_EXTRA = [
+    ("Table 3", 1080, 1920, 230, 9.49, 91.14),
+    ("Table 3", 1080, 1920, 280, 14.07, 133.07),
+]
+
+
+def built_params(cfg: GNeRVConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in GNeRV(cfg).parameters())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layout", choices=LAYOUTS, default="paper")
+    args = ap.parse_args()
+    print(f"layout {args.layout}\n")
+    print("| source | frame | C0 | paper params | ours | error | paper GMACs | ours | error |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    worst = 0.0
+    for i, (source, h, w, c0, params_m, gmacs) in enumerate(PAPER + PAPER_EXTRA):
+        cfg = GNeRVConfig(h, w, c0=c0, layout=args.layout)
+        n = count_params(cfg)
+        if n != built_params(cfg):
+            raise SystemExit(f"count_params disagrees with the built model at {cfg}")
+        err = (n / 1e6 - params_m) / params_m
+        if i < len(PAPER):
+            worst = max(worst, abs(err))
+        macs = "- | - | -"  # the paper gives MACs only in Tables 2 and 3 (1080p)
+        if gmacs is not None:
+            ours = macs_per_frame(cfg) / 1e9
+            macs = f"{gmacs:.2f} | {ours:.2f} | {100 * (ours - gmacs) / gmacs:+.2f} %"
+        extra = " (extra)" if i >= len(PAPER) else ""
+        print(
+            f"| {source}{extra} | {w}x{h} | {c0} | {params_m:g}M | {n / 1e6:.4f}M | "
+            f"{100 * err:+.2f} % | {macs} |"
+        )
+    print(f"\nlargest |error| over the seven pairs: {100 * worst:.2f} %")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""What the command groups share: option groups defined once, settings resolved one way.
+
+A setting comes from (highest first) an explicit flag, the ``--params`` file's value for
+``--stage``, or the package's dataclass default (GNeRVConfig, TrainConfig, ...). Options are
+declared with ``default=SUPPRESS`` so that an explicit flag is told apart from a default; the
+help text shows the dataclass's default, read from the dataclass itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gnerv.decode import DEFAULT_BATCH
+from gnerv.device import DEFAULT_DEVICE
+from gnerv.errors import GnervError
+from gnerv.model import GNeRVConfig
+from gnerv.progressive import RESIDUAL_ALPHA, RESIDUAL_LR
+from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS
+from gnerv.train import TrainConfig
+
+SUPPRESS = argparse.SUPPRESS
+DEFAULT_SIZE = "0.5M"  # --size when neither --size, --c0 nor a --params stage gives one
+
+# GNeRVConfig fields that are options (height, width come from the frames; c0 from --size/--c0).
+MODEL_HELP = {
+    "layout": "network layout: wide, or paper (C_in/4-wide growing blocks, 1x1 head, two-layer "
+    "shared DS: the paper's parameter counts)",
+    "upscale_factors": "Conv-Up upscale factors, e.g. 5,2,2,2,2 (auto: from gcd(H, W), the "
+    "paper's at 720p/1080p)",
+    "min_channels": "channel floor of the Conv-Up blocks",
+    "pe_base": "positional-encoding base b",
+    "pe_levels": "positional-encoding levels l",
+    "ds_hidden": "width of the shared distribution-shift linear layer",
+    "kernel_size": "convolution kernel size",
+}
+# (flag, TrainConfig field, help)
+TRAIN_OPTIONS = (
+    ("--epochs", "epochs", "training epochs"),
+    ("--batch", "batch_size", "frames per training step"),
+    ("--lr", "lr", f"peak learning rate (residual stages: {RESIDUAL_LR:g})"),
+    ("--warmup", "warmup_fraction", "warm-up share of the steps before the cosine decay"),
+    (
+        "--alpha",
+        "loss_alpha",
+        f"a in the loss a*D + (1-a)*(1-SSIM) (residual stages: {RESIDUAL_ALPHA:g})",
+    ),
+    ("--distortion", "distortion", "D in the loss: l1 or mse"),
+    ("--seed", "seed", "random seed (weights and frame order)"),
+    ("--checkpoint-every", "checkpoint_every", "epochs between checkpoints"),
+)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    return {f.name: f.default for f in dataclasses.fields(cls)}
+
+
+MODEL_DEFAULTS = _defaults(GNeRVConfig)
+TRAIN_DEFAULTS = _defaults(TrainConfig)
+MODEL_FIELDS = tuple(name for name in MODEL_HELP if name in MODEL_DEFAULTS)
+TRAIN_FIELDS = tuple(field for _, field, _ in TRAIN_OPTIONS) + ("device",)
+# Every setting a --params file may give (under the package's names).
+SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, "size", "c0", "bits", "residual_scale"}
+
+
+# --------------------------------------------------------------------------------------------
+# Small parsers
+# --------------------------------------------------------------------------------------------
+
+
+def parse_factors(text: str | Sequence[int] | None) -> tuple[int, ...]:
+    """'5,2,2' -> (5, 2, 2); 'auto' or empty -> () (derived from the frame size)."""
+    if text is None or text == "auto" or text == "":
+        return ()
+    if not isinstance(text, str):
+        return tuple(int(x) for x in text)
+    try:
+        return tuple(int(x) for x in text.replace(" ", "").split(","))
+    except ValueError:
+        raise GnervError(f"--upscale-factors '{text}' is not a comma list of integers like 5,2,2")
+
+
+def parse_list(text: str, kind: type, what: str) -> list:
+    try:
+        return [kind(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise GnervError(f"{what} '{text}' is not a comma list of {kind.__name__} values")
+
+
+def positive_int(what: str):
+    """An argparse type: an integer >= 1, or a one-line usage error naming the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} must be an integer, got {text!r}")
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{what} {value} must be >= 1")
+        return value
+
+    return parse
+
+
+def check_suffix(path: str, suffixes: Sequence[str]) -> None:
+    """Refuse an output name early, before any work is done."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise GnervError(f"{path}: output must end in {' or '.join(suffixes)}")
+
+
+def frame_indices(spec: str | None, n_frames: int, what: str) -> list[int]:
+    """'A:B' (half-open, B may be omitted) -> indices, checked against the video's length."""
+    if not spec:
+        return list(range(n_frames))
+    from gnerv.video import parse_range
+
+    a, b = parse_range(spec)
+    b = n_frames if b < 0 else b
+    if not (0 <= a < b <= n_frames):
+        raise GnervError(
+            f"--frames {spec} is outside {what}, which has {n_frames} frames (0:{n_frames})"
+        )
+    return list(range(a, b))
+
+
+# --------------------------------------------------------------------------------------------
+# Option groups
+# --------------------------------------------------------------------------------------------
+
+
+def add_render_args(p: argparse.ArgumentParser, batch: bool = True) -> None:
+    """--batch (frames per forward pass) and --device: every command that renders frames."""
+    if batch:
+        p.add_argument(
+            "--batch",
+            type=positive_int("--batch"),
+            default=DEFAULT_BATCH,
+            help="frames per forward pass (default %(default)s)",
+        )
+    p.add_argument(
+        "--device",
+        default=DEFAULT_DEVICE,
+        help="auto (GPU when present) | cpu | cuda[:N] (default %(default)s)",
+    )
+
+
+def bits_type(text: str) -> int:
+    """--bits: an integer the quantizer and the format accept, checked before any work."""
+    try:
+        bits = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--bits must be an integer, got {text!r}")
+    if not MIN_BITS <= bits <= MAX_BITS:
+        raise argparse.ArgumentTypeError(f"--bits must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
+    return bits
+
+
+def add_bits_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bits",
+        type=bits_type,
+        default=SUPPRESS,
+        help=f"quantization bits ({MIN_BITS}..{MAX_BITS}, default {DEFAULT_BITS})",
+    )
+
+
+def add_params_args(p: argparse.ArgumentParser, command: str) -> None:
+    """--params FILE... --stage J: read this command's settings from the workflow's params."""
+    g = p.add_argument_group("settings from the workflow's parameters")
+    g.add_argument(
+        "--params",
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help=f"take {command}'s settings from params.yaml (and further files merged into it as "
+        "by snakemake --configfile); explicit flags override them",
+    )
+    g.add_argument(
+        "--stage",
+        type=positive_int("--stage"),
+        default=1,
+        help="which entry of `stages` to use, 1 = base (default %(default)s)",
+    )
+
+
+def add_extract_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("frames")
+    g.add_argument("--frames", metavar="A:B", help="half-open frame range, e.g. 0:32 (default all)")
+    g.add_argument(
+        "--stride", type=positive_int("--stride"), default=1, help="keep every S-th frame (1)"
+    )
+    g.add_argument("--resize", metavar="HxW", help="resize to height x width with the area filter")
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    size = g.add_mutually_exclusive_group()
+    size.add_argument(
+        "--size",
+        default=SUPPRESS,
+        help=f"target parameter count, e.g. 0.5M or 300k (picks C0); default {DEFAULT_SIZE}",
+    )
+    size.add_argument(
+        "--c0", type=positive_int("--c0"), default=SUPPRESS, help="embedding channels C0"
+    )
+    for name in MODEL_FIELDS:
+        default = MODEL_DEFAULTS[name]
+        kind = parse_factors if name == "upscale_factors" else type(default)
+        shown = "auto" if name == "upscale_factors" else default
+        g.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=kind,
+            default=SUPPRESS,
+            help=f"{MODEL_HELP[name]} (default {shown})",
+        )
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    for flag, name, text in TRAIN_OPTIONS:
+        default = TRAIN_DEFAULTS[name]
+        kind = positive_int(flag) if isinstance(default, int) else type(default)
+        extra = {"choices": ["l1", "mse"]} if name == "distortion" else {}
+        text = f"{text} (default {default})"
+        metavar = flag.lstrip("-").upper().replace("-", "_") if not extra else None
+        g.add_argument(
+            flag, dest=name, type=kind, default=SUPPRESS, metavar=metavar, help=text, **extra
+        )
+    g.add_argument(
+        "--device",
+        default=SUPPRESS,
+        help=f"auto (GPU when present) | cpu | cuda[:N] (default {TRAIN_DEFAULTS['device']})",
+    )
+    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    g.add_argument(
+        "--eager", action="store_true", help="plain path: NCHW tensors, no compile (for comparison)"
+    )
+    g.add_argument("--compile", action="store_true", help="torch.compile the model (opt-in)")
+    g.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    g.add_argument(
+        "--auto-resume",
+        action="store_true",
+        help="continue from the checkpoint if it matches these settings and data, else start over",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+# --------------------------------------------------------------------------------------------
+# Settings: explicit flags, then the --params file, then the dataclasses' defaults
+# --------------------------------------------------------------------------------------------
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A value from a params file in the type the package uses (YAML gives 2.0e-3 as float, but
+    a size may be 0.5M or 500000, and factors auto, "5,2,2" or a list)."""
+    if name == "upscale_factors":
+        return parse_factors(value)
+    if name in ("size", "layout", "distortion", "device"):
+        return str(value)
+    default = MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))
+    try:
+        if isinstance(default, bool):
+            return bool(value)
+        if isinstance(default, int) or name in ("c0", "bits"):
+            return int(value)
+        if isinstance(default, float) or name == "residual_scale":
+            return float(value)
+    except (TypeError, ValueError):
+        raise GnervError(f"parameter {name} = {value!r} is not a number")
+    return value
+
+
+def resolve_settings(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """This command's settings: explicit flags over the --params file's (for --stage)."""
+    from_file: dict[str, Any] = {}
+    if getattr(args, "params", None):
+        from gnerv.params import command_settings, load_params
+
+        raw = command_settings(load_params(args.params), command, args.stage)
+        from_file = {name: _coerce(name, value) for name, value in raw.items()}
+    explicit = {k: v for k, v in vars(args).items() if k in SETTING_NAMES}
+    if "size" in explicit or "c0" in explicit:  # an explicit size replaces the file's either way
+        from_file.pop("size", None)
+        from_file.pop("c0", None)
+    return {**from_file, **explicit}
+
+
+def model_config(
+    settings: dict[str, Any], height: int, width: int, residual: bool, n_frames: int = 1
+) -> GNeRVConfig:
+    """GNeRVConfig for n_frames frames of height x width: C0 from c0, else from size
+    (DEFAULT_SIZE). Refused before any training when the .gnerv format could not hold it."""
+    from gnerv.bitstream import check_model_size
+    from gnerv.model import c0_for_size, parse_param_count
+
+    common = {name: settings[name] for name in MODEL_FIELDS if name in settings}
+    common.update(height=height, width=width, residual=residual)
+    if "c0" in settings:
+        cfg = GNeRVConfig(c0=settings["c0"], **common)
+    else:
+        size = parse_param_count(settings.get("size", DEFAULT_SIZE))
+        cfg = GNeRVConfig(c0=c0_for_size(size, **common), **common)
+    try:
+        check_model_size(cfg, n_frames)
+    except GnervError as e:
+        raise GnervError(f"{e}: a .gnerv file could not hold this model; ask for a smaller size")
+    return cfg
+
+
+def train_config(settings: dict[str, Any], args: argparse.Namespace, residual: bool):
+    """TrainConfig: the dataclass's defaults (the paper's residual lr/alpha for residual
+    stages), then the settings, then the --no-amp/--eager/--compile switches."""
+    from gnerv.progressive import stage_defaults
+
+    kw: dict[str, Any] = stage_defaults(2 if residual else 1)
+    kw.update({name: settings[name] for name in TRAIN_FIELDS if name in settings})
+    kw.update(amp=not args.no_amp, channels_last=not args.eager)
+    kw["compile"] = args.compile and not args.eager
+    cfg = TrainConfig(**kw)
+    cfg.validate()
+    return cfg
+
+
+def read_frames_from_args(args: argparse.Namespace, video: str, progress: bool = True):
+    from gnerv.video import parse_range, parse_size, read_video
+
+    return read_video(
+        video,
+        frame_range=parse_range(args.frames) if args.frames else None,
+        stride=args.stride,
+        resize=parse_size(args.resize) if args.resize else None,
+        progress=progress,
+    )
+
+
+def resume_mode(args: argparse.Namespace) -> bool | str:
+    return "auto" if args.auto_resume else args.resume
+
+
+def print_figures(fig: dict) -> None:
+    """The lines compress and encode print: PSNRs (when measured), size and bpp."""
+    if "psnr_quantized" in fig:
+        print(
+            f"PSNR {fig['psnr_float']:.2f} dB before quantization, "
+            f"{fig['psnr_quantized']:.2f} dB after ({fig['bits']} bits, as decoded)"
+        )
+    print(
+        f"{fig['file']}: {fig['bytes']} bytes, {fig['bpp']:.4f} bpp "
+        f"({fig['params']} params at {fig['bits']} bits)"
+    )

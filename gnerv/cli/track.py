@@ -1,0 +1,66 @@
+"""track: log one video's finished pipeline to MLflow (the workflow's last step)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def cmd_track(args: argparse.Namespace) -> None:
+    from gnerv.params import load_params
+    from gnerv.tracking import (
+        DEFAULT_EXPERIMENT,
+        PipelineFiles,
+        default_tracking_uri,
+        track_pipeline,
+    )
+
+    params = load_params(args.params)
+    experiment = args.experiment or params.get("mlflow", {}).get("experiment", DEFAULT_EXPERIMENT)
+    uri = args.tracking_uri or default_tracking_uri()
+    files = PipelineFiles(
+        fits=args.fits,
+        layers=args.layers,
+        metrics=args.metrics,
+        record=args.output,
+        summary=args.summary,
+        summary_md=args.summary_md,
+        frames_meta=args.frames_meta,
+        artifacts=args.artifacts,
+        benchmarks=args.benchmarks,
+    )
+    run_id = track_pipeline(args.video, files, params, experiment, uri)
+    print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s pipeline")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("track", help="log a finished pipeline (one video) to MLflow")
+    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
+    p.add_argument(
+        "--params",
+        required=True,
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help="workflow parameters (params.yaml, then any --configfile merged into it)",
+    )
+    g = p.add_argument_group("the pipeline's files")
+    g.add_argument("--fits", nargs="+", required=True, type=Path, help="fit.json of each stage")
+    g.add_argument(
+        "--layers", nargs="+", required=True, type=Path, help="the .gnerv layers, base first"
+    )
+    g.add_argument("--metrics", required=True, type=Path, help="metrics.json of gnerv evaluate")
+    g.add_argument("--summary", type=Path, help="summary.json of gnerv report (BD-rates)")
+    g.add_argument("--summary-md", type=Path, help="summary.md of gnerv report (the run's note)")
+    g.add_argument("--frames-meta", type=Path, help="frames.json of gnerv extract")
+    g.add_argument("--artifacts", nargs="*", type=Path, default=[], help="report files to log")
+    g.add_argument("--benchmarks", nargs="*", type=Path, default=[], help="job timing files")
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUN.json", help="run record to write"
+    )
+    p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
+    )
+    p.set_defaults(func=cmd_track)

@@ -1,0 +1,139 @@
+"""Where the workflow keeps each video's files: the one place the results layout is spelled.
+
+The Snakemake rules, ``workflow/scripts/dvc_yaml.py`` and ``gnerv track`` all ask this module
+for their paths. Every function takes the video's name and, for per-stage files, the stage's
+number; both may be Snakemake wildcards (``"{video}"``, ``"{stage}"``), in which case the
+result is a wildcard pattern::
+
+    results/<video>/frames.npy, frames.json          extraction
+    results/<video>/stage<j>/fit.json, checkpoint.pt  stage j's training
+    results/<video>/stage<j>/residual.npy, .json      stage j's target (j >= 2)
+    results/<video>/stage<j>/stage<j>.gnerv           stage j's coded layer
+    results/<video>/eval/...                          evaluation, decode, baselines, report
+    results/<video>/benchmarks/<job>.tsv              Snakemake's per-job timings
+    results/<video>/mlflow_run.json                   which MLflow run holds the pipeline
+    logs/<video>/<job>.log                            each job's output
+"""
+
+from __future__ import annotations
+
+RESULTS_ROOT = "results"
+LOGS_ROOT = "logs"
+
+# Names inside results/<video>/ (and its stage and eval folders).
+FRAMES_NAME = "frames.npy"
+FRAMES_META_NAME = "frames.json"
+FIT_SUMMARY_NAME = "fit.json"
+CHECKPOINT_NAME = "checkpoint.pt"
+RESIDUAL_NAME = "residual.npy"
+RESIDUAL_META_NAME = "residual.json"
+EVAL_DIR = "eval"
+BENCHMARKS_DIR = "benchmarks"
+RUN_RECORD_NAME = "mlflow_run.json"
+# The report's files in eval/ (gnerv report writes them under these names).
+REPORT_NAMES = {
+    "rd": "rd.png",
+    "per_frame": "per_frame.png",
+    "frames": "frames.png",
+    "summary_md": "summary.md",
+    "summary_json": "summary.json",
+}
+
+
+def video_dir(video: str) -> str:
+    return f"{RESULTS_ROOT}/{video}"
+
+
+def frames(video: str) -> str:
+    return f"{video_dir(video)}/{FRAMES_NAME}"
+
+
+def frames_meta(video: str) -> str:
+    return f"{video_dir(video)}/{FRAMES_META_NAME}"
+
+
+def stage_dir(video: str, stage: int | str) -> str:
+    return f"{video_dir(video)}/stage{stage}"
+
+
+def layer_name(stage: int | str) -> str:
+    """The coded layer's file name: stage<j>.gnerv."""
+    return f"stage{stage}.gnerv"
+
+
+def layer(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{layer_name(stage)}"
+
+
+def layers(video: str, count: int) -> list[str]:
+    """The layers of stages 1..count, base first."""
+    return [layer(video, k) for k in range(1, count + 1)]
+
+
+def fit_summary(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{FIT_SUMMARY_NAME}"
+
+
+def checkpoint(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{CHECKPOINT_NAME}"
+
+
+def residual(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{RESIDUAL_NAME}"
+
+
+def residual_meta(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{RESIDUAL_META_NAME}"
+
+
+def eval_dir(video: str) -> str:
+    return f"{video_dir(video)}/{EVAL_DIR}"
+
+
+def metrics(video: str) -> str:
+    return f"{eval_dir(video)}/metrics.json"
+
+
+def decoded(video: str) -> str:
+    return f"{eval_dir(video)}/decoded.mkv"
+
+
+def baselines(video: str) -> str:
+    return f"{eval_dir(video)}/baselines.json"
+
+
+def report_files(video: str) -> dict[str, str]:
+    """The report's files by role (rd, per_frame, frames, summary_md, summary_json)."""
+    return {role: f"{eval_dir(video)}/{name}" for role, name in REPORT_NAMES.items()}
+
+
+def benchmarks_dir(video: str) -> str:
+    return f"{video_dir(video)}/{BENCHMARKS_DIR}"
+
+
+def benchmark(video: str, job: str) -> str:
+    """Snakemake's timing file of one job (e.g. job "fit_stage{stage}")."""
+    return f"{benchmarks_dir(video)}/{job}.tsv"
+
+
+def run_record(video: str) -> str:
+    return f"{video_dir(video)}/{RUN_RECORD_NAME}"
+
+
+def log(video: str, job: str) -> str:
+    return f"{LOGS_ROOT}/{video}/{job}.log"
+
+
+def track_files(video: str, n_stages: int) -> dict[str, str | list[str]]:
+    """What `gnerv track` reads of one finished pipeline, by its option name (the track rule
+    and dvc.yaml pass these same files)."""
+    report = report_files(video)
+    return {
+        "fits": [fit_summary(video, k) for k in range(1, n_stages + 1)],
+        "layers": layers(video, n_stages),
+        "metrics": metrics(video),
+        "frames_meta": frames_meta(video),
+        "summary": report["summary_json"],
+        "summary_md": report["summary_md"],
+        "artifacts": [report["rd"], report["per_frame"], report["frames"], baselines(video)],
+    }
