@@ -10,6 +10,7 @@
 #
 # See docs/workflow.md.
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("8.0")
@@ -23,6 +24,15 @@ configfile: "params.yaml"
 
 if "videos" in workflow.config_settings.overwrite_config:
     config["videos"] = workflow.config_settings.overwrite_config["videos"]
+
+
+# The gnerv commands read their settings from the parameter files (--params), which a
+# --config KEY=VALUE would not reach.
+if workflow.config_settings.config:
+    raise WorkflowError(
+        "--config KEY=VALUE is not supported: the gnerv commands read their settings from the "
+        "parameter files, so put the values in a file and pass it with --configfile FILE"
+    )
 
 
 validate(config, "workflow/schemas/params.schema.yaml")

@@ -11,7 +11,6 @@ payload within 1 % of the entropy.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import tempfile
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gnerv.atomic import write_json
 from gnerv.bitstream import read_gnerv
 from gnerv.encode import compress_checkpoint
 from gnerv.entropy import empirical_entropy_bits
@@ -143,10 +143,7 @@ def main() -> None:
         "machine": platform.machine(),
         "tensors": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_name(f".{args.out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    tmp_out.replace(args.out)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import platform
 import statistics
 import time
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gnerv.atomic import write_json
 from gnerv.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
 
 OUT = Path(__file__).resolve().parent / "out" / "entropy.json"
@@ -91,10 +91,7 @@ def main() -> None:
         "processor": platform.processor(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    tmp.replace(args.out)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
 
 

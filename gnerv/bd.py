@@ -76,12 +76,11 @@ def _bd(
     return (ib - ia) / (hi - lo)
 
 
+Points = Sequence[float]  # one R-D curve's rates or PSNRs, in any order
+
+
 def bd_rate(
-    rate_a: Sequence[float],
-    psnr_a: Sequence[float],
-    rate_b: Sequence[float],
-    psnr_b: Sequence[float],
-    method: str = "pchip",
+    rate_a: Points, psnr_a: Points, rate_b: Points, psnr_b: Points, method: str = "pchip"
 ) -> float:
     """Bjontegaard delta rate (%) of curve B against reference A; negative: B needs fewer bits."""
     la, qa = _curve(rate_a, psnr_a, method, "A")
@@ -91,11 +90,7 @@ def bd_rate(
 
 
 def bd_psnr(
-    rate_a: Sequence[float],
-    psnr_a: Sequence[float],
-    rate_b: Sequence[float],
-    psnr_b: Sequence[float],
-    method: str = "pchip",
+    rate_a: Points, psnr_a: Points, rate_b: Points, psnr_b: Points, method: str = "pchip"
 ) -> float:
     """Bjontegaard delta PSNR (dB) of curve B against reference A; positive: B is better."""
     la, qa = _curve(rate_a, psnr_a, method, "A")

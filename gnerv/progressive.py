@@ -19,6 +19,7 @@ from gnerv.decode import DEFAULT_BATCH, decode_float, load_layers
 from gnerv.encode import compress_checkpoint, encode_single
 from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig, c0_for_size, count_params
+from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
 from gnerv.train import TrainConfig, fit
 from gnerv.video import video_fingerprint
@@ -159,18 +160,11 @@ def compute_residual(
     return meta
 
 
-def encode_progressive(
-    frames: np.ndarray,
-    meta: dict,
-    stages: list[StageSpec],
-    base_model: GNeRVConfig,
-    base_train: TrainConfig,
-    out_dir: str | os.PathLike,
-    bits: int = 8,
-    resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
-    progress: bool = True,
-    batch_size: int = DEFAULT_BATCH,
-) -> list[dict]:
+def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
+    frames: np.ndarray, meta: dict, stages: list[StageSpec], base_model: GNeRVConfig,
+    base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
+    resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
+) -> list[dict]:  # fmt: skip
     """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work).
 
     Returns one figures dict per stage (from compress_checkpoint, plus fit figures)."""
@@ -235,18 +229,11 @@ def respective_sizes(stages: list[StageSpec], base_model: GNeRVConfig) -> list[i
     return totals
 
 
-def encode_respective(
-    frames: np.ndarray,
-    meta: dict,
-    stages: list[StageSpec],
-    base_model: GNeRVConfig,
-    base_train: TrainConfig,
-    out_dir: str | os.PathLike,
-    bits: int = 8,
-    resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
-    progress: bool = True,
-    batch_size: int = DEFAULT_BATCH,
-) -> list[dict]:
+def encode_respective(  # resume: True, or "auto" (see gnerv.train.fit)
+    frames: np.ndarray, meta: dict, stages: list[StageSpec], base_model: GNeRVConfig,
+    base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
+    resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
+) -> list[dict]:  # fmt: skip
     """The paper's "respective" baseline: for each progressive prefix 1..j, one separately
     trained single-stage model with as many parameters as the prefix has in total, trained for
     stage 1's epochs and settings. Writes out_dir/respective<j>.gnerv."""

@@ -323,6 +323,13 @@ def test_startup_checks_refuse_a_broken_pipeline(wf: Path, overlay: dict, expect
     assert expected in done.stdout
 
 
+def test_config_on_the_command_line_is_refused(wf: Path) -> None:
+    """The commands read the parameter files themselves, so a --config value would be lost."""
+    done = snakemake(wf, "-n", "--config", "quant={bits: 6}")
+    assert done.returncode != 0
+    assert "--config KEY=VALUE is not supported" in done.stdout and "--configfile" in done.stdout
+
+
 @pytest.mark.parametrize(
     "config",
     [

@@ -47,12 +47,6 @@ def param_count(size) -> float:
 def config_problems(cfg: dict) -> list[str]:
     """What the schema cannot check: that every video exists, and the stage chain."""
     problems = []
-    if workflow.config_settings.config:
-        problems.append(
-            "--config KEY=VALUE is not supported: the gnerv commands read their settings from "
-            "the parameter files (--params), so put the values in a file and pass it with "
-            "--configfile FILE"
-        )
     if isinstance(cfg["extract"]["frames"], int):
         problems.append(
             f"extract.frames was read as the number {cfg['extract']['frames']}: quote the range "
