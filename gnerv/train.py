@@ -29,6 +29,8 @@ from gnerv.model import GNeRV, GNeRVConfig, count_params, frame_times, macs_per_
 from gnerv.results import CHECKPOINT_NAME
 from gnerv.results import FIT_SUMMARY_NAME as SUMMARY_NAME
 
+PROGRESS_EVERY_S = 30.0  # at most this long between two progress lines of a quiet fit
+
 
 @dataclass
 class TrainConfig:
@@ -323,6 +325,38 @@ def _finish(
     return FitResult(state.model, final_psnr, cfg.epochs, state.train_seconds, state.history)
 
 
+class ProgressLog:
+    """Without a progress bar (--quiet, a workflow's log file), one line now and then on stderr:
+    the first epoch, then every PROGRESS_EVERY_S seconds and every tenth of the run, and the
+    last epoch, so `tail -f` on a log shows a fit is alive and when it will end."""
+
+    def __init__(self) -> None:
+        self.last = -math.inf
+
+    def epoch_done(
+        self, epoch: int, epochs: int, record: dict, seconds: float, start_epoch: int
+    ) -> None:
+        now = time.monotonic()
+        tenth = max(epochs // 10, 1)
+        if not (
+            epoch == start_epoch + 1
+            or epoch == epochs
+            or epoch % tenth == 0
+            or now - self.last >= PROGRESS_EVERY_S
+        ):
+            return
+        self.last = now
+        per_epoch = seconds / max(epoch - start_epoch, 1)
+        eta = per_epoch * (epochs - epoch)
+        print(
+            f"fit: epoch {epoch}/{epochs}, loss {record['loss']:.5f}, "
+            f"PSNR {record['train_psnr']:.2f} dB, {per_epoch:.2f} s/epoch, "
+            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def fit(
     target: np.ndarray,
     model_cfg: GNeRVConfig,
@@ -365,6 +399,7 @@ def fit(
         disable=not progress,
         dynamic_ncols=True,
     )
+    log = ProgressLog()
     state.model.train()
     for epoch in bar:
         t0 = time.perf_counter()
@@ -379,6 +414,8 @@ def fit(
         state.epoch = epoch + 1
         state.history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr']:.2f}")
+        if not progress:
+            log.epoch_done(state.epoch, cfg.epochs, record, state.train_seconds, start_epoch)
         if on_epoch is not None:
             on_epoch(epoch + 1, record)
         if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:

@@ -207,3 +207,14 @@ def test_paper_aspect_ratios_build_and_train(
     result = fit(frames, cfg, TrainConfig(epochs=2), tmp_path, progress=False)
     assert result.model(torch.zeros(1)).shape == (1, 3, *size)
     assert np.isfinite(result.psnr)
+
+
+def test_a_quiet_fit_still_logs_progress_lines(tiny_cockatoo, tmp_path, capsys):
+    """Without a bar (a workflow's log file), a fit prints its first, every tenth and last epoch,
+    with loss, PSNR, s/epoch and ETA, so `tail -f` shows it alive."""
+    frames, _ = tiny_cockatoo
+    fit(frames, small_cfg(frames), TrainConfig(epochs=20), tmp_path, progress=False)
+    lines = [x for x in capsys.readouterr().err.splitlines() if x.startswith("fit: epoch")]
+    epochs = [int(x.split()[2].split("/")[0]) for x in lines]
+    assert epochs[0] == 1 and epochs[-1] == 20 and {2, 10} <= set(epochs)
+    assert all("PSNR" in x and "s/epoch" in x and "ETA" in x for x in lines)
