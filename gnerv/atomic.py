@@ -4,9 +4,11 @@ package's one JSON reader and writer."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,15 +47,59 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     The temporary name keeps the suffix (ffmpeg and numpy pick the format from it).
     """
     path = Path(path)
+    check_output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:  # name the user's path, not the temporary one
+        if err.filename is not None and os.fspath(err.filename) == os.fspath(tmp):
+            err.filename = os.fspath(path)
+            if err.filename2 is not None and os.fspath(err.filename2) == os.fspath(path):
+                err.filename2 = None
+        raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        with contextlib.suppress(OSError):
+            if tmp.exists():
+                tmp.unlink()
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse, before anything is written, an output that is a folder or lies under a file.
+
+    Raises IsADirectoryError / NotADirectoryError naming `path` (the CLI turns them into one
+    line with the fix)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), os.fspath(path))
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path))
+            break
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> None:
+    """Refuse, before any work, an output that could not be written: a folder where a file is
+    wanted (a file where a folder is, with `folder`), a path under a file, or a place the
+    process may not write to (probed with a temporary file in the nearest existing folder).
+    Raises OSError naming `path` (the CLI turns it into one line with the fix)."""
+    path = Path(path)
+    if not folder:
+        check_output_path(path)
+    elif path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path))
+    candidates = [path, *path.parents] if folder else list(path.parents)
+    existing = next((p for p in candidates if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), os.fspath(path))
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise type(e)(e.errno, e.strerror, os.fspath(path)) from None
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -3,7 +3,7 @@
 Layout (all integers little-endian; docs/bitstream.md has the full description)::
 
     offset 0    4 bytes   magic b"GNRV"
-    offset 4    u16       format version (FORMAT_VERSION = 1)
+    offset 4    u16       format version (FORMAT_VERSION = 2; format 1 files are still read)
     offset 6    u32       header length H (<= MAX_HEADER_BYTES)
     offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
     ...         body      for each tensor of the header's table, in order:
@@ -44,10 +44,25 @@ from gnerv import __version__
 from gnerv.atomic import write_bytes_atomic
 from gnerv.entropy import blob_info, coded_size_bound, decode_symbols, encode_symbols
 from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig, count_params, macs_per_frame
+from gnerv.model import (
+    MAX_DS_HIDDEN,
+    MAX_KERNEL_SIZE,
+    MAX_MIN_CHANNELS,
+    MAX_PE_BASE,
+    MAX_UPSCALE_FACTOR,
+    GNeRV,
+    GNeRVConfig,
+    count_params,
+    macs_per_frame,
+)
 from gnerv.quantize import (
+    DEFAULT_SCHEME,
     MAX_BITS,
     MIN_BITS,
+    MINMAX_SCHEME,
+    SCHEMES,
+    STEP_CODE_MAX,
+    SYMMETRIC_SCHEME,
     QuantizedTensor,
     coding_shape,
     num_channels,
@@ -57,7 +72,8 @@ from gnerv.quantize import (
 MAGIC = b"GNRV"
 FORMAT_VERSION = 2  # 2 added model.layout; format 1 files (no layout) still read, as "wide"
 SUFFIX = ".gnerv"
-QUANT_SCHEME = "uniform-minmax-per-channel"  # gnerv.quantize + coding_shape
+QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.quantize)
+_STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
 
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length
 _CRC = struct.Struct("<I")
@@ -72,7 +88,6 @@ MAX_VIDEO_SAMPLES = 1 << 34  # frames x H x W
 MAX_STAGE_INDEX = 255
 MAX_UPSCALE_STAGES = 16
 MAX_PE_LEVELS = 1024
-MAX_KERNEL_SIZE = 63
 MAX_FLOAT_FIELD = 1e9  # fps, pe_base, residual_scale
 MAX_ENCODER_CHARS = 100
 
@@ -83,6 +98,8 @@ _VIDEO_KEYS = {"fps", "height", "n_frames", "width"}
 _QUANT_KEYS = {"bits", "scheme"}
 _STAGE_KEYS = {"index", "parent_sha256", "residual_scale", "video_id"}
 _TENSOR_KEYS = {"bits", "blob_bytes", "name", "shape"}
+# The symmetric scheme (format 2) stores each tensor's ranges in a record of its own length.
+_SYMMETRIC_TENSOR_KEYS = _TENSOR_KEYS | {"ranges_bytes"}
 # The model config as format 2 stores it; format 1 stored the same keys but "layout". Frozen here on
 # purpose: a new GNeRVConfig field changes the format (tests/test_bitstream.py fails until this
 # set, the docs and maybe the version follow).
@@ -160,6 +177,154 @@ def check_model_size(cfg: GNeRVConfig, n_frames: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# Decode limits: what decoding a file may cost, bounded before anything is allocated
+# --------------------------------------------------------------------------------------------
+
+DECODE_BYTES_PER_PARAM = 16  # int32 symbols, float32 weights, their channels-last copy, slack
+# Peak activation memory = ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map: the
+# block's input, its normalised copy and a conv output and its activation live at once
+# (measured peak RSS on CPU, 180x320 to 1080x1920, both layouts, kernels 3-7: 2.9-3.7).
+ACTIVATION_FACTOR = 4
+_SIZE_UNITS = {"T": 1 << 40, "G": 1 << 30, "M": 1 << 20, "K": 1 << 10}
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """What decoding one layer may cost (docs/bitstream.md, "Decode limits"). Every file the
+    encoder honestly writes passes the defaults with room: a 12M-parameter 1080p model of 600
+    frames needs 1.1e11 MACs per frame, 8.7 GB at batch 8 and 6e6 MACs per byte of file."""
+
+    max_params: float = 6.4e7  # parameters of the model (--max-params)
+    max_macs_per_frame: float = 1e12  # MACs to render one frame (--max-macs)
+    max_memory: int = 32 << 30  # estimated peak bytes at the decode batch (--max-memory)
+    max_output_bytes: int = 32 << 30  # n_frames x H x W x 3 (--max-output)
+    # Declared work per byte of the file: an honest file has about a byte per parameter, tens of
+    # bytes per frame and few pixels per byte; a small file declaring a huge decode is a bomb.
+    max_params_per_byte: float = 64.0  # (--max-params-per-byte)
+    max_frames_per_byte: float = 1.0  # (--max-frames-per-byte)
+    max_pixels_per_byte: float = 4096.0  # H x W of one frame (--max-pixels-per-byte)
+    max_macs_per_byte: float = 2e9  # MACs of decoding every frame (--max-macs-per-byte)
+
+
+DEFAULT_LIMITS = DecodeLimits()
+# The `gnerv decode` flag that raises each limit; SIZE_LIMITS take sizes like 4G, the rest numbers.
+LIMIT_FLAGS = {
+    "max_params": "--max-params",
+    "max_macs_per_frame": "--max-macs",
+    "max_memory": "--max-memory",
+    "max_output_bytes": "--max-output",
+    "max_params_per_byte": "--max-params-per-byte",
+    "max_frames_per_byte": "--max-frames-per-byte",
+    "max_pixels_per_byte": "--max-pixels-per-byte",
+    "max_macs_per_byte": "--max-macs-per-byte",
+}
+SIZE_LIMITS = {"max_memory", "max_output_bytes"}
+
+
+def parse_size(text: str) -> int:
+    """A byte count: '4G' (GiB), '500M', '1.5T', '64K' or plain bytes; GnervError otherwise."""
+    s = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = _SIZE_UNITS.get(s[-1:], 1)
+    try:
+        value = float(s[:-1] if s[-1:] in _SIZE_UNITS else s) * unit
+    except ValueError:
+        raise GnervError(f"{text!r} is not a size like 4G, 500M or 1000000 (bytes)")
+    if not (math.isfinite(value) and value > 0):
+        raise GnervError(f"size {text!r} must be positive")
+    return int(value)
+
+
+def _size_text(n: float) -> str:
+    """Bytes for a message, in a form parse_size reads back (rounded up): 9.3G."""
+    for suffix, unit in _SIZE_UNITS.items():
+        if n >= unit:
+            return f"{math.ceil(10 * n / unit) / 10:g}{suffix}"
+    return f"{math.ceil(n)}"
+
+
+def _count_text(x: float) -> str:
+    """A count for a message, rounded up to two digits: 1.2e+11, 64, 0.5."""
+    if x <= 0:
+        return "0"
+    e = math.floor(math.log10(x)) - 1
+    return f"{math.ceil(x / 10**e) * 10**e:.2g}"
+
+
+def largest_feature_map(cfg: GNeRVConfig) -> int:
+    """Elements of the largest feature map of one frame: a block's input, a conv's output, or the
+    head's RGB output."""
+    h, w = cfg.embedding_hw
+    chans = cfg.channels
+    largest = 0
+    for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
+        conv1 = cfg.middle(c_in) * r * r if cfg.grows(c_in, c_out) else c_out
+        largest = max(largest, c_in * h * w, conv1 * h * w, c_out * r * r * h * w)
+        h, w = h * r, w * r
+    return max(largest, 3 * h * w)
+
+
+def decode_cost(cfg: GNeRVConfig, n_frames: int, batch: int) -> dict[str, int]:
+    """What decoding every frame at ``batch`` frames per pass costs (computed from the config
+    only): parameters, MACs, estimated peak memory (weights and activations), output bytes."""
+    per_frame = macs_per_frame(cfg)
+    params = count_params(cfg)
+    batch = max(1, min(batch, n_frames))
+    return {
+        "params": params,
+        "macs_per_frame": per_frame,
+        "total_macs": per_frame * n_frames,
+        "batch": batch,
+        "peak_memory": DECODE_BYTES_PER_PARAM * params
+        + ACTIVATION_FACTOR * 4 * batch * largest_feature_map(cfg),
+        "output_bytes": 3 * n_frames * cfg.height * cfg.width,
+    }
+
+
+def check_decode_cost(f: GnervFile, batch: int, limits: DecodeLimits | None = None) -> None:
+    """Refuse a file whose decode at ``batch`` would exceed ``limits`` (default: the limits it was
+    read with): one-line GnervError naming the limit, the file's figure, the limit and its flag."""
+    _check_cost(
+        f.model_config, f.n_frames, batch, f.sizes["total"], f.limits if limits is None else limits,
+        f.name,
+    )  # fmt: skip
+
+
+def check_encodable(cfg: GNeRVConfig, n_frames: int) -> None:
+    """Refuse, before any training, a model whose file the format could not hold or the decoder
+    would refuse with its default limits (the file's size estimated at a byte per parameter,
+    the paper's 8 bits)."""
+    check_model_size(cfg, n_frames)
+    _check_cost(cfg, n_frames, 1, count_params(cfg), DEFAULT_LIMITS, "the file to write")
+
+
+def _check_cost(
+    cfg: GNeRVConfig, n_frames: int, batch: int, size: int, limits: DecodeLimits, name: str
+) -> None:
+    cost = decode_cost(cfg, n_frames, batch)
+    pixels = cfg.height * cfg.width
+    checks = [  # (what, the file's figure, the DecodeLimits field that bounds it)
+        ("parameters", cost["params"], "max_params"),
+        ("MACs per frame", cost["macs_per_frame"], "max_macs_per_frame"),
+        ("output (frames x H x W x 3)", cost["output_bytes"], "max_output_bytes"),
+        (f"estimated peak memory at batch {cost['batch']}", cost["peak_memory"], "max_memory"),
+        ("parameters per byte of file", cost["params"] / size, "max_params_per_byte"),
+        ("frames per byte of file", n_frames / size, "max_frames_per_byte"),
+        ("frame pixels (H x W) per byte of file", pixels / size, "max_pixels_per_byte"),
+        ("decode MACs (all frames) per byte", cost["total_macs"] / size, "max_macs_per_byte"),
+    ]
+    for what, value, field_name in checks:
+        limit = getattr(limits, field_name)
+        if value > limit:
+            text = _size_text if field_name in SIZE_LIMITS else _count_text
+            flag = LIMIT_FLAGS[field_name]
+            hint = " (or lower --batch)" if field_name == "max_memory" and cost["batch"] > 1 else ""
+            raise GnervError(
+                f"{name}: {what} {text(value)} exceeds the decode limit {text(limit)}: "
+                f"if you trust this file, raise it with {flag} {text(value)}{hint}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
 # Field validation: JSON values are untrusted, check their types before using them
 # --------------------------------------------------------------------------------------------
 
@@ -202,8 +367,8 @@ def _int_list(value: Any, what: str, max_len: int, lo: int, hi: int) -> list[int
     return [_int(v, f"{what}[{i}]", lo, hi) for i, v in enumerate(value)]
 
 
-def _validate_config(d: Any) -> GNeRVConfig:
-    if isinstance(d, dict) and "layout" not in d:  # format 1: every model had today's "wide"
+def _validate_config(d: Any, version: int = FORMAT_VERSION) -> GNeRVConfig:
+    if version == 1:  # format 1 had no layout key: every model had today's "wide"
         d = {**_obj(d, "model", _CONFIG_KEYS - {"layout"}), "layout": "wide"}
     d = _obj(d, "model", _CONFIG_KEYS)
     if not isinstance(d["layout"], str):  # GNeRVConfig checks it is one of the known layouts
@@ -212,14 +377,14 @@ def _validate_config(d: Any) -> GNeRVConfig:
     _int(d["width"], "model.width", 1, MAX_SIDE)
     _int(d["c0"], "model.c0", 1, MAX_PARAMS)
     factors = _int_list(
-        d["upscale_factors"], "model.upscale_factors", MAX_UPSCALE_STAGES, 1, MAX_SIDE
+        d["upscale_factors"], "model.upscale_factors", MAX_UPSCALE_STAGES, 1, MAX_UPSCALE_FACTOR
     )
     if not factors:  # empty means "derive", whose search is not bounded: the writer never does it
         raise GnervError("header field model.upscale_factors must not be empty")
-    _int(d["min_channels"], "model.min_channels", 1, MAX_PARAMS)
-    _num(d["pe_base"], "model.pe_base")
+    _int(d["min_channels"], "model.min_channels", 1, MAX_MIN_CHANNELS)
+    _num(d["pe_base"], "model.pe_base", MAX_PE_BASE)  # > 1 and the levels: GNeRVConfig
     _int(d["pe_levels"], "model.pe_levels", 1, MAX_PE_LEVELS)
-    _int(d["ds_hidden"], "model.ds_hidden", 1, MAX_PARAMS)
+    _int(d["ds_hidden"], "model.ds_hidden", 1, MAX_DS_HIDDEN)
     _int(d["kernel_size"], "model.kernel_size", 1, MAX_KERNEL_SIZE)
     if not isinstance(d["residual"], bool):
         raise GnervError("header field model.residual must be true or false")
@@ -246,8 +411,11 @@ def _validate_stage(d: Any, cfg: GNeRVConfig) -> dict:
     return d
 
 
-def _validate_header(header: Any) -> tuple[dict, GNeRVConfig, int, list[dict], dict]:
-    """Check a parsed header; returns (video, config, bits, tensor table, stage)."""
+def _validate_header(
+    header: Any, version: int = FORMAT_VERSION
+) -> tuple[dict, GNeRVConfig, int, list[dict], dict, str]:
+    """Check a parsed header of format `version`; returns (video, config, bits, tensor table,
+    stage, scheme)."""
     header = _obj(header, "(top level)", _TOP_KEYS)
     enc = header["encoder"]
     if not isinstance(enc, str) or len(enc) > MAX_ENCODER_CHARS or not enc.isprintable():
@@ -259,9 +427,13 @@ def _validate_header(header: Any) -> tuple[dict, GNeRVConfig, int, list[dict], d
     _num(video["fps"], "video.fps")
     quant = _obj(header["quantization"], "quantization", _QUANT_KEYS)
     bits = _int(quant["bits"], "quantization.bits", MIN_BITS, MAX_BITS)
-    if quant["scheme"] != QUANT_SCHEME:
-        raise GnervError(f"header field quantization.scheme must be {QUANT_SCHEME!r}")
-    cfg = _validate_config(header["model"])
+    scheme = quant["scheme"]
+    if scheme not in (SCHEMES if version >= 2 else (MINMAX_SCHEME,)):
+        known = list(SCHEMES) if version >= 2 else [MINMAX_SCHEME]
+        raise GnervError(f"header field quantization.scheme of format {version} must be one "
+                         f"of {known}")
+    tensor_keys = _SYMMETRIC_TENSOR_KEYS if scheme == SYMMETRIC_SCHEME else _TENSOR_KEYS
+    cfg = _validate_config(header["model"], version)
     if (cfg.height, cfg.width) != (height, width):
         raise GnervError(
             f"model is for {cfg.height}x{cfg.width} frames but the video is {height}x{width}"
@@ -275,7 +447,7 @@ def _validate_header(header: Any) -> tuple[dict, GNeRVConfig, int, list[dict], d
         got = len(table) if isinstance(table, list) else type(table).__name__
         raise GnervError(f"tensor table must list the model's {len(expected)} tensors, got {got}")
     for i, (entry, (name, shape)) in enumerate(zip(table, expected, strict=True)):
-        entry = _obj(entry, f"tensors[{i}]", _TENSOR_KEYS)
+        entry = _obj(entry, f"tensors[{i}]", tensor_keys)
         if entry["name"] != name:
             raise GnervError(f"tensor {i} is named {entry['name']!r}, the model expects {name!r}")
         got_shape = _int_list(entry["shape"], f"tensors[{i}].shape", 8, 0, MAX_PARAMS)
@@ -286,7 +458,18 @@ def _validate_header(header: Any) -> tuple[dict, GNeRVConfig, int, list[dict], d
         tbits = _int(entry["bits"], f"tensors[{i}].bits", MIN_BITS, MAX_BITS)
         bound = coded_size_bound(math.prod(shape), 1 << tbits)
         _int(entry["blob_bytes"], f"tensors[{i}].blob_bytes", 0, bound)
-    return video, cfg, bits, table, stage
+        if scheme == SYMMETRIC_SCHEME:
+            lo, hi = _ranges_bounds(num_channels(coding_shape(shape)))
+            _int(entry["ranges_bytes"], f"tensors[{i}].ranges_bytes", lo, hi)
+    return video, cfg, bits, table, stage, scheme
+
+
+def _ranges_bounds(channels: int) -> tuple[int, int]:
+    """Smallest and largest ranges record of a symmetric-scheme tensor: the float32 unit step,
+    then (2 or more channels) the step codes' entropy blob."""
+    if channels < 2:
+        return 4, 4
+    return 4 + 1, 4 + coded_size_bound(channels, _STEP_CODE_ALPHABET)
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,9 +487,14 @@ class TensorRecord:
     mins: np.ndarray
     maxs: np.ndarray
     blob: bytes
-    mode: str  # entropy mode: empty | const | raw | ans
+    mode: str  # entropy mode: empty | const | raw | ans | laplace
     table_bytes: int  # bytes of the blob that are not payload (mode byte, frequency table, ...)
     payload_bytes: int
+    # SYMMETRIC_SCHEME (mins/maxs empty): unit step, step codes, bytes of its ranges record
+    scheme: str = MINMAX_SCHEME
+    unit: float = 0.0
+    step_codes: np.ndarray | None = None
+    ranges_bytes: int = 0
 
     @property
     def numel(self) -> int:
@@ -314,7 +502,8 @@ class TensorRecord:
 
     @property
     def minmax_bytes(self) -> int:
-        return 8 * self.mins.size
+        """Bytes of the channel ranges: min/max pairs, or the symmetric scheme's record."""
+        return self.ranges_bytes if self.scheme == SYMMETRIC_SCHEME else 8 * self.mins.size
 
     @property
     def stored_bytes(self) -> int:
@@ -325,7 +514,8 @@ class TensorRecord:
         """Entropy-decode the symbols (raises GnervError on a corrupt blob)."""
         symbols = decode_symbols(self.blob, self.numel, 1 << self.bits)
         return QuantizedTensor(
-            self.name, coding_shape(self.shape), self.bits, symbols, self.mins, self.maxs
+            self.name, coding_shape(self.shape), self.bits, symbols, self.mins, self.maxs,
+            self.scheme, self.unit, self.step_codes,
         )
 
 
@@ -342,6 +532,9 @@ class GnervFile:
     sha256: str
     sizes: dict
     encoder: str
+    limits: DecodeLimits = DEFAULT_LIMITS  # what decoding it may cost
+    scheme: str = MINMAX_SCHEME  # quantization.scheme
+    version: int = FORMAT_VERSION  # the file's format version
 
     @property
     def n_frames(self) -> int:
@@ -386,26 +579,34 @@ def pack(
     expected = expected_tensors(model_config)
     if [q.name for q in tensors] != [n for n, _ in expected]:
         raise GnervError("tensors do not match the model config's state dict (names or order)")
+    scheme = tensors[0].scheme if tensors else DEFAULT_SCHEME
+    if any(q.scheme != scheme for q in tensors):
+        raise GnervError("all tensors of a file must share one quantization scheme")
     table, body = [], []
     for q, (name, shape) in zip(tensors, expected, strict=True):
         if tuple(q.shape) != coding_shape(shape):
             raise GnervError(
                 f"tensor {name!r} has coding shape {q.shape}, expected {coding_shape(shape)}"
             )
-        blob = encode_symbols(q.symbols, q.alphabet_size)
-        mins = np.asarray(q.mins, dtype="<f4")
-        maxs = np.asarray(q.maxs, dtype="<f4")
-        if mins.shape != (num_channels(q.shape),) or maxs.shape != mins.shape:
-            raise GnervError(f"tensor {name!r}: channel ranges do not match its shape")
-        table.append(
-            {"name": name, "shape": list(shape), "bits": int(q.bits), "blob_bytes": len(blob)}
-        )
-        body += [mins.tobytes(), maxs.tobytes(), blob]
+        entry = {"name": name, "shape": list(shape), "bits": int(q.bits)}
+        if scheme == SYMMETRIC_SCHEME:
+            ranges = symmetric_ranges_record(q)
+            entry["ranges_bytes"] = len(ranges)
+        else:
+            mins = np.asarray(q.mins, dtype="<f4")
+            maxs = np.asarray(q.maxs, dtype="<f4")
+            if mins.shape != (num_channels(q.shape),) or maxs.shape != mins.shape:
+                raise GnervError(f"tensor {name!r}: channel ranges do not match its shape")
+            ranges = mins.tobytes() + maxs.tobytes()
+        blob = encode_symbols(q.symbols, q.alphabet_size, parametric=scheme == SYMMETRIC_SCHEME)
+        entry["blob_bytes"] = len(blob)
+        table.append(entry)
+        body += [ranges, blob]
     header = {
         "encoder": encoder,
         "video": video,
         "model": model_config.to_dict(),
-        "quantization": {"bits": int(bits), "scheme": QUANT_SCHEME},
+        "quantization": {"bits": int(bits), "scheme": scheme},
         "stage": stage,
         "tensors": table,
     }
@@ -425,10 +626,38 @@ def pack(
 
 
 def compress_model(
-    model: GNeRV, bits: int, video: dict, stage: dict, encoder: str = f"gnerv {__version__}"
+    model: GNeRV,
+    bits: int | dict[str, int],
+    video: dict,
+    stage: dict,
+    encoder: str = f"gnerv {__version__}",
+    scheme: str = DEFAULT_SCHEME,
 ) -> bytes:
-    """Quantize ``model`` (not in place), entropy code it and serialize: the file's bytes."""
-    return pack(video, model.cfg, bits, stage, quantize_model(model, bits), encoder)
+    """Quantize ``model`` (not in place) with ``scheme`` at ``bits`` (one depth, or one per
+    tensor name), entropy code it and serialize: the file's bytes. The header's
+    ``quantization.bits`` is the largest depth used."""
+    nominal = max(bits.values()) if isinstance(bits, dict) else bits
+    return pack(video, model.cfg, nominal, stage, quantize_model(model, bits, scheme), encoder)
+
+
+def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
+    """A symmetric-scheme tensor's ranges record: float32 unit, then (2+ channels) the step
+    codes entropy coded."""
+    codes = np.asarray(q.step_codes, dtype=np.int32)
+    if codes.shape != (num_channels(q.shape),):
+        raise GnervError(f"tensor {q.name!r}: step codes do not match its shape")
+    unit = np.asarray([q.unit], dtype="<f4").tobytes()
+    return unit + (encode_symbols(codes, _STEP_CODE_ALPHABET) if codes.size >= 2 else b"")
+
+
+def _read_symmetric_ranges(record: bytes, channels: int) -> tuple[float, np.ndarray]:
+    """(unit, step codes) of a ranges record; raises GnervError when it is inconsistent."""
+    (unit,) = struct.unpack_from("<f", record)
+    if not (math.isfinite(unit) and unit >= 0):
+        raise GnervError(f"unit step {unit!r} must be finite and >= 0")
+    if channels < 2:
+        return unit, np.zeros(channels, dtype=np.int32)
+    return unit, decode_symbols(record[4:], channels, _STEP_CODE_ALPHABET)
 
 
 def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
@@ -444,7 +673,10 @@ def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
 def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[TensorRecord]:
     """Cut the body (data[start:-4]) into records following the (validated) tensor table."""
     end = len(data) - _CRC.size
-    need = sum(8 * num_channels(coding_shape(e["shape"])) + e["blob_bytes"] for e in table)
+    need = sum(
+        e.get("ranges_bytes", 8 * num_channels(coding_shape(e["shape"]))) + e["blob_bytes"]
+        for e in table
+    )
     if start + need != end:
         raise GnervError(
             f"{name}: body has {end - start} bytes but the tensor table describes "
@@ -454,9 +686,22 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
     for e in table:
         shape = tuple(e["shape"])
         ch = num_channels(coding_shape(shape))
-        mins = np.frombuffer(data, dtype="<f4", count=ch, offset=pos).astype(np.float32)
-        maxs = np.frombuffer(data, dtype="<f4", count=ch, offset=pos + 4 * ch).astype(np.float32)
-        pos += 8 * ch
+        extra: dict[str, Any] = {}
+        if "ranges_bytes" in e:  # the symmetric scheme
+            record = data[pos : pos + e["ranges_bytes"]]
+            try:
+                unit, codes = _read_symmetric_ranges(record, ch)
+            except GnervError as err:
+                raise GnervError(f"{name}: tensor {e['name']!r}: step codes: {err}")
+            mins = maxs = np.zeros(0, dtype=np.float32)
+            pos += e["ranges_bytes"]
+            extra = {"scheme": SYMMETRIC_SCHEME, "unit": unit, "step_codes": codes,
+                     "ranges_bytes": e["ranges_bytes"]}
+        else:
+            mins = np.frombuffer(data, dtype="<f4", count=ch, offset=pos).astype(np.float32)
+            maxs = np.frombuffer(data, dtype="<f4", count=ch, offset=pos + 4 * ch)
+            maxs = maxs.astype(np.float32)
+            pos += 8 * ch
         blob = data[pos : pos + e["blob_bytes"]]
         pos += e["blob_bytes"]
         try:
@@ -464,7 +709,9 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
         except GnervError as err:
             raise GnervError(f"{name}: tensor {e['name']!r}: {err}")
         mode, tb, pb = info.mode, info.table_bytes, info.payload_bytes
-        records.append(TensorRecord(e["name"], shape, e["bits"], mins, maxs, blob, mode, tb, pb))
+        records.append(
+            TensorRecord(e["name"], shape, e["bits"], mins, maxs, blob, mode, tb, pb, **extra)
+        )
     return records
 
 
@@ -479,9 +726,13 @@ def _check_ranges(r: TensorRecord, name: str) -> None:
         raise GnervError(f"{name}: tensor {r.name!r} has no coded symbols")
 
 
-def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile:
+def unpack(
+    data: bytes, name: str = "<bytes>", decode: bool = True, limits: DecodeLimits = DEFAULT_LIMITS
+) -> GnervFile:
     """Check and parse a whole file's bytes. ``decode`` also entropy-decodes every tensor now
-    (otherwise on first use of ``.tensors``). Raises GnervError naming ``name``."""
+    (otherwise on first use of ``.tensors``). The decode limits that do not depend on the batch
+    are checked here, before any tensor is decoded (the file keeps ``limits`` for the decoder's
+    own check). Raises GnervError naming ``name``."""
     if not isinstance(data, bytes):
         data = bytes(data)
     size = len(data)
@@ -531,7 +782,7 @@ def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile
     if not canonical:
         raise GnervError(f"{name}: header is not in canonical form (sorted keys, no spaces)")
     try:
-        video, cfg, bits, table, stage = _validate_header(header)
+        video, cfg, bits, table, stage, scheme = _validate_header(header, version)
     except GnervError as e:
         raise GnervError(f"{name}: {e}")
     records = _split_body(data, start, table, name)
@@ -558,13 +809,19 @@ def unpack(data: bytes, name: str = "<bytes>", decode: bool = True) -> GnervFile
         sha256=hashlib.sha256(data).hexdigest(),
         sizes=sizes,
         encoder=header["encoder"],
+        scheme=scheme,
+        limits=limits,
+        version=version,
     )
+    check_decode_cost(f, 1)
     if decode:
         _ = f.tensors
     return f
 
 
-def read_gnerv(path: str | os.PathLike, decode: bool = True) -> GnervFile:
+def read_gnerv(
+    path: str | os.PathLike, decode: bool = True, limits: DecodeLimits = DEFAULT_LIMITS
+) -> GnervFile:
     """Read and check a ``.gnerv`` file (see :func:`unpack`)."""
     path = Path(path)
     if not path.exists():
@@ -578,7 +835,7 @@ def read_gnerv(path: str | os.PathLike, decode: bool = True) -> GnervFile:
         data = path.read_bytes()
     except OSError as e:
         raise GnervError(f"{path}: cannot read ({e.strerror or e})")
-    return unpack(data, str(path), decode=decode)
+    return unpack(data, str(path), decode=decode, limits=limits)
 
 
 # --------------------------------------------------------------------------------------------
@@ -586,13 +843,14 @@ def read_gnerv(path: str | os.PathLike, decode: bool = True) -> GnervFile:
 # --------------------------------------------------------------------------------------------
 
 
-def file_info(f: GnervFile) -> dict:
-    """What ``gnerv info`` reports: video, stage, model, per-tensor sizes, bpp (no decoding)."""
+def file_info(f: GnervFile, batch: int = 8) -> dict:
+    """What ``gnerv info`` reports: video, stage, model, per-tensor sizes, bpp and what decoding
+    costs at ``batch`` frames per pass (gnerv.decode.DEFAULT_BATCH), without decoding."""
     cfg = f.model_config
     pixels = f.n_frames * cfg.height * cfg.width
     return {
         "file": f.name,
-        "format": FORMAT_VERSION,
+        "format": f.version,
         "encoder": f.encoder,
         "sha256": f.sha256,
         "video": dict(f.video),
@@ -600,7 +858,9 @@ def file_info(f: GnervFile) -> dict:
         "model": cfg.to_dict(),
         "params": count_params(cfg),
         "macs_per_frame": macs_per_frame(cfg),
+        "decode_cost": decode_cost(cfg, f.n_frames, batch),
         "bits": f.bits,
+        "scheme": f.scheme,
         "sizes": dict(f.sizes),
         "bpp": 8 * f.sizes["total"] / pixels,
         "tensors": [
@@ -608,7 +868,7 @@ def file_info(f: GnervFile) -> dict:
                 "name": r.name,
                 "shape": list(r.shape),
                 "bits": r.bits,
-                "channels": int(r.mins.size),
+                "channels": num_channels(coding_shape(r.shape)),
                 "mode": r.mode,
                 "minmax_bytes": r.minmax_bytes,
                 "table_bytes": r.table_bytes,

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from gnerv.bitstream import GnervFile, read_gnerv
+from gnerv.bitstream import GnervFile, check_decode_cost, read_gnerv
 from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV, for_inference, frame_times, to_uint8
@@ -121,6 +121,8 @@ def _batches(
     check_chain(files)
     if batch_size < 1:
         raise GnervError(f"batch size {batch_size} must be >= 1")
+    for f in files:  # before any allocation: the limits each file was read with
+        check_decode_cost(f, batch_size)
     n = files[0].n_frames
     idx = _check_indices(indices, n)
     dev = device if isinstance(device, torch.device) else select_device(device)
@@ -128,21 +130,25 @@ def _batches(
         models = _models(files, dev)
     elif len(models) != len(files):
         raise GnervError(f"{len(models)} prepared models for {len(files)} layers")
-    block_of = idx // batch_size
+    # Positions grouped by block (ascending within a block); blocks rendered in the order
+    # ``indices`` first needs them (ascending for a range).
+    order = torch.argsort(idx // batch_size, stable=True)
+    blocks, counts = torch.unique_consecutive((idx // batch_size)[order], return_counts=True)
+    groups = list(zip(blocks.tolist(), torch.split(order, counts.tolist()), strict=True))
+    groups.sort(key=lambda group: int(group[1][0]))
     # On a GPU the layers render concurrently, one CUDA stream each; on a CPU they run one after
     # the other (each already uses every core). The sum is the same in both cases.
     streams = (
         [torch.cuda.Stream(dev) for _ in models] if dev.type == "cuda" and len(models) > 1 else None
     )
     with torch.inference_mode():
-        for block in torch.unique(block_of).tolist():
+        for block, positions in groups:
             lo = block * batch_size
             t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)
             outs = _render_each(models, t, streams)
             acc = outs[0]
             for out, (_, scale) in zip(outs[1:], models[1:], strict=True):
                 acc = acc + out / scale
-            positions = torch.nonzero(block_of == block).flatten()
             yield positions, acc[(idx[positions] - lo).to(dev)]
 
 
@@ -180,6 +186,36 @@ def decode_float(
             out = torch.empty((len(indices), 3, cfg.height, cfg.width), dtype=torch.float32)
         out[positions] = acc.cpu()
     return out
+
+
+def iter_decoded(
+    files: Sequence[GnervFile],
+    indices: Sequence[int],
+    device: str | torch.device = "auto",
+    batch_size: int = DEFAULT_BATCH,
+    models: Layers | None = None,
+) -> Iterator[np.ndarray]:
+    """Decoded frames in the order of ``indices``, a batch at a time: uint8 (B, H, W, 3) arrays.
+
+    The same bits as :func:`decode_layers`. Memory holds one aligned block at a time; for
+    indices out of order, also the frames decoded before their turn (none for a range).
+    """
+    pending: dict[int, np.ndarray] = {}
+    next_pos = 0
+    for positions, acc in _batches(files, indices, device, batch_size, models):
+        frames = to_uint8(acc).cpu().numpy()
+        first, last = int(positions[0]), int(positions[-1])
+        if not pending and first == next_pos and last - first + 1 == len(positions):
+            next_pos = last + 1
+            yield frames
+            continue
+        pending.update(zip(positions.tolist(), frames, strict=True))
+        run = []
+        while next_pos in pending:
+            run.append(pending.pop(next_pos))
+            next_pos += 1
+        if run:
+            yield np.stack(run)
 
 
 def decode_layers(

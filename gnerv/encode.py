@@ -11,11 +11,13 @@ decoder's.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from gnerv.allocate import DEFAULT_TARGET_PSNR_DROP, allocate_bits
 from gnerv.bitstream import (
     GnervFile,
     base_stage,
@@ -30,7 +32,8 @@ from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, for_inference, render, to_uint8
-from gnerv.quantize import DEFAULT_BITS
+from gnerv.qat import DEFAULT_PRUNE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR, finetune
+from gnerv.quantize import DEFAULT_BITS, DEFAULT_SCHEME, SYMMETRIC_SCHEME, check_scheme
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import DEFAULT_FPS, video_fingerprint
 
@@ -41,18 +44,26 @@ def default_workdir(output: str | os.PathLike) -> Path:
     return output.with_name(f"{output.stem}.work")
 
 
+def default_finetune_dir(output: str | os.PathLike) -> Path:
+    """Where ``compress`` keeps its fine-tune's state: ``<stem>.finetune`` beside the output."""
+    output = Path(output)
+    return output.with_name(f"{output.stem}.finetune")
+
+
 def compress_checkpoint(
     model_dir: str | os.PathLike,
     output: str | os.PathLike,
-    bits: int = DEFAULT_BITS,
+    bits: int | dict[str, int] = DEFAULT_BITS,
     frames: np.ndarray | None = None,
     stage: dict | None = None,
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH,
+    scheme: str = DEFAULT_SCHEME,
 ) -> dict:
     """Quantize + entropy code ``model_dir``'s checkpoint into ``output`` (a base layer unless
-    ``stage`` is given). With the source ``frames`` (uint8 N,H,W,3), the PSNR before and after
-    quantization is measured (base layers only). Returns the figures; writes nothing on error."""
+    ``stage`` is given) with ``scheme`` at ``bits`` (one depth, or one per tensor). With the
+    source ``frames`` (uint8 N,H,W,3), the PSNR before and after quantization is measured (base
+    layers only). Returns the figures; writes nothing on error."""
     ckpt_path = Path(model_dir) / CHECKPOINT_NAME
     if not ckpt_path.is_file():
         raise GnervError(f"{ckpt_path} not found: give a MODEL_DIR written by `gnerv fit`")
@@ -94,7 +105,7 @@ def compress_checkpoint(
             f"the stage given is for another video than the model in {model_dir} was fitted to"
         )
     video = video_facts(n, height, width, float(meta.get("fps") or DEFAULT_FPS))
-    data = compress_model(model, bits, video, stage)
+    data = compress_model(model, bits, video, stage, scheme=scheme)
     coded = unpack(data, str(output))
     figures = summary(coded)
     if frames is not None and coded.index == 1:
@@ -109,6 +120,83 @@ def compress_checkpoint(
     return figures
 
 
+@dataclass(frozen=True)
+class CompressConfig:
+    """How a fitted model becomes a file; the defaults are the paper's (8-bit min/max, no
+    fine-tune, no pruning). params.yaml's ``compress:`` section maps onto these fields."""
+
+    scheme: str = DEFAULT_SCHEME
+    bits: int | str = DEFAULT_BITS  # or "auto": per-tensor allocation (gnerv.allocate)
+    target_psnr_drop: float = DEFAULT_TARGET_PSNR_DROP  # --bits auto: dB below the float model
+    max_bytes: int | None = None  # --bits auto: a byte budget instead of the PSNR drop
+    qat_epochs: int = DEFAULT_QAT_EPOCHS  # quantization-aware fine-tune after fit
+    qat_lr: float = DEFAULT_QAT_LR
+    prune: float = DEFAULT_PRUNE  # share of each convolution's weights set to zero
+
+    def validate(self) -> None:
+        check_scheme(self.scheme)
+        if self.bits != "auto" and not isinstance(self.bits, int):
+            raise GnervError(f"bits {self.bits!r}: give an integer or auto")
+        if self.qat_epochs < 0:
+            raise GnervError(f"qat_epochs = {self.qat_epochs} must be >= 0")
+        if not 0 <= self.prune < 1:
+            raise GnervError(f"prune = {self.prune} must be in [0, 1)")
+        if self.prune and not self.qat_epochs:
+            raise GnervError("pruning needs a fine-tune to recover: give qat_epochs >= 1")
+        if (self.qat_epochs or self.prune or self.bits == "auto") and (
+            self.scheme != SYMMETRIC_SCHEME
+        ):
+            raise GnervError(
+                f"fine-tuning, pruning and --bits auto work on the {SYMMETRIC_SCHEME} scheme: "
+                "add --scheme symmetric"
+            )
+
+    @property
+    def needs_frames(self) -> bool:
+        return self.qat_epochs > 0 or self.bits == "auto"
+
+
+def prepare_model(
+    model_dir: str | os.PathLike,
+    frames: np.ndarray | None,
+    cfg: CompressConfig,
+    finetune_dir: str | os.PathLike,
+    train_cfg: TrainConfig | None = None,
+    resume: bool | str = "auto",
+    progress: bool = True,
+) -> tuple[Path, int | dict[str, int], dict]:
+    """The steps between fit and coding that ``cfg`` asks for: a bit allocation (``bits``
+    auto, measured on the fitted model), then the quantization-aware fine-tune (with pruning)
+    into ``finetune_dir``. Returns the model folder to code, the bits to code it with, and
+    figures (allocation, fine-tune time)."""
+    cfg.validate()
+    figures: dict = {}
+    if not cfg.needs_frames:
+        return Path(model_dir), int(cfg.bits), figures
+    if frames is None:
+        raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
+    bits: int | dict[str, int]
+    if cfg.bits == "auto":
+        model, _ = model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)
+        alloc = allocate_bits(model, frames, cfg.scheme, cfg.target_psnr_drop, cfg.max_bytes)
+        bits = alloc.bits
+        figures["allocation"] = {
+            "bits": alloc.bits,
+            "psnr": alloc.psnr,
+            "psnr_float": alloc.psnr_float,
+            "steps": alloc.steps,
+        }
+    else:
+        bits = int(cfg.bits)
+    if not cfg.qat_epochs:
+        return Path(model_dir), bits, figures
+    base = train_cfg or TrainConfig()
+    qat_cfg = replace(base, epochs=cfg.qat_epochs, lr=cfg.qat_lr, warmup_fraction=0.0)
+    result = finetune(frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress)
+    figures["finetune_seconds"] = result.train_seconds
+    return Path(finetune_dir), bits, figures
+
+
 def summary(f: GnervFile) -> dict:
     """The figures of a coded layer that the CLI prints."""
     info = file_info(f)
@@ -118,6 +206,7 @@ def summary(f: GnervFile) -> dict:
         "bpp": info["bpp"],
         "params": info["params"],
         "bits": f.bits,
+        "scheme": f.scheme,
         "sizes": info["sizes"],
         "sha256": f.sha256,
     }
@@ -134,19 +223,34 @@ def encode_single(
     resume: bool | str = False,  # True, or "auto" (see gnerv.train.fit)
     progress: bool = True,
     batch_size: int = DEFAULT_BATCH,
+    compress: CompressConfig | None = None,
 ) -> dict:
-    """Fit one GNeRV to ``frames`` in ``workdir`` (resumable), then code it into ``output``.
+    """Fit one GNeRV to ``frames`` in ``workdir`` (resumable), then code it into ``output``
+    (with ``compress``, which replaces ``bits``: fine-tune, allocation, scheme; the fine-tune
+    runs in ``workdir/finetune``).
 
     Returns the figures of :func:`compress_checkpoint` plus the fit's own PSNR and time.
     """
+    compress = compress or CompressConfig(bits=bits)
+    compress.validate()
     workdir = Path(workdir) if workdir is not None else default_workdir(output)
     meta = {**meta, "video_id": video_fingerprint(frames)}
     result = fit(
         frames, model_cfg, train_cfg, workdir, resume=resume, video_meta=meta, progress=progress
     )
-    figures = compress_checkpoint(
-        workdir, output, bits, frames=frames, device=train_cfg.device, batch_size=batch_size
+    model_dir, coded_bits, extra = prepare_model(
+        workdir, frames, compress, workdir / "finetune", train_cfg, resume or "auto", progress
     )
+    figures = compress_checkpoint(
+        model_dir,
+        output,
+        coded_bits,
+        frames=frames,
+        device=train_cfg.device,
+        batch_size=batch_size,
+        scheme=compress.scheme,
+    )
+    figures.update(extra)
     figures.update(
         fit_psnr=result.psnr,
         train_seconds=result.train_seconds,

@@ -18,6 +18,12 @@ are unsigned LEB128, at most 5 bytes, minimal length)::
                  sum(count_i) == count; lo + n <= alphabet_size.
                  Model: Categorical(count_i / sum as float64, perfect=False), symbols shifted by
                  -lo, encoded with encode_reverse so that decode() yields them in order.
+    LAPLACE (3): u8 3 | varint lo | varint n (>= 2) | f32 mean | f32 scale | varint n_words
+                 | n_words x u32 little-endian
+                 A parametric model in place of the frequency table (8 bytes instead of n
+                 counts): QuantizedLaplace(lo, lo + n - 1, mean, scale) over the symbols
+                 themselves; lo <= mean <= lo + n - 1, scale in [2**-8, 2**16], both finite;
+                 lo + n <= alphabet_size. Symbols outside the range cannot be coded.
 
 Every blob is self-delimiting given ``count``, so blobs can be concatenated without framing; the
 decoder insists on the exact length. Corrupt input raises :class:`GnervError` (never another
@@ -28,6 +34,7 @@ payload may still decode to wrong symbols, which the bitstream's CRC catches.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import constriction
@@ -38,6 +45,13 @@ from gnerv.errors import GnervError
 MODE_CONST = 0
 MODE_RAW = 1
 MODE_ANS = 2
+MODE_LAPLACE = 3
+
+# MODE_LAPLACE's scale bounds, and the scales the encoder tries around the data's mean absolute
+# deviation (each 2**(1/4) apart; the shortest coding is kept).
+LAPLACE_MIN_SCALE = 2.0**-8
+LAPLACE_MAX_SCALE = 2.0**16
+_LAPLACE_TRIES = tuple(2.0 ** (k / 4) for k in range(-3, 4))
 
 MAX_ALPHABET = 1 << 16
 MAX_COUNT = 1 << 31
@@ -228,14 +242,77 @@ def _encode_ans(sym: np.ndarray, lo: int, counts: np.ndarray) -> bytes:
     return head + words.astype("<u4", copy=False).tobytes()
 
 
+def _laplace_model(lo: int, n: int, mean: float, scale: float) -> object:
+    return constriction.stream.model.QuantizedLaplace(lo, lo + n - 1, mean, scale)
+
+
+def _encode_laplace(sym: np.ndarray, lo: int, hi: int) -> bytes:
+    """The shortest LAPLACE blob over the scales tried around the mean absolute deviation
+    from the median (the mean; both float32)."""
+    mean = float(np.float32(np.median(sym)))
+    mad = float(np.abs(sym.astype(np.float64) - mean).mean())
+    best = b""
+    for factor in _LAPLACE_TRIES:
+        scale = float(np.float32(min(max(mad * factor, LAPLACE_MIN_SCALE), LAPLACE_MAX_SCALE)))
+        coder = constriction.stream.stack.AnsCoder()
+        coder.encode_reverse(sym, _laplace_model(lo, hi - lo + 1, mean, scale))
+        words = coder.get_compressed()
+        blob = (bytes([MODE_LAPLACE]) + _varint(lo) + _varint(hi - lo + 1)
+                + struct.pack("<ff", mean, scale) + _varint(words.size)
+                + words.astype("<u4", copy=False).tobytes())
+        if not best or len(blob) < len(best):
+            best = blob
+    return best
+
+
+def _read_laplace_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
+    """lo, n, mean, scale of a LAPLACE blob, checked."""
+    lo = r.varint("lowest symbol")
+    n = r.varint("symbol range")
+    if n < 2 or lo + n > alphabet_size:
+        raise GnervError(f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
+                         f"of size {alphabet_size}")
+    mean, scale = struct.unpack("<ff", r.take(8, "Laplace parameters"))
+    if not (math.isfinite(mean) and lo <= mean <= lo + n - 1):
+        raise GnervError(f"entropy blob: Laplace mean {mean!r} outside {lo}..{lo + n - 1}")
+    if not (math.isfinite(scale) and LAPLACE_MIN_SCALE <= scale <= LAPLACE_MAX_SCALE):
+        raise GnervError(f"entropy blob: Laplace scale {scale!r} outside "
+                         f"{LAPLACE_MIN_SCALE:g}..{LAPLACE_MAX_SCALE:g}")
+    return lo, n, mean, scale
+
+
+def _decode_laplace(r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
+    lo, n, mean, scale = _read_laplace_head(r, alphabet_size)
+    n_words = r.varint("payload length")
+    data = r.take(4 * n_words, "Laplace payload")
+    words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
+    return _ans_decode(words, _laplace_model(lo, n, mean, scale), count)
+
+
+def _ans_decode(words: np.ndarray, model: object, count: int) -> np.ndarray:
+    """``count`` symbols of an ANS payload under ``model``; every failure is a GnervError."""
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        out = coder.decode(model, count)
+        empty = coder.is_empty()
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as e:  # constriction raises ValueError, or a PanicException (Base)
+        raise GnervError(f"entropy blob: corrupt ANS payload ({type(e).__name__}: {e})") from e
+    if not empty:
+        raise GnervError("entropy blob: ANS payload not fully consumed (corrupt data)")
+    return np.asarray(out, dtype=np.int32)
+
+
 # ----------------------------------------------------------------------------------- public API
 
 
-def encode_symbols(symbols: np.ndarray, alphabet_size: int) -> bytes:
+def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = False) -> bytes:
     """Code integer symbols in ``[0, alphabet_size)`` as one self-contained blob.
 
-    The shortest of CONST / RAW / ANS (see the module docstring) is kept; the output is a
-    deterministic function of the symbols.
+    The shortest of CONST / RAW / ANS (see the module docstring), and LAPLACE with
+    ``parametric``, is kept; the output is a deterministic function of the arguments.
+    (The paper's min/max scheme codes without ``parametric``, as it always has.)
     """
     _check_alphabet(alphabet_size)
     sym = _as_symbols(symbols, alphabet_size)
@@ -250,10 +327,15 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int) -> bytes:
     # ANS can't beat raw if even its table + ideal payload is longer: skip the coding then.
     table_len = 1 + len(_varint(lo)) + len(_varint(counts.size)) + len(_varints(counts)) + 1
     ideal = _entropy_from_counts(counts) / 8
+    best = b""
     if table_len + ideal < raw_len:
-        ans = _encode_ans(sym, lo, counts)
-        if len(ans) < raw_len:
-            return ans
+        best = _encode_ans(sym, lo, counts)
+    if parametric and 12 + ideal < min(raw_len, len(best) or raw_len):  # LAPLACE head ~12 B
+        laplace = _encode_laplace(sym, lo, hi)
+        if not best or len(laplace) < len(best):
+            best = laplace
+    if best and len(best) < raw_len:
+        return best
     return bytes([MODE_RAW]) + _varint(lo) + bytes([width]) + _pack_bits(sym - lo, width)
 
 
@@ -294,6 +376,8 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
             raise GnervError("entropy blob: raw symbol outside alphabet")
     elif mode == MODE_ANS:
         out = _decode_ans(r, count, alphabet_size)
+    elif mode == MODE_LAPLACE:
+        out = _decode_laplace(r, count, alphabet_size)
     else:
         raise GnervError(f"entropy blob: unknown mode byte {mode}")
     if r.remaining():
@@ -318,18 +402,8 @@ def _decode_ans(r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
     n_words = r.varint("payload length")
     data = r.take(4 * n_words, "ANS payload")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    try:
-        model = constriction.stream.model.Categorical(_probabilities(counts), perfect=False)
-        coder = constriction.stream.stack.AnsCoder(words)
-        out = coder.decode(model, count)
-        empty = coder.is_empty()
-    except (KeyboardInterrupt, SystemExit, MemoryError):
-        raise
-    except BaseException as e:  # constriction raises ValueError, or a PanicException (Base)
-        raise GnervError(f"entropy blob: corrupt ANS payload ({type(e).__name__}: {e})") from e
-    if not empty:
-        raise GnervError("entropy blob: ANS payload not fully consumed (corrupt data)")
-    out = np.asarray(out, dtype=np.int32)
+    model = constriction.stream.model.Categorical(_probabilities(counts), perfect=False)
+    out = _ans_decode(words, model, count)
     if lo:
         out += np.int32(lo)
     return out
@@ -356,7 +430,7 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
 class BlobInfo:
     """What a blob is made of, for reports (``gnerv info``) and efficiency checks."""
 
-    mode: str  # empty | const | raw | ans
+    mode: str  # empty | const | raw | ans | laplace
     table_bytes: int  # bytes that are not payload: mode byte, parameters, frequency table
     payload_bytes: int
 
@@ -391,6 +465,12 @@ def blob_info(blob: bytes, count: int) -> BlobInfo:
         r.varints(n, "frequency table")
         r.varint("payload length")
         return BlobInfo("ans", r.pos, len(blob) - r.pos)
+    if mode == MODE_LAPLACE:
+        r.varint("lowest symbol")
+        r.varint("symbol range")
+        r.take(8, "Laplace parameters")
+        r.varint("payload length")
+        return BlobInfo("laplace", r.pos, len(blob) - r.pos)
     raise GnervError(f"entropy blob: unknown mode byte {mode}")
 
 

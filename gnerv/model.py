@@ -121,6 +121,16 @@ def embedding_geometry(
 # stay equal, is C_in // 4 wide in the middle), 1x1 head, shared DS MLP PE -> 40 -> 40.
 LAYOUTS = ("wide", "paper")
 MIN_PAPER_CHANNELS = 4  # so that C_in // 4 >= 1
+# Plausible ranges of the config's fields: checked when a config is made, so the encoder refuses
+# before training what the decoder would refuse in a file (gnerv.bitstream validates with them).
+MAX_KERNEL_SIZE = 7  # odd, 1..7 (paper: 3)
+MAX_UPSCALE_FACTOR = 7  # each upscale factor 1..7, as embedding_geometry derives them
+MAX_MIN_CHANNELS = 1024  # paper: 30
+MAX_DS_HIDDEN = 1024  # paper: 40
+MAX_PE_BASE = 4.0  # pe_base in (1, 4] (paper: 1.25)
+# The highest PE frequency, pe_base ** (pe_levels - 1) (paper: 1.25 ** 19 = 69): above it the
+# float32 angles lose their precision and the encoding turns to noise (and CPU and GPU differ).
+MAX_PE_FREQUENCY = 1e4
 
 
 @dataclass(frozen=True)
@@ -150,10 +160,34 @@ class GNeRVConfig:
             raise GnervError("pe_levels, ds_hidden and pe_base must be positive")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise GnervError(f"kernel_size = {self.kernel_size} must be odd and >= 1")
+        self._check_ranges()
         if self.layout == "paper" and min(self.c0, self.min_channels) < MIN_PAPER_CHANNELS:
             raise GnervError(
                 f"c0 = {self.c0}, min_channels = {self.min_channels}: the paper layout needs "
                 f"both >= {MIN_PAPER_CHANNELS} (a growing block is C_in // 4 channels wide inside)"
+            )
+
+    def _check_ranges(self) -> None:
+        """The plausible ranges above (GnervError naming the field and its range)."""
+        if self.kernel_size > MAX_KERNEL_SIZE:
+            raise GnervError(f"kernel_size = {self.kernel_size} must be at most {MAX_KERNEL_SIZE}")
+        if max(self.upscale_factors) > MAX_UPSCALE_FACTOR:
+            raise GnervError(
+                f"upscale factors {list(self.upscale_factors)}: each must be at most "
+                f"{MAX_UPSCALE_FACTOR}"
+            )
+        if self.min_channels > MAX_MIN_CHANNELS:
+            raise GnervError(
+                f"min_channels = {self.min_channels} must be at most {MAX_MIN_CHANNELS}"
+            )
+        if self.ds_hidden > MAX_DS_HIDDEN:
+            raise GnervError(f"ds_hidden = {self.ds_hidden} must be at most {MAX_DS_HIDDEN}")
+        if not 1 < self.pe_base <= MAX_PE_BASE:
+            raise GnervError(f"pe_base = {self.pe_base:g} must be in (1, {MAX_PE_BASE:g}]")
+        if (self.pe_levels - 1) * math.log(self.pe_base) > math.log(MAX_PE_FREQUENCY):
+            raise GnervError(
+                f"pe_base ** (pe_levels - 1) = {self.pe_base:g} ** {self.pe_levels - 1} exceeds "
+                f"{MAX_PE_FREQUENCY:g}: fewer pe_levels or a smaller pe_base"
             )
 
     @property

@@ -40,6 +40,23 @@ MIN_BITS = 2
 MAX_BITS = 16
 DEFAULT_BITS = 8  # the paper's 8-bit quantization
 
+# Quantization schemes (the header's ``quantization.scheme``).
+MINMAX_SCHEME = "uniform-minmax-per-channel"  # the paper's, and the default
+SYMMETRIC_SCHEME = "uniform-symmetric-per-channel"  # zero-centred grid, log-coded steps
+SCHEMES = (MINMAX_SCHEME, SYMMETRIC_SCHEME)
+SCHEME_ALIASES = {"minmax": MINMAX_SCHEME, "symmetric": SYMMETRIC_SCHEME}  # --scheme names
+DEFAULT_SCHEME = MINMAX_SCHEME
+# Symmetric scheme: channel c's step is ``unit * 2**(-code_c / STEP_CODES_PER_OCTAVE)``, with
+# ``unit`` (float32, one per tensor) the step of the tensor's widest channel and
+# ``code_c`` in 0..STEP_CODE_MAX (one byte, entropy coded).
+STEP_CODES_PER_OCTAVE = 8
+STEP_CODE_MAX = 255
+# 2**(-j/8) for j = 0..7, correctly rounded to float32: steps are exact products of these,
+# np.ldexp and the float32 unit, so encoder and decoder agree bit for bit on every platform.
+_STEP_FRACTIONS = np.array(
+    [2.0 ** (-j / STEP_CODES_PER_OCTAVE) for j in range(STEP_CODES_PER_OCTAVE)], dtype=np.float32
+)
+
 
 @dataclass
 class QuantizedTensor:
@@ -55,6 +72,11 @@ class QuantizedTensor:
     symbols: np.ndarray
     mins: np.ndarray
     maxs: np.ndarray
+    # SYMMETRIC_SCHEME only (mins/maxs are then empty): the tensor's unit step and one step code
+    # per channel; symbols are ``q + zero_symbol(bits)`` for integer multiples q of the step.
+    scheme: str = MINMAX_SCHEME
+    unit: float = 0.0
+    step_codes: np.ndarray | None = None
 
     @property
     def numel(self) -> int:
@@ -108,16 +130,22 @@ def _reconstruct(symbols2d: np.ndarray, mins: np.ndarray, scales: np.ndarray) ->
     return (prod + mins.astype(np.float32)[:, None]).astype(np.float32)
 
 
-def quantize_tensor(name: str, t: torch.Tensor, bits: int = DEFAULT_BITS) -> QuantizedTensor:
-    """Quantize one floating-point tensor per channel (:func:`num_channels`; see the module
-    docstring). The result keeps ``t``'s shape."""
-    _check_bits(bits)
+def _as_float32_array(name: str, t: torch.Tensor) -> np.ndarray:
+    """``t`` as a float32 numpy array; refuses non-float tensors and non-finite values."""
     if not isinstance(t, torch.Tensor) or not t.is_floating_point():
         kind = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
         raise GnervError(f"tensor {name!r} is {kind}; only floating-point tensors are quantized")
     x = t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
     if not np.isfinite(x).all():
         raise GnervError(f"tensor {name!r} has non-finite values (NaN/inf); cannot quantize it")
+    return x
+
+
+def quantize_tensor(name: str, t: torch.Tensor, bits: int = DEFAULT_BITS) -> QuantizedTensor:
+    """Quantize one floating-point tensor per channel (:func:`num_channels`; see the module
+    docstring). The result keeps ``t``'s shape."""
+    _check_bits(bits)
+    x = _as_float32_array(name, t)
     shape = tuple(int(s) for s in x.shape)
     channels = num_channels(shape)
     x2 = x.reshape(channels, -1) if channels else x.reshape(0, 0)
@@ -140,6 +168,83 @@ def quantize_tensor(name: str, t: torch.Tensor, bits: int = DEFAULT_BITS) -> Qua
                            mins=mins, maxs=maxs)
 
 
+def zero_symbol(bits: int) -> int:
+    """Symbol of the value 0 in the symmetric scheme: ``2**(bits - 1)`` (symbols
+    ``1..2**bits - 1`` hold the multiples ``-L..L`` of the step, ``L = 2**(bits - 1) - 1``)."""
+    return 1 << (bits - 1)
+
+
+def symmetric_steps(unit: float, codes: np.ndarray) -> np.ndarray:
+    """Step per channel of the symmetric scheme, in float32: ``unit * 2**(-code / 8)``.
+
+    Shared by encoder and decoder: the only place the step is computed (exact float32 products
+    of tabled constants and powers of two, so every platform gets the same bits)."""
+    codes = np.asarray(codes, dtype=np.int64)
+    frac = _STEP_FRACTIONS[codes % STEP_CODES_PER_OCTAVE]
+    scaled = np.ldexp(frac, -(codes // STEP_CODES_PER_OCTAVE)).astype(np.float32)
+    return (scaled * np.float32(unit)).astype(np.float32)
+
+
+def symmetric_step_codes(amax: np.ndarray, bits: int) -> tuple[float, np.ndarray]:
+    """The symmetric scheme's (unit, step codes) for channels with largest magnitudes ``amax``:
+    the widest channel gets code 0, every other one the finest step that still covers its
+    range (an all-zero channel gets code 0; its symbols are all zero anyway)."""
+    levels = (1 << (bits - 1)) - 1
+    amax = np.asarray(amax, dtype=np.float64)
+    unit = float(np.float32(amax.max() / levels)) if amax.size else 0.0
+    codes = np.zeros(amax.size, dtype=np.int32)
+    live = amax > 0
+    if unit > 0 and live.any():
+        octaves = np.log2(unit * levels / amax[live])
+        codes[live] = np.clip(np.floor(octaves * STEP_CODES_PER_OCTAVE), 0, STEP_CODE_MAX)
+    return unit, codes
+
+
+def quantize_tensor_symmetric(
+    name: str, t: torch.Tensor, bits: int = DEFAULT_BITS
+) -> QuantizedTensor:
+    """Quantize one tensor on a zero-centred grid (SYMMETRIC_SCHEME): channel c (see
+    :func:`num_channels`) has step ``s_c`` (:func:`symmetric_steps`) and a value x becomes
+    ``clip(round_half_even(x / s_c), -L, L)`` (stored plus :func:`zero_symbol`); 0 decodes to
+    exactly 0, so pruned weights cost the peak symbol."""
+    _check_bits(bits)
+    x = _as_float32_array(name, t)
+    shape = tuple(int(s) for s in x.shape)
+    channels = num_channels(shape)
+    x2 = x.reshape(channels, -1) if channels else x.reshape(0, 0)
+    amax = np.abs(x2).max(axis=1) if x2.size else np.zeros(channels, dtype=np.float32)
+    unit, codes = symmetric_step_codes(amax, bits)
+    steps = symmetric_steps(unit, codes)
+    levels = (1 << (bits - 1)) - 1
+    q = np.zeros(x2.shape, dtype=np.float64)
+    live = steps > 0
+    if live.any():
+        s64 = np.where(live, steps, 1).astype(np.float64)[:, None]
+        q = np.clip(np.rint(x2.astype(np.float64) / s64), -levels, levels)
+        q[~live] = 0
+    symbols = (q.astype(np.int32) + np.int32(zero_symbol(bits))).reshape(-1)
+    empty = np.zeros(0, dtype=np.float32)
+    return QuantizedTensor(name=name, shape=shape, bits=int(bits), symbols=symbols, mins=empty,
+                           maxs=empty, scheme=SYMMETRIC_SCHEME, unit=unit, step_codes=codes)
+
+
+def fake_quantize(t: torch.Tensor, bits: int) -> torch.Tensor:
+    """The symmetric scheme's quantize-dequantize of ``t`` (in its coding shape) in torch, with a
+    straight-through gradient: what quantization-aware fine-tuning trains through. Same rule as
+    :func:`quantize_tensor_symmetric`, in the tensor's own dtype and device."""
+    levels = (1 << (bits - 1)) - 1
+    x = t.reshape(coding_shape(tuple(t.shape)))
+    channels = num_channels(tuple(x.shape))
+    x2 = x.reshape(channels, -1)
+    with torch.no_grad():
+        amax = x2.abs().amax(dim=1).detach().cpu().numpy()
+        unit, codes = symmetric_step_codes(amax, bits)
+        steps = torch.from_numpy(symmetric_steps(unit, codes)).to(t.device, t.dtype)
+        safe = torch.where(steps > 0, steps, torch.ones_like(steps))[:, None]
+        q = torch.clamp(torch.round(x2 / safe), -levels, levels) * steps[:, None]
+    return (x2 + (q - x2).detach()).reshape(t.shape)
+
+
 def _validate(q: QuantizedTensor) -> None:
     """Refuse a QuantizedTensor that could not have come from :func:`quantize_tensor`."""
     _check_bits(q.bits)
@@ -153,6 +258,20 @@ def _validate(q: QuantizedTensor) -> None:
         raise GnervError(f"tensor {q.name!r}: symbols must be integers, got {symbols.dtype}")
     if symbols.size and (symbols.min() < 0 or symbols.max() >= q.alphabet_size):
         raise GnervError(f"tensor {q.name!r}: symbol outside 0..{q.alphabet_size - 1}")
+    if q.scheme == SYMMETRIC_SCHEME:
+        codes = np.asarray(q.step_codes) if q.step_codes is not None else None
+        if codes is None or codes.shape != (channels,) or not np.issubdtype(codes.dtype,
+                                                                           np.integer):
+            raise GnervError(f"tensor {q.name!r}: expected {channels} integer step codes")
+        if codes.size and (codes.min() < 0 or codes.max() > STEP_CODE_MAX):
+            raise GnervError(f"tensor {q.name!r}: step code outside 0..{STEP_CODE_MAX}")
+        if not (math.isfinite(q.unit) and q.unit >= 0):
+            raise GnervError(f"tensor {q.name!r}: unit step must be finite and >= 0")
+        if symbols.size and symbols.min() < 1:
+            raise GnervError(f"tensor {q.name!r}: symbol 0 is not used by the symmetric scheme")
+        return
+    if q.scheme != MINMAX_SCHEME:
+        raise GnervError(f"tensor {q.name!r}: unknown quantization scheme {q.scheme!r}")
     mins = np.asarray(q.mins, dtype=np.float32)
     maxs = np.asarray(q.maxs, dtype=np.float32)
     if mins.shape != (channels,) or maxs.shape != (channels,):
@@ -165,9 +284,15 @@ def _validate(q: QuantizedTensor) -> None:
 
 
 def dequantize_tensor(q: QuantizedTensor) -> torch.Tensor:
-    """Rebuild the float32 tensor ``min + q * scale`` with the original shape."""
+    """Rebuild the float32 tensor (``min + q * scale``, or ``(q - zero) * step`` in the
+    symmetric scheme) with the original shape."""
     _validate(q)
     channels = num_channels(q.shape)
+    if q.scheme == SYMMETRIC_SCHEME:
+        steps = symmetric_steps(q.unit, np.asarray(q.step_codes))
+        sym2 = np.asarray(q.symbols).reshape(channels, -1) - np.int32(zero_symbol(q.bits))
+        out = (sym2.astype(np.float32) * steps[:, None]).astype(np.float32)
+        return torch.from_numpy(out.reshape(q.shape).copy())
     mins = np.asarray(q.mins, dtype=np.float32)
     scales = channel_scales(mins, q.maxs, q.bits)
     sym2 = np.asarray(q.symbols).reshape(channels, -1) if channels else np.zeros((0, 0))
@@ -175,17 +300,34 @@ def dequantize_tensor(q: QuantizedTensor) -> torch.Tensor:
     return torch.from_numpy(out.reshape(q.shape).copy())
 
 
-def quantize_model(model: torch.nn.Module, bits: int = DEFAULT_BITS) -> list[QuantizedTensor]:
-    """Quantize every state-dict tensor of ``model`` in its :func:`coding_shape`, model order.
+def quantize_model(
+    model: torch.nn.Module,
+    bits: int | dict[str, int] = DEFAULT_BITS,
+    scheme: str = DEFAULT_SCHEME,
+) -> list[QuantizedTensor]:
+    """Quantize every state-dict tensor of ``model`` in its :func:`coding_shape`, model order,
+    with ``scheme`` at ``bits`` (one depth, or one per tensor name: a bit allocation).
 
     Every entry must be floating point: a non-float entry raises GnervError rather than being
     silently dropped from the bitstream. The model is not changed.
     """
-    _check_bits(bits)
-    return [
-        quantize_tensor(name, t.detach().reshape(coding_shape(t.shape)), bits)
-        for name, t in model.state_dict().items()
-    ]
+    check_scheme(scheme)
+    state = model.state_dict()
+    per_tensor = bits if isinstance(bits, dict) else dict.fromkeys(state, bits)
+    if set(per_tensor) != set(state):
+        raise GnervError("a bit allocation must give bits for every tensor of the model")
+    quantize = quantize_tensor_symmetric if scheme == SYMMETRIC_SCHEME else quantize_tensor
+    out = []
+    for name, t in state.items():
+        _check_bits(per_tensor[name])
+        out.append(quantize(name, t.detach().reshape(coding_shape(t.shape)), per_tensor[name]))
+    return out
+
+
+def check_scheme(scheme: str) -> None:
+    """Refuse an unknown quantization scheme name."""
+    if scheme not in SCHEMES:
+        raise GnervError(f"quantization scheme {scheme!r} unknown: use one of {', '.join(SCHEMES)}")
 
 
 def dequantized_state_dict(

@@ -1,12 +1,18 @@
-"""MLflow adapter: log one finished pipeline (one video, all its stages) in one process.
+"""MLflow adapter: live runs of the fits, and the finished pipeline of one video.
 
-The only module that imports mlflow. It is handed the merged workflow parameters and the
-pipeline's files by name (:class:`PipelineFiles`); it derives no path and merges no YAML. The
-workflow's last rule calls it (`gnerv track`) after
-everything else has run, so nothing is logged while training (a synchronous ``log_metric`` costs
-about 20 ms; the per-epoch history is read back from each stage's fit.json and sent in a few
-``log_batch`` calls instead), a failed pipeline leaves no half-logged run, and the pipeline
-itself needs no tracking server.
+The only module that imports mlflow. Two callers:
+
+- ``gnerv fit --track VIDEO`` (:class:`FitTracker`) opens the stage's run while it trains: the
+  per-epoch loss, PSNR and lr go in with the time each epoch ended (buffered, sent at most every
+  ``LIVE_FLUSH_S`` seconds, since a synchronous ``log_metric`` costs about 20 ms), the run's
+  duration is the fit's, and its id is kept beside the checkpoint (``mlflow.json``) so that a
+  killed fit resumed with ``--auto-resume`` continues the same run. The stage run hangs under
+  the video's pipeline run, which the fit finds or opens (one per video and parameter values).
+- ``gnerv track`` (:func:`track_pipeline`), the workflow's last rule, completes those runs: it
+  is handed the merged workflow parameters and the pipeline's files by name
+  (:class:`PipelineFiles`), derives no path and merges no YAML, and updates the runs the fits
+  opened (creating them only for fits that were not tracked). Running it again on the same
+  finished pipeline updates the same runs; nothing already logged is logged twice.
 
 Layout in MLflow, per call:
 
@@ -22,8 +28,15 @@ Layout in MLflow, per call:
   time as ``fit.*``, the layer's own size as ``stage_bytes``, and the figures of the prefix
   ending with this stage: cumulative bpp, PSNR, MS-SSIM, params, MACs, decode fps).
 
-The tracking URI is the argument, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db`` in
-the working directory (MLflow's own default since 3.7; the ./mlruns file store is deprecated).
+The tracking URI is the argument, else ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``
+(MLflow's own default since 3.7; the ./mlruns file store is deprecated). A relative sqlite
+path is taken from the repository's root (:func:`repository_root`): ``$DVC_ROOT``, which
+``dvc exp run --temp`` and ``--queue`` point at the original repository, else the nearest
+folder up holding ``.dvc/``, else the working directory. The artifacts of a sqlite store go to
+``mlartifacts/`` beside it; MLflow stores that location as an absolute path, so a store opened
+from another place (a copied or moved repository) has its artifact locations moved to its own
+``mlartifacts/`` first (:func:`relocate_artifacts`). The experiment is tagged to open on its
+runs in MLflow 3's UI.
 """
 
 from __future__ import annotations
@@ -43,6 +56,18 @@ from gnerv.atomic import read_json, write_json
 from gnerv.errors import GnervError
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+# Set by DVC for every stage command; `dvc exp run --temp/--queue` point it at the original repo.
+REPOSITORY_ROOT_ENV = "DVC_ROOT"
+# MLflow 3's UI opens an experiment of this kind on its runs (not on the GenAI overview).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Tags of the runs: a pipeline run's parameter fingerprint, a stage run's stage number.
+PIPELINE_TAG = "pipeline"
+STAGE_TAG = "stage"
+# Written by a tracked fit beside its checkpoint: which run holds the fit.
+STAGE_RUN_FILE = "mlflow.json"
+# A tracked fit sends its buffered per-epoch points at most this often.
+LIVE_FLUSH_S = 2.0
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "gnerv"
 # Artifacts of a sqlite store go beside the database, in this folder.
@@ -65,8 +90,67 @@ PREFIX_INDEX_KEYS = ("stage", "layers", "n_layers", "prefix")
 
 
 def default_tracking_uri() -> str:
-    """$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory."""
+    """$MLFLOW_TRACKING_URI, else sqlite:///mlflow.db (in the repository root: resolve_uri)."""
     return os.environ.get(TRACKING_URI_ENV) or DEFAULT_TRACKING_URI
+
+
+def repository_root(start: Path | None = None) -> Path:
+    """$DVC_ROOT, else the nearest folder from `start` (the working directory) up that holds a
+    .dvc/ folder, else `start` itself."""
+    if os.environ.get(REPOSITORY_ROOT_ENV):
+        return Path(os.environ[REPOSITORY_ROOT_ENV]).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / ".dvc").is_dir():
+            return folder
+    return here
+
+
+def resolve_uri(uri: str | None = None) -> str:
+    """The tracking URI to open: `uri` (else default_tracking_uri()), a relative sqlite path
+    made absolute from the repository root."""
+    uri = uri or default_tracking_uri()
+    if uri.startswith(SQLITE_PREFIX) and not uri[len(SQLITE_PREFIX) :].startswith("/"):
+        return f"{SQLITE_PREFIX}{repository_root() / uri[len(SQLITE_PREFIX) :]}"
+    return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (after resolve_uri), else None."""
+    return Path(uri[len(SQLITE_PREFIX) :]) if uri.startswith(SQLITE_PREFIX) else None
+
+
+def relocate_artifacts(db: Path) -> None:
+    """Point the artifact locations that this module gave the experiments of `db` (an
+    mlartifacts/ folder beside the database, stored as an absolute path) at the mlartifacts/
+    beside `db` now, when the database was copied or moved: a copied repository then writes
+    and reads its own artifacts, not the original's."""
+    import sqlite3
+
+    if not db.is_file():
+        return
+    here = (db.resolve().parent / SQLITE_ARTIFACTS_DIR).as_uri()
+    with sqlite3.connect(db) as con:
+        try:
+            query = "SELECT experiment_id, artifact_location FROM experiments"
+            rows = con.execute(query).fetchall()
+        except sqlite3.DatabaseError:  # not (yet) an MLflow store: MLflow will say so
+            return
+        for experiment_id, old in rows:
+            suffix = f"/{SQLITE_ARTIFACTS_DIR}"
+            if not (isinstance(old, str) and old.startswith("file://") and old.endswith(suffix)):
+                continue
+            if old == here:
+                continue
+            con.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                (here, experiment_id),
+            )
+            con.execute(
+                "UPDATE runs SET artifact_uri = ? || substr(artifact_uri, ?) "
+                "WHERE experiment_id = ? AND substr(artifact_uri, 1, ?) = ?",
+                (here, len(old) + 1, experiment_id, len(old), old),
+            )
 
 
 def public_uri(uri: str) -> str:
@@ -168,10 +252,12 @@ def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
 
 
 class _Logger:
-    """Buffers one run's params, metrics and tags and sends them in few log_batch calls."""
+    """Buffers one run's params, metrics and tags and sends them in few log_batch calls. With
+    `dedupe`, a metric point (key, step, value) the run already holds is not sent again, so
+    logging the same finished pipeline twice leaves one point per step."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
+    def __init__(self, client: Any, run_id: str, dedupe: bool = False) -> None:
+        self.client, self.run_id, self.dedupe = client, run_id, dedupe
         self.params: dict[str, str] = {}
         self.metrics: list[Any] = []
         self.tags: dict[str, str] = {}
@@ -185,15 +271,25 @@ class _Logger:
             if value is not None:
                 self.param(key, value)
 
-    def metric(self, key: str, value: float, step: int = 0) -> None:
+    def metric(self, key: str, value: float, step: int = 0, at_ms: int | None = None) -> None:
         from mlflow.entities import Metric
 
         if numeric(value):
-            self.metrics.append(Metric(key, float(value), self.now_ms, step))
+            self.metrics.append(Metric(key, float(value), at_ms or self.now_ms, step))
 
     def metrics_from(self, values: Mapping[str, float], step: int = 0) -> None:
         for key, value in values.items():
             self.metric(key, value, step)
+
+    def _new_metrics(self) -> list[Any]:
+        if not self.dedupe or not self.metrics:
+            return self.metrics
+        held = self.client.get_run(self.run_id).data.metrics
+        seen: dict[str, set[tuple[int, float]]] = {}
+        for key in {m.key for m in self.metrics} & set(held):
+            history = self.client.get_metric_history(self.run_id, key)
+            seen[key] = {(m.step, m.value) for m in history}
+        return [m for m in self.metrics if (m.step, m.value) not in seen.get(m.key, set())]
 
     def flush(self) -> None:
         from mlflow.entities import Param, RunTag
@@ -204,9 +300,26 @@ class _Logger:
             self.client.log_batch(self.run_id, params=list(batch))
         for batch in chunks(tags, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, tags=list(batch))
-        for batch in chunks(self.metrics, MAX_METRICS_PER_BATCH):
+        for batch in chunks(self._new_metrics(), MAX_METRICS_PER_BATCH):
             self.client.log_batch(self.run_id, metrics=list(batch))
         self.params, self.tags, self.metrics = {}, {}, []
+
+
+def open_store(tracking_uri: str | None, experiment: str) -> tuple[Any, str, str]:
+    """(client, resolved URI, experiment id) of `experiment` in the store (created if new)."""
+    import mlflow  # noqa: F401  (fails early, with mlflow's own message, when it is missing)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    uri = resolve_uri(tracking_uri)
+    db = sqlite_path(uri)
+    if db is not None:
+        relocate_artifacts(db)
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        return client, uri, _experiment_id(client, experiment, uri)
+    except MlflowException as e:
+        raise GnervError(f"MLflow tracking store {public_uri(uri)}: {e.message}")
 
 
 def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
@@ -217,13 +330,228 @@ def _experiment_id(client: Any, name: str, tracking_uri: str) -> str:
                 f"MLflow experiment '{name}' is deleted in {public_uri(tracking_uri)}: restore it "
                 "(`mlflow experiments restore`) or set another mlflow.experiment"
             )
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:
+            client.set_experiment_tag(
+                experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         return experiment.experiment_id
     location = None
     if tracking_uri.startswith(SQLITE_PREFIX):
         # A local database keeps its artifacts beside it, not in the working directory.
         db = Path(tracking_uri[len(SQLITE_PREFIX) :]).resolve()
         location = (db.parent / SQLITE_ARTIFACTS_DIR).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(
+        name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+    )
+
+
+def pipeline_key(video: str, params: Mapping[str, Any]) -> str:
+    """Fingerprint of one video's pipeline: its name, source and every other parameter value.
+    Runs with the same key are the same pipeline (its run is updated, not added again); a
+    changed value opens a new pipeline run (MLflow params cannot change)."""
+    import hashlib
+
+    values = {k: v for k, v in params.items() if k != "videos"}
+    values["source"] = params.get("videos", {}).get(video)
+    text = json.dumps([video, values], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def pipeline_params(video: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What a pipeline run holds as params: the workflow settings other than the per-video
+    and per-stage lists (those go to the stage runs), the video and its source."""
+    logged: dict[str, Any] = flatten(
+        {k: v for k, v in params.items() if k not in ("videos", "stages")}
+    )
+    logged["video"] = video
+    if video in params.get("videos", {}):
+        logged["source"] = params["videos"][video]
+    if isinstance(params.get("stages"), list):
+        logged["n_stages"] = len(params["stages"])
+    return logged
+
+
+def pipeline_run(client: Any, experiment_id: str, video: str, params: Mapping[str, Any]) -> str:
+    """The id of `video`'s pipeline run for these parameter values: the newest one, else a new
+    one holding the values as params."""
+    key = pipeline_key(video, params)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.{PIPELINE_TAG} = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    tags = {"video": video, PIPELINE_TAG: key}
+    commit = git_commit(Path.cwd())
+    if commit:
+        tags[GIT_COMMIT_TAG] = commit
+    run_id = client.create_run(experiment_id, run_name=video, tags=tags).info.run_id
+    log = _Logger(client, run_id)
+    log.params_from(pipeline_params(video, params))
+    log.flush()
+    return run_id
+
+
+def _stage_run_record(out_dir: Path) -> dict[str, Any]:
+    path = Path(out_dir) / STAGE_RUN_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return dict(read_json(path, "a stage's MLflow record"))
+    except GnervError:
+        return {}
+
+
+def _write_stage_run_record(out_dir: Path, run_id: str, parent_id: str, uri: str) -> None:
+    write_json(
+        Path(out_dir) / STAGE_RUN_FILE,
+        {"run_id": run_id, "parent_run_id": parent_id, "tracking_uri": public_uri(uri)},
+    )
+
+
+def _live_run(client: Any, run_id: str | None, experiment_id: str) -> Any:
+    """The run `run_id` when this store holds it in `experiment_id`, else None."""
+    from mlflow.exceptions import MlflowException
+
+    if not run_id:
+        return None
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    if run.info.experiment_id != experiment_id or run.info.lifecycle_stage != "active":
+        return None
+    return run
+
+
+class FitTracker:
+    """One stage's live MLflow run while `gnerv fit` trains (pass `epoch` as fit's on_epoch).
+
+    The run is opened at the first epoch (its start time the tracker's creation): a fresh fit
+    (epoch 1) opens a new run, a resumed one (a later epoch, or none left to train) continues
+    the run recorded beside the checkpoint. Logging problems are reported once and then
+    ignored: a tracking store that goes away does not stop a long fit."""
+
+    def __init__(
+        self,
+        video: str,
+        stage: int,
+        params: Mapping[str, Any],
+        out_dir: str | os.PathLike,
+        experiment: str | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
+        self.video, self.stage, self.params = video, stage, dict(params)
+        self.out_dir = Path(out_dir)
+        self.experiment = experiment or str(
+            self.params.get("mlflow", {}).get("experiment") or DEFAULT_EXPERIMENT
+        )
+        self.client, self.uri, self.experiment_id = open_store(tracking_uri, self.experiment)
+        self.start_ms = int(time.time() * 1000)  # the fit starts now (the store is open)
+        self.run_id: str | None = None
+        self.logger: _Logger | None = None
+        self.last_flush = -math.inf  # the first epoch is sent at once: the run shows up
+        self.broken = False
+
+    def _open(self, fresh: bool) -> None:
+        record = _stage_run_record(self.out_dir)
+        previous = _live_run(self.client, record.get("run_id"), self.experiment_id)
+        parent_id = pipeline_run(self.client, self.experiment_id, self.video, self.params)
+        if previous is not None and not fresh:
+            self.run_id = previous.info.run_id
+            if previous.info.status != "RUNNING":
+                self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            if previous is not None and previous.info.status == "RUNNING":
+                self.client.set_terminated(previous.info.run_id, "KILLED")
+            tags = {"video": self.video, PARENT_RUN_TAG: parent_id, STAGE_TAG: str(self.stage)}
+            run = self.client.create_run(
+                self.experiment_id,
+                start_time=self.start_ms,
+                run_name=f"{self.video}/stage{self.stage}",
+                tags=tags,
+            )
+            self.run_id = run.info.run_id
+            log = _Logger(self.client, self.run_id)
+            log.param("stage", self.stage)
+            stages = self.params.get("stages")
+            if isinstance(stages, list) and self.stage <= len(stages):
+                log.params_from(stages[self.stage - 1], "stage")
+            log.flush()
+        self.client.update_run(parent_id, status="RUNNING")
+        _write_stage_run_record(self.out_dir, self.run_id, parent_id, self.uri)
+        self.logger = _Logger(self.client, self.run_id)
+
+    def _guard(self, action: Any) -> None:
+        if self.broken:
+            return
+        try:
+            action()
+        except Exception as e:  # noqa: BLE001  (a lost store must not stop the fit)
+            self.broken = True
+            print(f"MLflow tracking stopped ({public_uri(self.uri)}): {e}", flush=True)
+
+    def epoch(self, epoch: int, record: Mapping[str, Any]) -> None:
+        """fit's on_epoch: buffer the epoch's numbers, send them now and then."""
+
+        def log() -> None:
+            if self.logger is None:
+                self._open(fresh=epoch == 1)
+            assert self.logger is not None
+            now_ms = int(time.time() * 1000)
+            for name in HISTORY_FIELDS:
+                if name in record:
+                    self.logger.metric(name, record[name], step=epoch, at_ms=now_ms)
+            if time.monotonic() - self.last_flush >= LIVE_FLUSH_S:
+                self.logger.flush()
+                self.last_flush = time.monotonic()
+
+        self._guard(log)
+
+    def finish(self, fit_summary: Mapping[str, Any]) -> None:
+        """The fit ended: the rest of its history (epochs a resumed fit did not run here), its
+        settings and final numbers; the run is FINISHED with the fit's end as its end."""
+
+        def log() -> None:
+            if self.logger is None:
+                self._open(fresh=False)
+            assert self.logger is not None and self.run_id is not None
+            self.logger.flush()
+            rest = _Logger(self.client, self.run_id, dedupe=True)
+            _log_fit(rest, fit_summary)
+            rest.flush()
+            self.client.set_terminated(self.run_id, "FINISHED")
+
+        self._guard(log)
+
+    def fail(self, status: str = "FAILED") -> None:
+        """The fit stopped with an error (FAILED) or was interrupted (KILLED)."""
+
+        def log() -> None:
+            if self.logger is not None and self.run_id is not None:
+                self.logger.flush()
+                self.client.set_terminated(self.run_id, status)
+
+        self._guard(log)
+
+
+def _log_fit(log: _Logger, fit: Mapping[str, Any]) -> None:
+    """A fit.json's settings, per-epoch history and final numbers, into a stage run."""
+    log.params_from(fit.get("model", {}), "model")
+    log.params_from(fit.get("train", {}), "train")
+    if "target_scale" in fit:
+        log.param("target_scale", fit["target_scale"])
+    for record in fit.get("history", []):
+        epoch = record.get("epoch")
+        if isinstance(epoch, int):
+            for name in HISTORY_FIELDS:
+                if name in record:
+                    log.metric(name, record[name], step=epoch)
+    for key in ("psnr", "params", "macs_per_frame", "train_seconds", "epochs"):
+        if key in fit:
+            log.metric(f"fit.{key}", fit[key])
 
 
 @dataclass(frozen=True)
@@ -282,35 +610,15 @@ def track_pipeline(
     by_prefix = {prefix_index(p, k): p for k, p in enumerate(points, start=1)}
     frames_meta = _optional(files.frames_meta, "a frames sidecar")
     summary = _optional(files.summary, "a report summary")
-    sizes = {
-        f"stage{j}": Path(path).stat().st_size for j, path in enumerate(files.layers, start=1)
-    }
+    sizes = {f"stage{j}": Path(path).stat().st_size for j, path in enumerate(files.layers, start=1)}
 
-    import mlflow  # noqa: F401  (fails early, with mlflow's own message, when it is missing)
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    uri = tracking_uri or default_tracking_uri()
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        experiment_id = _experiment_id(client, experiment, uri)
-    except MlflowException as e:
-        raise GnervError(f"MLflow tracking store {public_uri(uri)}: {e.message}")
-    commit = git_commit(Path.cwd())
+    client, uri, experiment_id = open_store(tracking_uri, experiment)
+    parent_id = pipeline_run(client, experiment_id, video, params)
     common_tags = {"video": video, "results": str(Path(files.metrics).parent.parent)}
-    if commit:
-        common_tags[GIT_COMMIT_TAG] = commit
-
-    parent = client.create_run(experiment_id, run_name=video, tags=common_tags)
-    parent_id = parent.info.run_id
     stage_ids: dict[str, str] = {}
     try:
-        log = _Logger(client, parent_id)
-        log.params_from({k: v for k, v in params.items() if k not in ("videos", "stages")})
-        log.param("video", video)
-        if video in params.get("videos", {}):
-            log.param("source", params["videos"][video])
-        log.param("n_stages", len(stages))
+        log = _Logger(client, parent_id, dedupe=True)
+        log.params_from(pipeline_params(video, params))
         for key in ("n_frames", "height", "width", "fps", "source"):
             if key in frames_meta:
                 log.param(f"frames.{key}", frames_meta[key])
@@ -319,6 +627,7 @@ def track_pipeline(
         log.metrics_from(bd_numbers(summary))
         log.metric("total_bytes", sum(sizes.values()))
         log.metric("total_train_seconds", sum(float(f.get("train_seconds", 0.0)) for f in fits))
+        log.tags.update(common_tags)
         if files.summary_md is not None and Path(files.summary_md).is_file():
             log.tags[NOTE_TAG] = Path(files.summary_md).read_text()[:MAX_PARAM_LENGTH]
         log.flush()
@@ -326,14 +635,20 @@ def track_pipeline(
         for j, (fit_path, fit, entry) in enumerate(
             zip(files.fits, fits, stages, strict=True), start=1
         ):
-            run = client.create_run(
-                experiment_id,
-                run_name=f"{video}/stage{j}",
-                tags={**common_tags, PARENT_RUN_TAG: parent_id, "stage": str(j)},
-            )
+            tags = {**common_tags, PARENT_RUN_TAG: parent_id, STAGE_TAG: str(j)}
+            recorded = _stage_run_record(Path(fit_path).parent).get("run_id")
+            run = _live_run(client, recorded, experiment_id)
+            if run is None:  # the fit was not tracked: its run is made now, from fit.json
+                run = client.create_run(experiment_id, run_name=f"{video}/stage{j}", tags=tags)
+                _write_stage_run_record(Path(fit_path).parent, run.info.run_id, parent_id, uri)
+            else:  # the fit's own run; a stage kept from an earlier pipeline moves to this one
+                for key, value in tags.items():
+                    if run.data.tags.get(key) != value:
+                        client.set_tag(run.info.run_id, key, value)
             stage_ids[f"stage{j}"] = run.info.run_id
-            _log_stage(client, run.info.run_id, j, fit_path, fit, entry, by_prefix, sizes, params)
-            client.set_terminated(run.info.run_id, "FINISHED")
+            _log_stage(client, run.info.run_id, j, fit_path, fit, entry, by_prefix, sizes)
+            if run.info.status != "FINISHED":
+                client.set_terminated(run.info.run_id, "FINISHED")
 
         client.log_dict(parent_id, {"bytes": sizes, "total": sum(sizes.values())}, "sizes.json")
         logged = [*files.artifacts, files.metrics, files.summary, files.summary_md]
@@ -375,27 +690,14 @@ def _log_stage(
     entry: dict[str, Any],
     by_prefix: dict[int, dict[str, Any]],
     sizes: dict[str, int],
-    params: dict[str, Any],
 ) -> None:
-    """One stage's nested run: settings, per-epoch history, final figures, fit.json."""
-    log = _Logger(client, run_id)
+    """One stage's nested run: settings, per-epoch history, final figures, fit.json. What a
+    tracked fit already logged is not sent again. The quantization settings are the pipeline
+    run's (a new bit depth re-codes the layer, not the fit)."""
+    log = _Logger(client, run_id, dedupe=True)
     log.param("stage", index)
     log.params_from(entry, "stage")
-    log.params_from(fit.get("model", {}), "model")
-    log.params_from(fit.get("train", {}), "train")
-    if "quant" in params:
-        log.params_from(params["quant"], "quant")
-    if "target_scale" in fit:
-        log.param("target_scale", fit["target_scale"])
-    for record in fit.get("history", []):
-        epoch = record.get("epoch")
-        if isinstance(epoch, int):
-            for field in HISTORY_FIELDS:
-                if field in record:
-                    log.metric(field, record[field], step=epoch)
-    for key in ("psnr", "params", "macs_per_frame", "train_seconds", "epochs"):
-        if key in fit:
-            log.metric(f"fit.{key}", fit[key])
+    _log_fit(log, fit)
     log.metric("stage_bytes", sizes[f"stage{index}"])
     if index in by_prefix:
         log.metrics_from(point_numbers(by_prefix[index]))

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -114,6 +115,28 @@ def _batch(target: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0) if target.dtype == torch.uint8 else x.float()
 
 
+class ParamTransform(Protocol):
+    """What the forward pass sees instead of the raw parameters (quantization-aware
+    fine-tuning: :mod:`gnerv.qat`); the raw parameters stay the ones Adam updates."""
+
+    def settings(self) -> dict:
+        """What the transform does, as JSON: part of the run's settings (resume checks it)."""
+        ...
+
+    def __call__(self, model: GNeRV) -> dict[str, torch.Tensor]:
+        """name -> tensor used in the forward pass, for every parameter of ``model``."""
+        ...
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """Fingerprint of a state dict's names, shapes and float32 values."""
+    h = hashlib.sha256()
+    for name, t in state.items():
+        h.update(f"{name}:{tuple(t.shape)};".encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 @dataclass
 class FitResult:
     model: GNeRV
@@ -201,12 +224,15 @@ def _restore(
     ckpt_path: Path,
     resume: bool | str,
     device: torch.device,
+    init: dict[str, torch.Tensor] | None = None,
 ) -> TrainState:
     """A fresh seeded start, or the state in ckpt_path when resuming, on `device`.
 
     resume=True refuses a checkpoint written with other settings or data; "auto" starts over."""
     seed_everything(cfg.seed)
     model = GNeRV(model_cfg)
+    if init is not None:
+        model.load_state_dict(init)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
     state = TrainState(model, optimizer, torch.Generator().manual_seed(cfg.seed))
     ckpt = load_checkpoint(ckpt_path) if resume and ckpt_path.exists() else None
@@ -367,8 +393,14 @@ def fit(
     video_meta: dict | None = None,
     progress: bool = True,
     on_epoch: Callable[[int, dict], None] | None = None,
+    init: dict[str, torch.Tensor] | None = None,
+    transform: ParamTransform | None = None,
 ) -> FitResult:
     """Fit GNeRV(model_cfg) to `target` and write out_dir/checkpoint.pt and out_dir/fit.json.
+
+    init: start from these weights instead of the seeded initialisation (a fine-tune);
+    transform: the forward pass uses ``transform(model)`` as the parameters (a quantizer in the
+    loop). Both are part of the settings a resumed run must match.
 
     target: uint8 frames (N, H, W, 3), or float residuals (N, H, W, 3) already multiplied by
     `target_scale` (PSNR is then reported in pixel units, i.e. after dividing by the scale).
@@ -380,12 +412,24 @@ def fit(
     device = select_device(cfg.device)
     _check_target(target, model_cfg, cfg, device)
     settings = _settings_fingerprint(model_cfg, cfg, target, target_scale)
+    if init is not None:
+        settings["init_sha256"] = state_sha256(init)
+    if transform is not None:
+        settings["transform"] = transform.settings()
     ckpt_path = out_dir / CHECKPOINT_NAME
-    state = _restore(model_cfg, cfg, settings, ckpt_path, resume, device)
+    state = _restore(model_cfg, cfg, settings, ckpt_path, resume, device, init)
     start_epoch = state.epoch
     if cfg.channels_last:
         state.model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(state.model) if cfg.compile else state.model
+    step_model: Callable[[torch.Tensor], torch.Tensor] = (
+        torch.compile(state.model) if cfg.compile else state.model
+    )
+    if transform is not None:
+        model = state.model
+
+        def step_model(t: torch.Tensor) -> torch.Tensor:
+            return torch.func.functional_call(model, transform(model), (t,))
+
     data = _as_device_target(target, device)
     data_range = 1.0 if target.dtype == np.uint8 else float(target_scale)
     pixel_scale = 1.0 if target.dtype == np.uint8 else float(target_scale)

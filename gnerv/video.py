@@ -7,15 +7,23 @@ shape (N, H, W, 3), dtype uint8, RGB. Resizing happens inside ffmpeg (area filte
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import logging
 import math
 import os
 import re
+import signal
 import struct
+import subprocess
 import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import imageio_ffmpeg
 import numpy as np
@@ -24,7 +32,9 @@ from gnerv.atomic import atomic_output, read_json, write_json
 from gnerv.errors import GnervError
 
 __all__ = [
+    "VideoWriter",
     "load_frames",
+    "open_video_writer",
     "parse_range",
     "parse_size",
     "probe_video",
@@ -311,68 +321,313 @@ def load_frames(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     return frames, meta
 
 
-def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
-    """Write frames by suffix: .npy (uint8 array), .mp4 (H.264, playable), .mkv (lossless RGB).
+# What a failed write means, by errno and by ffmpeg's message: (errno, ffmpeg text, cause; fix).
+_WRITE_FAILURES = (
+    (
+        errno.ENOSPC,
+        "no space left on device",
+        "no space left on the device; free space or write elsewhere",
+    ),
+    (errno.EDQUOT, "disk quota exceeded", "disk quota exceeded; free space or write elsewhere"),
+    (
+        errno.EFBIG,
+        "file too large",
+        "the file grew past the file-size limit; raise the limit (ulimit -f) or write elsewhere",
+    ),
+)
+# Lines of ffmpeg's stderr kept for the error message.
+_STDERR_LINES = 50
 
-    The .mp4 is yuv420p when H and W are even, else yuv444p (no crop or pad). The .mkv is
-    libx264rgb at -qp 0 and reads back bit-exactly. The file appears only when complete.
-    """
-    path = Path(path)
+
+def _check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in WRITE_SUFFIXES:
         raise GnervError(
             f"{path}: unknown output type {path.suffix or '(none)'!r}; "
             f"use one of {', '.join(WRITE_SUFFIXES)}"
         )
-    frames = _check_frames(frames, str(path))
-    if suffix == ".npy":
-        with atomic_output(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, frames, allow_pickle=False)
-        return
+    return suffix
+
+
+def _check_fps(path: Path, fps: Any) -> float:
     try:
         fps = float(fps)
     except (TypeError, ValueError):
         raise GnervError(f"{path}: bad fps {fps!r}; give a positive number") from None
     if not math.isfinite(fps) or fps <= 0:
         raise GnervError(f"{path}: bad fps {fps}; give a positive number")
-    n, h, w, _ = frames.shape
-    if suffix == ".mp4":
-        codec = "libx264"
-        pix_fmt = "yuv420p" if h % 2 == 0 and w % 2 == 0 else "yuv444p"
-        params = ["-crf", str(MP4_CRF), "-preset", MP4_PRESET, "-movflags", "+faststart"]
-    else:
-        codec, pix_fmt = "libx264rgb", "rgb24"
-        params = ["-qp", "0", "-preset", MP4_PRESET]
-    with atomic_output(path) as tmp:
-        writer = imageio_ffmpeg.write_frames(
-            str(tmp),
-            (w, h),
-            pix_fmt_in="rgb24",
-            pix_fmt_out=pix_fmt,
-            fps=fps,
-            quality=None,
-            codec=codec,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=params,
-        )
-        try:
-            writer.send(None)
-            for frame in frames:
-                writer.send(frame)
-        except _FFMPEG_ERRORS as err:
+    return fps
+
+
+def _os_error(path: Path, err: OSError) -> GnervError:
+    for code, _, why in _WRITE_FAILURES:
+        if err.errno == code:
+            return GnervError(f"{path}: cannot write it: {why}")
+    return GnervError(
+        f"{path}: cannot write it ({err.strerror or err}); check the folder and free space"
+    )
+
+
+class VideoWriter:
+    """Frames written batch by batch to the temporary file of :func:`open_video_writer`."""
+
+    def __init__(self, path: Path, tmp: Path, height: int, width: int, n_frames: int) -> None:
+        self.path, self.tmp = path, tmp
+        self.height, self.width, self.n_frames = height, width, n_frames
+        self.n_written = 0
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append uint8 frames (B, H, W, 3)."""
+        frames = _check_frames(frames, str(self.path))
+        if frames.shape[1:3] != (self.height, self.width):
             raise GnervError(
-                f"{path}: ffmpeg failed while writing ({str(err).splitlines()[0]}); "
-                "check free disk space and the frames"
-            ) from None
-        finally:
-            writer.close()
-        # imageio-ffmpeg does not check ffmpeg's exit status: make sure the file opens.
+                f"{self.path}: frames of {frames.shape[1]}x{frames.shape[2]} (HxW) given to a "
+                f"writer of {self.height}x{self.width}"
+            )
+        if self.n_written + len(frames) > self.n_frames:
+            raise GnervError(
+                f"{self.path}: more than the announced {self.n_frames} frames were written"
+            )
+        self._put(frames)
+        self.n_written += len(frames)
+
+    def finish(self) -> None:
+        """Complete the temporary file and check it (raises GnervError); then it can be renamed."""
+        if self.n_written != self.n_frames:
+            raise GnervError(
+                f"{self.path}: got {self.n_written} of the announced {self.n_frames} frames; "
+                "nothing was written"
+            )
+        self._finish()
+
+    def abort(self) -> None:
+        """Release the file or process (a no-op after finish)."""
+
+    def _put(self, frames: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        raise NotImplementedError
+
+
+class _NpyWriter(VideoWriter):
+    """The .npy header for the final shape (as np.save writes it), then the raw bytes."""
+
+    def __init__(self, path: Path, tmp: Path, height: int, width: int, n_frames: int) -> None:
+        super().__init__(path, tmp, height, width, n_frames)
+        header = {"descr": "|u1", "fortran_order": False, "shape": (n_frames, height, width, 3)}
+        self._file: IO[bytes] | None = None
         try:
-            gen, meta = _open(tmp, [])
+            self._file = open(tmp, "wb")
+            np.lib.format.write_array_header_1_0(self._file, header)
+        except OSError as err:
+            self.abort()
+            raise _os_error(path, err) from None
+
+    def _put(self, frames: np.ndarray) -> None:
+        assert self._file is not None
+        try:
+            self._file.write(memoryview(frames).cast("B"))
+        except OSError as err:
+            raise _os_error(self.path, err) from None
+
+    def _finish(self) -> None:
+        assert self._file is not None
+        try:
+            self._file.close()
+        except OSError as err:
+            raise _os_error(self.path, err) from None
+        finally:
+            self._file = None
+
+    def abort(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+
+class _FfmpegWriter(VideoWriter):
+    """ffmpeg (imageio-ffmpeg's binary) reading raw RGB frames on its stdin.
+
+    The command is the one ``imageio_ffmpeg.write_frames`` builds (quality=None,
+    macro_block_size=1), run here so that its exit status and messages can be checked.
+    """
+
+    def __init__(
+        self, path: Path, tmp: Path, height: int, width: int, n_frames: int, fps: float
+    ) -> None:
+        super().__init__(path, tmp, height, width, n_frames)
+        if path.suffix.lower() == ".mp4":
+            codec = "libx264"
+            pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+            params = ["-crf", str(MP4_CRF), "-preset", MP4_PRESET, "-movflags", "+faststart"]
+        else:
+            codec, pix_fmt = "libx264rgb", "rgb24"
+            params = ["-qp", "0", "-preset", MP4_PRESET]
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-f", "rawvideo",
+            "-vcodec", "rawvideo",
+            "-s", f"{width}x{height}",
+            "-pix_fmt", "rgb24",
+            "-r", str(Fraction(fps).limit_denominator()),
+            "-i", "-",
+            "-an",
+            "-vcodec", codec,
+            "-pix_fmt", pix_fmt,
+            "-v", "error",
+            *params,
+            str(tmp),
+        ]  # fmt: skip
+        self._stderr: deque[str] = deque(maxlen=_STDERR_LINES)
+        self._proc: subprocess.Popen[bytes] | None = None
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        except OSError as err:
+            raise GnervError(
+                f"{path}: cannot start ffmpeg ({err}); reinstall imageio-ffmpeg"
+            ) from None
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        assert self._proc is not None and self._proc.stderr is not None
+        for raw in self._proc.stderr:
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+
+    def _put(self, frames: np.ndarray) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            for frame in frames:
+                self._proc.stdin.write(memoryview(frame).cast("B"))
+        except OSError:  # ffmpeg is gone (broken pipe): say why it stopped
+            raise self._failure() from None
+
+    def _wait(self) -> int:
+        assert self._proc is not None
+        rc = self._proc.wait()
+        self._reader.join()
+        return rc
+
+    def _failure(self) -> GnervError:
+        """ffmpeg stopped early or exited non-zero: the error naming the cause."""
+        assert self._proc is not None
+        with contextlib.suppress(OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        rc = self._wait()
+        text = "\n".join(self._stderr).lower()
+        if rc == -signal.SIGXFSZ:  # killed for passing the file-size limit
+            text += "\nfile too large"
+        for _, message, why in _WRITE_FAILURES:
+            if message in text:
+                return GnervError(f"{self.path}: cannot write it: {why}")
+        last = [ln.strip() for ln in self._stderr if ln.strip()]
+        detail = f"exit status {rc}" + (f": {last[-1]}" if last else "")
+        return GnervError(
+            f"{self.path}: ffmpeg failed ({detail}); check free disk space and the frames"
+        )
+
+    def _finish(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.close()
+        except OSError:
+            raise self._failure() from None
+        if self._wait() != 0:
+            raise self._failure()
+        self._proc = None
+        self._check_output()
+
+    def _check_output(self) -> None:
+        """The file opens as a video of the right size and holds every frame."""
+        try:
+            gen, meta = _open(self.tmp, [])
             gen.close()
         except GnervError:
             meta = None
-        if meta is None or tuple(meta["size"]) != (w, h):
-            raise GnervError(f"{path}: ffmpeg did not produce a readable video; see its messages")
+        if meta is None or tuple(meta["size"]) != (self.width, self.height):
+            raise GnervError(
+                f"{self.path}: ffmpeg did not produce a readable video; see its messages"
+            )
+        count = _count_packets(self.tmp)
+        if count != self.n_frames:
+            raise GnervError(
+                f"{self.path}: ffmpeg wrote {count or 'not all'} of {self.n_frames} frames; "
+                "check free disk space and write again"
+            )
+
+    def abort(self) -> None:
+        if self._proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._wait()
+        self._proc = None
+
+
+def _count_packets(path: Path) -> int | None:
+    """Video frames in `path`, counted by ffmpeg without decoding them (None if it cannot)."""
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)]
+    cmd += ["-map", "0:v:0", "-c", "copy", "-f", "null", "-"]
+    try:
+        run = subprocess.run(cmd, capture_output=True, check=False)
+    except OSError:
+        return None
+    found = re.findall(rb"frame=\s*(\d+)", run.stderr)
+    return int(found[-1]) if run.returncode == 0 and found else None
+
+
+@contextlib.contextmanager
+def open_video_writer(
+    path: str | os.PathLike, fps: float, height: int, width: int, n_frames: int
+) -> Iterator[VideoWriter]:
+    """Write `n_frames` frames of `height` x `width` to `path` by suffix, batch by batch.
+
+    ``with open_video_writer(path, fps, h, w, n) as out: out.write(batch)`` for uint8 batches
+    (B, H, W, 3). Formats as :func:`write_video`. The frames go to a temporary file beside
+    `path`, renamed onto it only once all `n_frames` were written and checked (ffmpeg's exit
+    status, the frame count); a failure (a full disk, an exception in the block) removes it and
+    raises GnervError naming the file.
+    """
+    path = Path(path)
+    suffix = _check_suffix(path)
+    if suffix != ".npy":
+        fps = _check_fps(path, fps)
+    for what, value in (("height", height), ("width", width), ("frame count", n_frames)):
+        if int(value) != value or value < 1:
+            raise GnervError(f"{path}: bad {what} {value}; it must be a whole number >= 1")
+    height, width, n_frames = int(height), int(width), int(n_frames)
+    with atomic_output(path) as tmp:
+        writer: VideoWriter
+        if suffix == ".npy":
+            writer = _NpyWriter(path, tmp, height, width, n_frames)
+        else:
+            writer = _FfmpegWriter(path, tmp, height, width, n_frames, fps)
+        try:
+            yield writer
+            writer.finish()
+        finally:
+            writer.abort()
+
+
+def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float) -> None:
+    """Write frames by suffix: .npy (uint8 array), .mp4 (H.264, playable), .mkv (lossless RGB).
+
+    The .mp4 is yuv420p when H and W are even, else yuv444p (no crop or pad). The .mkv is
+    libx264rgb at -qp 0 and reads back bit-exactly. The file appears only when complete; see
+    :func:`open_video_writer` to write frames as they come.
+    """
+    path = Path(path)
+    _check_suffix(path)
+    frames = _check_frames(frames, str(path))
+    n, h, w, _ = frames.shape
+    with open_video_writer(path, fps, h, w, n) as out:
+        out.write(frames)

@@ -425,3 +425,14 @@ def test_layout_is_recorded_and_format_1_reads_as_wide(data: bytes) -> None:
     assert old.model_config == new.model_config and old.model_config.layout == "wide"
     assert [r.blob for r in old.records] == [r.blob for r in new.records]
     refused(join(header, body, version=3), "newer gnerv (format 3); upgrade gnerv")
+
+
+def test_each_format_has_its_own_model_keys(data: bytes) -> None:
+    """Format 2 requires model.layout; format 1 never had it (and reads as "wide")."""
+    _, header, body = split(data)
+    without = {**header, "model": {k: v for k, v in header["model"].items() if k != "layout"}}
+    refused(join(without, body, version=2), "missing keys ['layout']")
+    refused(join(header, body, version=1), "unknown keys ['layout']")
+    f = bs.unpack(join(without, body, version=1), "v1.gnerv")
+    assert f.model_config.layout == "wide" and f.version == 1
+    assert bs.file_info(f)["format"] == 1

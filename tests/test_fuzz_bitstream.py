@@ -54,8 +54,9 @@ def _alarm(_signum, _frame):
     raise Hang
 
 
-def small_file() -> bytes:
-    """A real layer with trained-looking (Laplacian) weights: ANS, raw and const blobs."""
+def small_file(scheme: str = bs.QUANT_SCHEME) -> bytes:
+    """A real layer with trained-looking (Laplacian) weights: ANS, raw and const blobs (and
+    Laplace-model blobs and step-code records in the symmetric scheme)."""
     with torch.device("meta"):
         model = GNeRV(GNeRVConfig(36, 64, c0=16, min_channels=8))
     rng = np.random.default_rng(0)
@@ -65,7 +66,7 @@ def small_file() -> bytes:
     sd["head.bias"] = torch.zeros(3)  # a constant tensor
     model.load_state_dict(sd, assign=True)
     video = bs.video_facts(8, 36, 64, 25.0)
-    return bs.compress_model(model, 8, video, bs.base_stage("ab" * 32))
+    return bs.compress_model(model, 8, video, bs.base_stage("ab" * 32), scheme=scheme)
 
 
 def split(data: bytes) -> tuple[dict, bytes]:
@@ -211,8 +212,13 @@ def attempt(data: bytes, render_frame: bool = True) -> bool:
         return False
 
 
-def run(mutator: Callable[[random.Random, bytes], bytes], n: int, seed: int) -> dict:
-    data = small_file()
+def run(
+    mutator: Callable[[random.Random, bytes], bytes],
+    n: int,
+    seed: int,
+    scheme: str = bs.QUANT_SCHEME,
+) -> dict:
+    data = small_file(scheme)
     assert attempt(data)
     rng = random.Random(seed)
     old = signal.signal(signal.SIGALRM, _alarm)
@@ -257,3 +263,16 @@ def test_body_mutations_with_a_valid_checksum() -> None:
     stats = run(mutate_body, N_BODY, SEED + 2)
     assert stats["refused"] > 0, stats
     assert stats["ok"] > 0, stats  # some payload changes decode to other (valid) weights
+
+
+def test_symmetric_scheme_mutations_with_a_valid_checksum() -> None:
+    """The symmetric scheme's records (ranges_bytes, unit, step codes, Laplace blobs)."""
+    scheme = "uniform-symmetric-per-channel"
+    data = small_file(scheme)
+    header, _ = split(data)
+    assert header["quantization"]["scheme"] == scheme
+    assert {"laplace"} <= {r.mode for r in bs.unpack(data).records}
+    stats = run(mutate_header, N_HEADER // 2, SEED + 3, scheme)
+    assert stats["refused"] > 0.8 * (N_HEADER // 2), stats
+    stats = run(mutate_body, N_BODY, SEED + 4, scheme)
+    assert stats["refused"] > 0 and stats["ok"] > 0, stats

@@ -56,6 +56,7 @@ def test_golden_file_info_figures(name: str) -> None:
     want = golden["info"]
     info = file_info(read_gnerv(EXPECTED / golden["file"], decode=False))
     assert info["params"] == want["params"] and info["bits"] == want["bits"]
+    assert info["format"] == golden["format"]  # the file's own version, not the writer's
     assert info["sizes"] == want["sizes"]
     keys = ("name", "mode", "minmax_bytes", "table_bytes", "payload_bytes")
     assert [{k: t[k] for k in keys} for t in info["tensors"]] == want["tensors"]

@@ -12,7 +12,16 @@ from gnerv import results as layout
 from gnerv.errors import GnervError
 from gnerv.params import load_params
 from gnerv.results import RUN_RECORD_NAME
-from gnerv.tracking import PipelineFiles, public_uri, track_pipeline
+from gnerv.tracking import (
+    STAGE_RUN_FILE,
+    FitTracker,
+    PipelineFiles,
+    public_uri,
+    relocate_artifacts,
+    repository_root,
+    resolve_uri,
+    track_pipeline,
+)
 
 pytest.importorskip("mlflow")
 
@@ -178,24 +187,49 @@ def test_track_pipeline_logs_parent_and_nested_stage_runs(tmp_path: Path, store:
         assert child.data.metrics["bpp"] == pytest.approx(POINTS[j - 1]["bpp"])
         assert child.data.metrics["params"] == POINTS[j - 1]["params"]
 
-    # a second pipeline run of the same video is a second parent run
-    second = track_pipeline(
-        VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test", tracking_uri=store
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on runs
+
+    # tracking the same finished pipeline again updates its runs: no new run, no second point
+    assert (
+        track_pipeline(VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test", tracking_uri=store)
+        == run_id
     )
-    parents = client.search_runs(
-        [experiment.experiment_id], filter_string=f"attributes.run_name = '{VIDEO}'"
-    )
-    assert {r.info.run_id for r in parents} == {run_id, second}
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 + len(EPOCHS)
+    assert len(client.get_metric_history(run_id, "psnr")) == len(POINTS)
+    for child in children:
+        j = int(child.data.tags["stage"])
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == EPOCHS[j - 1]
+    # other parameter values are another pipeline: a new parent run, the stage runs move to it
+    changed = {**PARAMS, "quant": {"bits": 6}}
+    second = track_pipeline(VIDEO, pipeline_files(), changed, "gnerv-test", tracking_uri=store)
+    assert second != run_id
+    moved = json.loads((results / RUN_RECORD_NAME).read_text())["stage_run_ids"]
+    assert moved == record["stage_run_ids"]
+    for stage_run in moved.values():
+        assert client.get_run(stage_run).data.tags["mlflow.parentRunId"] == second
 
 
-def test_default_uri_is_sqlite_in_the_working_directory(
+def test_default_uri_is_sqlite_in_the_repository_root(
     tmp_path: Path, store: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     results = fake_results(tmp_path)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+    (tmp_path / ".dvc").mkdir()
+    (tmp_path / "sub").mkdir()
+    assert repository_root(tmp_path / "sub") == tmp_path  # the nearest folder up with .dvc/
     track_pipeline(VIDEO, pipeline_files(), PARAMS, experiment="gnerv-test")
     assert (tmp_path / "mlflow.db").is_file()
+    # under `dvc exp run --temp` DVC_ROOT names the original repository: the store is there
+    temp = tmp_path / ".dvc" / "tmp" / "exps" / "tmp123"
+    (temp / ".dvc").mkdir(parents=True)
+    monkeypatch.chdir(temp)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert resolve_uri() == f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_ROOT")
     assert json.loads((results / RUN_RECORD_NAME).read_text())["tracking_uri"] == (
-        "sqlite:///mlflow.db"
+        f"sqlite:///{tmp_path}/mlflow.db"
     )
     other = tmp_path / "elsewhere.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
@@ -233,3 +267,64 @@ def test_public_uri_drops_credentials() -> None:
         "https://mlflow.example.org:5000/x"
     )
     assert public_uri("sqlite:///mlflow.db") == "sqlite:///mlflow.db"
+
+
+def test_tracked_fit_is_the_stage_run_that_track_completes(tmp_path: Path, store: str) -> None:
+    """A fit logs live into its stage run (FitTracker); `track` completes that run, under the
+    pipeline run the fit opened, instead of making new ones."""
+    from mlflow.tracking import MlflowClient
+
+    results = fake_results(tmp_path)
+    stage_dir = results / "stage1"
+    fit = json.loads((stage_dir / "fit.json").read_text())
+    tracker = FitTracker(VIDEO, 1, PARAMS, stage_dir, tracking_uri=store)
+    for record in fit["history"][:2]:  # killed after two epochs
+        tracker.epoch(record["epoch"], record)
+    tracker.fail("KILLED")
+    first = json.loads((stage_dir / STAGE_RUN_FILE).read_text())
+    client = MlflowClient(tracking_uri=store)
+    assert client.get_run(first["run_id"]).info.status == "KILLED"
+    assert client.get_run(first["parent_run_id"]).info.status == "RUNNING"
+
+    resumed = FitTracker(VIDEO, 1, PARAMS, stage_dir, tracking_uri=store)
+    for record in fit["history"][2:]:  # --auto-resume continues at epoch 3: the same run
+        resumed.epoch(record["epoch"], record)
+    resumed.finish(fit)
+    assert json.loads((stage_dir / STAGE_RUN_FILE).read_text())["run_id"] == first["run_id"]
+    run = client.get_run(first["run_id"])
+    assert run.info.status == "FINISHED" and run.data.metrics["fit.psnr"] == fit["psnr"]
+    steps = [m.step for m in client.get_metric_history(first["run_id"], "loss")]
+    assert sorted(steps) == list(range(1, EPOCHS[0] + 1))
+    end_time = run.info.end_time
+
+    parent = track_pipeline(VIDEO, pipeline_files(), PARAMS, "gnerv-test", tracking_uri=store)
+    assert parent == first["parent_run_id"]
+    record = json.loads((results / RUN_RECORD_NAME).read_text())
+    assert record["stage_run_ids"]["stage1"] == first["run_id"]
+    after = client.get_run(first["run_id"])
+    assert after.info.end_time == end_time  # the run's duration stays the fit's
+    assert len(client.get_metric_history(first["run_id"], "loss")) == EPOCHS[0]
+    assert after.data.metrics["stage_bytes"] == STAGE_BYTES[0]
+    assert client.get_run(parent).info.status == "FINISHED"
+
+    # a fresh fit (epoch 1 again: other settings) is a new run
+    restarted = FitTracker(VIDEO, 1, PARAMS, stage_dir, tracking_uri=store)
+    restarted.epoch(1, fit["history"][0])
+    restarted.finish(fit)
+    assert json.loads((stage_dir / STAGE_RUN_FILE).read_text())["run_id"] != first["run_id"]
+
+
+def test_copied_store_writes_its_own_artifacts(tmp_path: Path, store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    fake_results(tmp_path)
+    track_pipeline(VIDEO, pipeline_files(), PARAMS, "gnerv-test", tracking_uri=store)
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "mlflow.db").write_bytes((tmp_path / "mlflow.db").read_bytes())
+    relocate_artifacts(copy / "mlflow.db")
+    client = MlflowClient(tracking_uri=f"sqlite:///{copy}/mlflow.db")
+    experiment = client.get_experiment_by_name("gnerv-test")
+    assert experiment.artifact_location == (copy / "mlartifacts").as_uri()
+    for run in client.search_runs([experiment.experiment_id]):
+        assert run.info.artifact_uri.startswith((copy / "mlartifacts").as_uri())

@@ -23,6 +23,7 @@ OS_ERROR_FIXES = {
     errno.EROFS: "the file system is read-only: write somewhere else",
     errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
     errno.EISDIR: "is a folder: give a file name",
+    errno.EEXIST: "exists and is not a folder: fix the path",
     errno.ENOSPC: "no space left on the device: free some space or write elsewhere",
     errno.EDQUOT: "disk quota exceeded: free some space or write elsewhere",
     errno.EFBIG: "file too large for this file system or its limits: write elsewhere",

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import math
+from dataclasses import replace
 
+from gnerv.atomic import check_writable
+from gnerv.bitstream import DEFAULT_LIMITS, LIMIT_FLAGS, SIZE_LIMITS, DecodeLimits, parse_size
 from gnerv.cli.common import (
     DEFAULT_SIZE,
     add_bits_arg,
     add_extract_args,
     add_model_args,
     add_params_args,
+    add_rate_args,
     add_render_args,
     add_train_args,
     check_suffix,
+    compress_config,
     frame_indices,
     model_config,
     parse_list,
@@ -22,6 +28,7 @@ from gnerv.cli.common import (
     resume_mode,
     train_config,
 )
+from gnerv.errors import GnervError
 from gnerv.progressive import DEFAULT_RESIDUAL_SCALE
 from gnerv.quantize import DEFAULT_BITS
 
@@ -29,16 +36,33 @@ GNERV_SUFFIX = (".gnerv",)
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    from gnerv.encode import compress_checkpoint
+    from gnerv.encode import compress_checkpoint, default_finetune_dir, prepare_model
+    from gnerv.train import TrainConfig
     from gnerv.video import load_frames
 
     check_suffix(args.output, GNERV_SUFFIX)
-    bits = resolve_settings(args, "compress").get("bits", DEFAULT_BITS)
+    cfg = compress_config(resolve_settings(args, "compress"))
+    cfg.validate()
+    if cfg.needs_frames and not args.frames_file:
+        raise GnervError("--qat-epochs and --bits auto need --frames-file (the fitted frames)")
     frames = load_frames(args.frames_file)[0] if args.frames_file else None
-    fig = compress_checkpoint(
-        args.model_dir, args.output, bits, frames, device=args.device, batch_size=args.batch
+    model_dir, bits, extra = prepare_model(
+        args.model_dir,
+        frames,
+        cfg,
+        args.finetune_dir or default_finetune_dir(args.output),
+        TrainConfig(device=args.device),
     )
-    print_figures(fig)
+    fig = compress_checkpoint(
+        model_dir,
+        args.output,
+        bits,
+        frames,
+        device=args.device,
+        batch_size=args.batch,
+        scheme=cfg.scheme,
+    )
+    print_figures({**fig, **extra})
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
@@ -48,8 +72,11 @@ def cmd_encode(args: argparse.Namespace) -> None:
     if args.stages != 1 or args.respective:
         return cmd_encode_layers(args)
     check_suffix(args.output, GNERV_SUFFIX)
+    workdir = args.workdir or default_workdir(args.output)
+    check_writable(args.output)
+    check_writable(workdir, folder=True)
     settings = resolve_settings(args, "fit")
-    bits = settings.get("bits", DEFAULT_BITS)
+    compress_config(settings).validate()  # before the video is read
     frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
     n, h, w, _ = frames.shape
     model_cfg = model_config(settings, h, w, residual=False, n_frames=n)
@@ -60,10 +87,10 @@ def cmd_encode(args: argparse.Namespace) -> None:
         model_cfg,
         train_config(settings, args, residual=False),
         args.output,
-        bits=bits,
-        workdir=args.workdir or default_workdir(args.output),
+        workdir=workdir,
         resume=resume_mode(args),
         progress=not args.quiet,
+        compress=compress_config(settings),
     )
     print(
         f"fit: PSNR {fig['fit_psnr']:.2f} dB after {fig['epochs']} epochs "
@@ -77,6 +104,7 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
     from gnerv.model import parse_param_count
     from gnerv.progressive import encode_progressive, encode_respective, stage_specs
 
+    check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
     sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
     specs = stage_specs(
@@ -110,24 +138,38 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         print_figures(fig)
 
 
+def decode_limits(args: argparse.Namespace) -> DecodeLimits:
+    """The decode limits: the defaults, raised by the --max-* flags given."""
+    given = {name: getattr(args, name) for name in LIMIT_FLAGS if getattr(args, name) is not None}
+    return replace(DEFAULT_LIMITS, **given)
+
+
 def cmd_decode(args: argparse.Namespace) -> None:
-    from gnerv.decode import decode_layers, load_layers
-    from gnerv.video import WRITE_SUFFIXES, write_video
+    from gnerv.bitstream import check_decode_cost, read_gnerv
+    from gnerv.decode import check_chain, iter_decoded
+    from gnerv.video import WRITE_SUFFIXES, open_video_writer
 
     check_suffix(args.output, WRITE_SUFFIXES)
-    files = load_layers(args.files)
+    files = [read_gnerv(path, limits=decode_limits(args)) for path in args.files]
+    check_chain(files)
+    for f in files:  # before the output is opened (the decoder checks again)
+        check_decode_cost(f, args.batch)
     indices = frame_indices(args.frames, files[0].n_frames, files[0].name)
-    frames = decode_layers(files, indices, args.device, args.batch)
-    write_video(args.output, frames, files[0].fps)
-    print(f"{args.output}: {len(frames)} frames from {len(files)} layer(s)")
+    cfg = files[0].model_config
+    # Batch by batch: memory stays flat in the number of frames.
+    with open_video_writer(args.output, files[0].fps, cfg.height, cfg.width, len(indices)) as out:
+        for frames in iter_decoded(files, indices, args.device, args.batch):
+            out.write(frames)
+    print(f"{args.output}: {len(indices)} frames from {len(files)} layer(s)")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
     import json
 
     from gnerv.bitstream import file_info, read_gnerv
+    from gnerv.decode import DEFAULT_BATCH
 
-    info = file_info(read_gnerv(args.file, decode=False))
+    info = file_info(read_gnerv(args.file, decode=False), DEFAULT_BATCH)
     if args.json:
         print(json.dumps(info, indent=2))
         return
@@ -153,6 +195,12 @@ def cmd_info(args: argparse.Namespace) -> None:
         f"(min/max {sz['minmax']}, entropy {sz['entropy_tables']}) + payload {sz['payload']}; "
         f"{info['bpp']:.4f} bpp at {info['bits']} bits"
     )
+    c = info["decode_cost"]
+    print(
+        f"  decode: {c['total_macs'] / 1e12:.4g} TMACs for all frames, estimated peak memory "
+        f"{c['peak_memory'] / 2**30:.3g} GiB at batch {c['batch']}, output "
+        f"{c['output_bytes'] / 2**30:.3g} GiB (frames x H x W x 3)"
+    )
     width = max(len(t["name"]) for t in info["tensors"])
     print(f"  {'tensor':<{width}}  {'shape':<16} bits mode  {'bytes':>8} {'payload':>8}")
     for t in info["tensors"]:
@@ -163,15 +211,72 @@ def cmd_info(args: argparse.Namespace) -> None:
         )
 
 
+def size_arg(text: str) -> int:
+    """--max-memory / --max-output: 4G, 500M, 1.5T or bytes."""
+    try:
+        return parse_size(text)
+    except GnervError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
+def number_arg(text: str) -> float:
+    """A positive number: 2e12, 64, 0.5."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number like 2e12")
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+# What each --max-* flag bounds (its default is DEFAULT_LIMITS').
+LIMIT_HELP = {
+    "max_params": "parameters of a layer's model",
+    "max_macs_per_frame": "MACs to render one frame (per frame, not in total)",
+    "max_memory": "estimated peak memory (weights and activations) at --batch",
+    "max_output_bytes": "decoded video size, frames x H x W x 3 bytes",
+    "max_params_per_byte": "parameters per byte of the file",
+    "max_frames_per_byte": "frames per byte of the file",
+    "max_pixels_per_byte": "pixels of one frame (H x W) per byte of the file",
+    "max_macs_per_byte": "MACs of decoding all frames per byte of the file",
+}
+
+
+def add_limit_args(p: argparse.ArgumentParser) -> None:
+    """The --max-* flags that raise the decode limits, for a trusted file beyond them."""
+    g = p.add_argument_group(
+        "decode limits",
+        "a .gnerv file is untrusted: decoding refuses one beyond these before any work; "
+        "raise a limit only for a file you trust (docs/bitstream.md, Decode limits)",
+    )
+    for name, flag in LIMIT_FLAGS.items():
+        default = getattr(DEFAULT_LIMITS, name)
+        if name in SIZE_LIMITS:
+            kind, metavar, shown = size_arg, "SIZE", f"{default >> 30}G"
+        else:
+            kind, metavar, shown = number_arg, "N", f"{default:g}".replace("e+", "e")
+        help_text = f"{LIMIT_HELP[name]} (default {shown})"
+        g.add_argument(flag, dest=name, type=kind, metavar=metavar, help=help_text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compress", help="quantize + entropy code a fitted model into a .gnerv")
     p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `gnerv fit`")
     p.add_argument("-o", "--output", required=True, metavar="FILE.gnerv", help="file to write")
     add_bits_arg(p)
+    add_rate_args(p)
     p.add_argument(
         "--frames-file",
         metavar="FRAMES",
-        help="the frames the model was fitted to (.npy): prints PSNR before/after quantization",
+        help="the frames the model was fitted to (.npy): prints PSNR before/after quantization; "
+        "needed by --qat-epochs and --bits auto",
+    )
+    p.add_argument(
+        "--finetune-dir",
+        metavar="DIR",
+        help="the fine-tune's state, kept for resuming (default: <stem>.finetune beside the "
+        "output)",
     )
     add_params_args(p, "compress")
     add_render_args(p)
@@ -202,6 +307,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instead: separate models sized like the progressive prefixes (paper Table 3)",
     )
     add_bits_arg(p)
+    add_rate_args(p)
     p.add_argument(
         "--workdir",
         metavar="DIR",
@@ -217,6 +323,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="out.mp4 | out.mkv (lossless) | out.npy")
     p.add_argument("--frames", metavar="A:B", help="decode only these frames (half-open)")
     add_render_args(p)
+    add_limit_args(p)
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="what a .gnerv holds: video, stage, model, sizes, bpp")

@@ -16,10 +16,11 @@ from typing import Any
 
 from gnerv.decode import DEFAULT_BATCH
 from gnerv.device import DEFAULT_DEVICE
+from gnerv.encode import CompressConfig
 from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig
 from gnerv.progressive import RESIDUAL_ALPHA, RESIDUAL_LR
-from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS
+from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS, SCHEME_ALIASES, SCHEMES
 from gnerv.train import TrainConfig
 
 SUPPRESS = argparse.SUPPRESS
@@ -63,7 +64,9 @@ TRAIN_DEFAULTS = _defaults(TrainConfig)
 MODEL_FIELDS = tuple(name for name in MODEL_HELP if name in MODEL_DEFAULTS)
 TRAIN_FIELDS = tuple(field for _, field, _ in TRAIN_OPTIONS) + ("device",)
 # Every setting a --params file may give (under the package's names).
-SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, "size", "c0", "bits", "residual_scale"}
+# CompressConfig's fields (compress / encode: the quantization scheme, bits, fine-tune, pruning)
+COMPRESS_FIELDS = tuple(f.name for f in dataclasses.fields(CompressConfig))
+SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "residual_scale"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -147,8 +150,11 @@ def add_render_args(p: argparse.ArgumentParser, batch: bool = True) -> None:
     )
 
 
-def bits_type(text: str) -> int:
-    """--bits: an integer the quantizer and the format accept, checked before any work."""
+def bits_type(text: str) -> int | str:
+    """--bits: an integer the quantizer and the format accept (checked before any work), or
+    auto (a per-tensor allocation)."""
+    if text == "auto":
+        return text
     try:
         bits = int(text)
     except ValueError:
@@ -163,8 +169,59 @@ def add_bits_arg(p: argparse.ArgumentParser) -> None:
         "--bits",
         type=bits_type,
         default=SUPPRESS,
-        help=f"quantization bits ({MIN_BITS}..{MAX_BITS}, default {DEFAULT_BITS})",
+        help=f"quantization bits ({MIN_BITS}..{MAX_BITS}, default {DEFAULT_BITS}), or auto: "
+        "each tensor's bits chosen for --target-psnr-drop or --max-bytes (--scheme symmetric)",
     )
+
+
+def add_rate_args(p: argparse.ArgumentParser) -> None:
+    """How the fitted model is coded beyond --bits (defaults: the paper's 8-bit min/max)."""
+    d = CompressConfig()
+    g = p.add_argument_group("rate (beyond the paper: --scheme symmetric)")
+    g.add_argument(
+        "--scheme",
+        type=scheme_type,
+        default=SUPPRESS,
+        help="quantization scheme: minmax (the paper's, default) or symmetric (zero-centred "
+        "grid, compact ranges, parametric entropy model)",
+    )
+    g.add_argument(
+        "--target-psnr-drop",
+        type=float,
+        default=SUPPRESS,
+        help=f"--bits auto: dB below the float model (default {d.target_psnr_drop:g})",
+    )
+    g.add_argument(
+        "--max-bytes", type=int, default=SUPPRESS, help="--bits auto: a byte budget instead"
+    )
+    g.add_argument(
+        "--qat-epochs",
+        type=int,
+        default=SUPPRESS,
+        help=f"quantization-aware fine-tune epochs after fit (default {d.qat_epochs})",
+    )
+    g.add_argument(
+        "--qat-lr", type=float, default=SUPPRESS, help=f"its learning rate ({d.qat_lr:g})"
+    )
+    g.add_argument(
+        "--prune",
+        type=float,
+        default=SUPPRESS,
+        help="share of each convolution's weights set to zero before the fine-tune (0)",
+    )
+
+
+def scheme_type(text: str) -> str:
+    """--scheme: minmax | symmetric (or the scheme's full name)."""
+    scheme = SCHEME_ALIASES.get(text, text)
+    if scheme not in SCHEMES:
+        raise argparse.ArgumentTypeError(f"--scheme must be one of {', '.join(SCHEME_ALIASES)}")
+    return scheme
+
+
+def compress_config(settings: dict[str, Any]) -> CompressConfig:
+    """CompressConfig from resolved settings (flags over params.yaml's compress section)."""
+    return CompressConfig(**{k: settings[k] for k in COMPRESS_FIELDS if k in settings})
 
 
 def add_params_args(p: argparse.ArgumentParser, command: str) -> None:
@@ -260,6 +317,14 @@ def _coerce(name: str, value: Any) -> Any:
         return parse_factors(value)
     if name in ("size", "layout", "distortion", "device"):
         return str(value)
+    if name == "bits" and value == "auto":
+        return value
+    if name == "scheme":
+        return SCHEME_ALIASES.get(str(value), str(value))
+    if name in ("qat_epochs", "max_bytes"):
+        return None if value is None else int(value)
+    if name in ("qat_lr", "prune", "target_psnr_drop"):
+        return float(value)
     default = MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))
     try:
         if isinstance(default, bool):
@@ -293,7 +358,7 @@ def model_config(
 ) -> GNeRVConfig:
     """GNeRVConfig for n_frames frames of height x width: C0 from c0, else from size
     (DEFAULT_SIZE). Refused before any training when the .gnerv format could not hold it."""
-    from gnerv.bitstream import check_model_size
+    from gnerv.bitstream import check_encodable
     from gnerv.model import c0_for_size, parse_param_count
 
     common = {name: settings[name] for name in MODEL_FIELDS if name in settings}
@@ -304,9 +369,10 @@ def model_config(
         size = parse_param_count(settings.get("size", DEFAULT_SIZE))
         cfg = GNeRVConfig(c0=c0_for_size(size, **common), **common)
     try:
-        check_model_size(cfg, n_frames)
+        check_encodable(cfg, n_frames)
     except GnervError as e:
-        raise GnervError(f"{e}: a .gnerv file could not hold this model; ask for a smaller size")
+        raise GnervError(f"{e}; a .gnerv file could not hold this model or a decoder would refuse "
+                         "it: change its size") from None
     return cfg
 
 

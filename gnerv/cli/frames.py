@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
+from gnerv.atomic import check_writable
 from gnerv.cli.common import (
     add_extract_args,
     add_model_args,
@@ -37,6 +39,7 @@ def cmd_fit(args: argparse.Namespace) -> None:
     from gnerv.train import fit
     from gnerv.video import load_frames, video_fingerprint
 
+    check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
     residual = is_residual_file(args.frames_file)
     if residual:  # a stage j >= 2 target written by `gnerv residual`
@@ -49,21 +52,44 @@ def cmd_fit(args: argparse.Namespace) -> None:
     model_cfg = model_config(settings, h, w, residual=residual, n_frames=n)
     train_cfg = train_config(settings, args, residual=residual)
     print(describe(model_cfg))
-    result = fit(
-        target,
-        model_cfg,
-        train_cfg,
-        args.output,
-        resume=resume_mode(args),
-        target_scale=scale,
-        video_meta=meta,
-        progress=not args.quiet,
-    )
+    tracker = fit_tracker(args)
+    try:
+        result = fit(
+            target,
+            model_cfg,
+            train_cfg,
+            args.output,
+            resume=resume_mode(args),
+            target_scale=scale,
+            video_meta=meta,
+            progress=not args.quiet,
+            on_epoch=tracker.epoch if tracker else None,
+        )
+    except BaseException as e:
+        if tracker:
+            tracker.fail("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    if tracker:
+        from gnerv.atomic import read_json
+        from gnerv.train import SUMMARY_NAME
+
+        tracker.finish(read_json(Path(args.output) / SUMMARY_NAME, "a fit summary"))
     what = "PSNR of the layers so far plus this residual" if residual else "PSNR"
     print(
         f"{what} {result.psnr:.2f} dB after {result.epochs} epochs "
         f"({result.train_seconds:.0f} s of training) -> {args.output}"
     )
+
+
+def fit_tracker(args: argparse.Namespace) -> Any:
+    """The live MLflow run of `fit --track VIDEO` (gnerv.tracking.FitTracker), else None."""
+    if not args.track:
+        return None
+    from gnerv.params import load_params
+    from gnerv.tracking import FitTracker
+
+    params = load_params(args.params) if args.params else {}
+    return FitTracker(args.track, args.stage, params, args.output, args.experiment)
 
 
 def cmd_render(args: argparse.Namespace) -> None:
@@ -72,7 +98,7 @@ def cmd_render(args: argparse.Namespace) -> None:
     from gnerv.device import select_device
     from gnerv.model import for_inference, render, to_uint8
     from gnerv.train import CHECKPOINT_NAME, model_from_checkpoint
-    from gnerv.video import DEFAULT_FPS, WRITE_SUFFIXES, write_video
+    from gnerv.video import DEFAULT_FPS, WRITE_SUFFIXES, open_video_writer
 
     check_suffix(args.output, WRITE_SUFFIXES)
     ckpt_path = Path(args.model_dir) / CHECKPOINT_NAME
@@ -86,9 +112,14 @@ def cmd_render(args: argparse.Namespace) -> None:
     n = int(ckpt["settings"]["target_shape"][0])
     indices = frame_indices(args.frames, n, str(ckpt_path))
     for_inference(model, select_device(args.device))
-    frames = to_uint8(render(model, torch.tensor(indices), n, args.batch)).cpu().numpy()
-    write_video(args.output, frames, float(ckpt.get("video", {}).get("fps", DEFAULT_FPS)))
-    print(f"{args.output}: {len(frames)} frames")
+    fps = float(ckpt.get("video", {}).get("fps", DEFAULT_FPS))
+    h, w = model.cfg.height, model.cfg.width
+    # Batch by batch (the batches render() would use): memory stays flat in the frame count.
+    with open_video_writer(args.output, fps, h, w, len(indices)) as out:
+        for i in range(0, len(indices), args.batch):
+            batch = torch.tensor(indices[i : i + args.batch])
+            out.write(to_uint8(render(model, batch, n, args.batch)).cpu().numpy())
+    print(f"{args.output}: {len(indices)} frames")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -108,6 +139,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_params_args(p, "fit")
     add_model_args(p)
     add_train_args(p)
+    g = p.add_argument_group("live tracking (MLflow)")
+    g.add_argument(
+        "--track",
+        metavar="VIDEO",
+        help="log each epoch into an MLflow run of VIDEO's pipeline (stage --stage) while "
+        "training; the store is $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the "
+        "repository root",
+    )
+    g.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment, gnerv)")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("render", help="render a trained model to mp4, mkv (lossless) or npy")

@@ -1,0 +1,111 @@
+"""Quantization-aware fine-tuning and magnitude pruning of a fitted GNeRV (after ``gnerv fit``).
+
+A short run of :func:`gnerv.train.fit` that starts from the fitted weights and trains through the
+symmetric quantizer (:func:`gnerv.quantize.fake_quantize`, a straight-through estimator of the
+very rule the file is coded with), at a low learning rate with no warm-up, so that the weights
+settle where 6-, 5- or 4-bit rounding costs little. With ``prune`` the smallest-magnitude share
+of every convolution weight is set to zero first and kept there (masked in the forward pass, so
+Adam never moves it): the symmetric grid codes those zeros as its peak symbol. The run writes a
+checkpoint like ``fit`` (``gnerv compress`` reads it) and resumes like it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gnerv.errors import GnervError
+from gnerv.model import GNeRV
+from gnerv.quantize import DEFAULT_BITS, _check_bits, fake_quantize
+from gnerv.results import CHECKPOINT_NAME
+from gnerv.train import FitResult, TrainConfig, fit, model_from_checkpoint
+
+DEFAULT_QAT_EPOCHS = 0  # the paper fine-tunes nothing
+DEFAULT_QAT_LR = 5e-4  # a tenth of the demo's fit lr: the weights only settle onto the grid
+DEFAULT_PRUNE = 0.0  # the paper prunes nothing
+
+
+def prunable(name: str, t: torch.Tensor) -> bool:
+    """Convolution weights (4-d, not the global embedding) are what pruning thins out."""
+    return t.dim() == 4 and name.endswith(".weight")
+
+
+def pruning_masks(model: GNeRV, share: float) -> dict[str, torch.Tensor]:
+    """name -> 0/1 mask zeroing the ``share`` smallest-magnitude weights of each convolution
+    (ties broken by position, so the count is exact)."""
+    if not 0 <= share < 1:
+        raise GnervError(f"prune share {share} must be in [0, 1)")
+    masks = {}
+    for name, p in model.named_parameters():
+        if not prunable(name, p) or share == 0:
+            continue
+        flat = p.detach().abs().reshape(-1)
+        k = int(round(share * flat.numel()))
+        mask = torch.ones_like(flat)
+        mask[torch.argsort(flat, stable=True)[:k]] = 0
+        masks[name] = mask.reshape(p.shape)
+    return masks
+
+
+@dataclass
+class QuantizerInTheLoop:
+    """The forward pass's parameters: pruned (masks), then quantize-dequantized at ``bits``
+    (one depth, or one per tensor name) with a straight-through gradient."""
+
+    bits: int | dict[str, int]
+    masks: dict[str, torch.Tensor]
+    prune: float
+
+    def bits_of(self, name: str) -> int:
+        return self.bits[name] if isinstance(self.bits, dict) else self.bits
+
+    def settings(self) -> dict:
+        return {"quantizer": "symmetric-ste", "bits": self.bits, "prune": self.prune}
+
+    def __call__(self, model: GNeRV) -> dict[str, torch.Tensor]:
+        out = {}
+        for name, p in model.named_parameters():
+            mask = self.masks.get(name)
+            w = p * mask.to(p.device, p.dtype) if mask is not None else p
+            out[name] = fake_quantize(w, self.bits_of(name))
+        return out
+
+
+def finetune(
+    frames: np.ndarray,
+    model_dir: str | Path,
+    out_dir: str | Path,
+    cfg: TrainConfig,
+    bits: int | dict[str, int] = DEFAULT_BITS,
+    prune: float = DEFAULT_PRUNE,
+    resume: bool | str = False,
+    progress: bool = True,
+) -> FitResult:
+    """Fine-tune ``model_dir``'s fitted model for ``cfg.epochs`` with the quantizer in the loop
+    (after pruning ``prune`` of each convolution); writes ``out_dir``'s checkpoint and fit.json.
+
+    ``cfg`` is the fine-tune's own (epochs, lr; warm-up is usually 0). The weights saved are the
+    float ones (pruned weights exactly 0); ``gnerv compress --scheme symmetric`` codes them.
+    """
+    for b in bits.values() if isinstance(bits, dict) else [bits]:
+        _check_bits(b)
+    model, ckpt = model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)
+    masks = pruning_masks(model, prune)
+    init = {k: v * masks[k] if k in masks else v for k, v in model.state_dict().items()}
+    meta = ckpt.get("video") or None
+    target_scale = float(ckpt["settings"].get("target_scale", 1.0))
+    return fit(
+        frames,
+        model.cfg,
+        cfg,
+        out_dir,
+        resume=resume,
+        target_scale=target_scale,
+        video_meta=meta,
+        progress=progress,
+        init=init,
+        transform=QuantizerInTheLoop(bits, masks, prune),
+    )
