@@ -226,10 +226,4 @@ def decode_layers(
     models: Layers | None = None,
 ) -> np.ndarray:
     """Decoded frames: uint8 (N, H, W, 3), the layers' sum clipped and rounded at the end."""
-    cfg = files[0].model_config if files else None
-    out = None
-    for positions, acc in _batches(files, indices, device, batch_size, models):
-        if out is None:
-            out = np.empty((len(indices), cfg.height, cfg.width, 3), dtype=np.uint8)
-        out[positions.numpy()] = to_uint8(acc).cpu().numpy()
-    return out
+    return np.concatenate(list(iter_decoded(files, indices, device, batch_size, models)))
