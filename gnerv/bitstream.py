@@ -8,6 +8,7 @@ Layout (all integers little-endian; docs/bitstream.md has the full description):
     offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
     ...         body      for each tensor of the header's table, in order:
                               mins  float32[channels], maxs float32[channels],
+                              (symmetric scheme: a ranges record of ranges_bytes instead)
                               entropy blob (blob_bytes, gnerv.entropy framing)
     end - 4     u32       CRC-32 (zlib.crc32) of every byte before it
 
@@ -32,6 +33,7 @@ import os
 import re
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -70,7 +72,7 @@ from gnerv.quantize import (
 )
 
 MAGIC = b"GNRV"
-FORMAT_VERSION = 2  # 2 added model.layout; format 1 files (no layout) still read, as "wide"
+FORMAT_VERSION = 2  # 2 added model.layout and model.time_branch; format 1 reads as "wide", "ds"
 SUFFIX = ".gnerv"
 QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.quantize)
 _STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
@@ -98,9 +100,13 @@ _VIDEO_KEYS = {"fps", "height", "n_frames", "width"}
 _QUANT_KEYS = {"bits", "scheme"}
 _STAGE_KEYS = {"index", "parent_sha256", "residual_scale", "video_id"}
 _TENSOR_KEYS = {"bits", "blob_bytes", "name", "shape"}
-# The symmetric scheme (format 2) stores each tensor's ranges in a record of its own length.
+# The symmetric scheme (format 2) stores each tensor's ranges in a record of its own length, and
+# its table compactly: one list [bits, ranges_bytes, blob_bytes] per tensor, in the model's
+# order (names and shapes follow from the model config; the reader fills them in).
 _SYMMETRIC_TENSOR_KEYS = _TENSOR_KEYS | {"ranges_bytes"}
-# The model config as format 2 stores it; format 1 stored the same keys but "layout". Frozen here on
+_COMPACT_ENTRY = ("bits", "ranges_bytes", "blob_bytes")
+# The model config as format 2 stores it; format 1 stored the same keys but "layout" and
+# "time_branch". Frozen here on
 # purpose: a new GNeRVConfig field changes the format (tests/test_bitstream.py fails until this
 # set, the docs and maybe the version follow).
 _CONFIG_KEYS = {
@@ -113,6 +119,7 @@ _CONFIG_KEYS = {
     "pe_base",
     "pe_levels",
     "residual",
+    "time_branch",
     "upscale_factors",
     "width",
 }
@@ -298,7 +305,7 @@ def check_encodable(cfg: GNeRVConfig, n_frames: int) -> None:
 
 
 def _check_cost(
-    cfg: GNeRVConfig, n_frames: int, batch: int, size: int, limits: DecodeLimits, name: str
+    cfg: GNeRVConfig, n_frames: int, batch: int, size: int, limits: DecodeLimits, name: str | None
 ) -> None:
     cost = decode_cost(cfg, n_frames, batch)
     pixels = cfg.height * cfg.width
@@ -319,7 +326,8 @@ def _check_cost(
             flag = LIMIT_FLAGS[field_name]
             hint = " (or lower --batch)" if field_name == "max_memory" and cost["batch"] > 1 else ""
             raise GnervError(
-                f"{name}: {what} {text(value)} exceeds the decode limit {text(limit)}: "
+                f"{name + ': ' if name else ''}{what} {text(value)} exceeds the decode limit "
+                f"{text(limit)}: "
                 f"if you trust this file, raise it with {flag} {text(value)}{hint}"
             )
 
@@ -368,11 +376,13 @@ def _int_list(value: Any, what: str, max_len: int, lo: int, hi: int) -> list[int
 
 
 def _validate_config(d: Any, version: int = FORMAT_VERSION) -> GNeRVConfig:
-    if version == 1:  # format 1 had no layout key: every model had today's "wide"
-        d = {**_obj(d, "model", _CONFIG_KEYS - {"layout"}), "layout": "wide"}
+    if version == 1:  # format 1 had neither key: every model had today's "wide" and "ds"
+        old = _obj(d, "model", _CONFIG_KEYS - {"layout", "time_branch"})
+        d = {**old, "layout": "wide", "time_branch": "ds"}
     d = _obj(d, "model", _CONFIG_KEYS)
-    if not isinstance(d["layout"], str):  # GNeRVConfig checks it is one of the known layouts
-        raise GnervError("header field model.layout must be a string")
+    for key in ("layout", "time_branch"):  # GNeRVConfig checks they are known values
+        if not isinstance(d[key], str):
+            raise GnervError(f"header field model.{key} must be a string")
     _int(d["height"], "model.height", 1, MAX_SIDE)
     _int(d["width"], "model.width", 1, MAX_SIDE)
     _int(d["c0"], "model.c0", 1, MAX_PARAMS)
@@ -412,7 +422,9 @@ def _validate_stage(d: Any, cfg: GNeRVConfig) -> dict:
 
 
 def _validate_header(
-    header: Any, version: int = FORMAT_VERSION
+    header: Any,
+    version: int = FORMAT_VERSION,
+    check_cost: Callable[[GNeRVConfig, int], None] | None = None,
 ) -> tuple[dict, GNeRVConfig, int, list[dict], dict, str]:
     """Check a parsed header of format `version`; returns (video, config, bits, tensor table,
     stage, scheme)."""
@@ -430,8 +442,9 @@ def _validate_header(
     scheme = quant["scheme"]
     if scheme not in (SCHEMES if version >= 2 else (MINMAX_SCHEME,)):
         known = list(SCHEMES) if version >= 2 else [MINMAX_SCHEME]
-        raise GnervError(f"header field quantization.scheme of format {version} must be one "
-                         f"of {known}")
+        raise GnervError(
+            f"header field quantization.scheme of format {version} must be one of {known}"
+        )
     tensor_keys = _SYMMETRIC_TENSOR_KEYS if scheme == SYMMETRIC_SCHEME else _TENSOR_KEYS
     cfg = _validate_config(header["model"], version)
     if (cfg.height, cfg.width) != (height, width):
@@ -439,6 +452,8 @@ def _validate_header(
             f"model is for {cfg.height}x{cfg.width} frames but the video is {height}x{width}"
         )
     check_model_size(cfg, n_frames)
+    if check_cost is not None:  # before the tensor table is built: a bomb costs nothing more
+        check_cost(cfg, n_frames)
     stage = _validate_stage(header["stage"], cfg)
 
     table = header["tensors"]
@@ -446,6 +461,11 @@ def _validate_header(
     if not isinstance(table, list) or len(table) != len(expected):
         got = len(table) if isinstance(table, list) else type(table).__name__
         raise GnervError(f"tensor table must list the model's {len(expected)} tensors, got {got}")
+    if scheme == SYMMETRIC_SCHEME:
+        table = [
+            _expand_entry(e, i, name, shape)
+            for i, (e, (name, shape)) in enumerate(zip(table, expected, strict=True))
+        ]
     for i, (entry, (name, shape)) in enumerate(zip(table, expected, strict=True)):
         entry = _obj(entry, f"tensors[{i}]", tensor_keys)
         if entry["name"] != name:
@@ -462,6 +482,19 @@ def _validate_header(
             lo, hi = _ranges_bounds(num_channels(coding_shape(shape)))
             _int(entry["ranges_bytes"], f"tensors[{i}].ranges_bytes", lo, hi)
     return video, cfg, bits, table, stage, scheme
+
+
+def _expand_entry(entry: Any, i: int, name: str, shape: tuple[int, ...]) -> dict:
+    """A compact table entry [bits, ranges_bytes, blob_bytes] as the full one."""
+    if not isinstance(entry, list) or len(entry) != len(_COMPACT_ENTRY):
+        raise GnervError(
+            f"header field tensors[{i}] must be a list [bits, ranges_bytes, blob_bytes]"
+        )
+    return {"name": name, "shape": list(shape), **dict(zip(_COMPACT_ENTRY, entry, strict=True))}
+
+
+def _compact_entry(entry: dict) -> list[int]:
+    return [entry[k] for k in _COMPACT_ENTRY]
 
 
 def _ranges_bounds(channels: int) -> tuple[int, int]:
@@ -514,8 +547,15 @@ class TensorRecord:
         """Entropy-decode the symbols (raises GnervError on a corrupt blob)."""
         symbols = decode_symbols(self.blob, self.numel, 1 << self.bits)
         return QuantizedTensor(
-            self.name, coding_shape(self.shape), self.bits, symbols, self.mins, self.maxs,
-            self.scheme, self.unit, self.step_codes,
+            self.name,
+            coding_shape(self.shape),
+            self.bits,
+            symbols,
+            self.mins,
+            self.maxs,
+            self.scheme,
+            self.unit,
+            self.step_codes,
         )
 
 
@@ -608,7 +648,7 @@ def pack(
         "model": model_config.to_dict(),
         "quantization": {"bits": int(bits), "scheme": scheme},
         "stage": stage,
-        "tensors": table,
+        "tensors": [_compact_entry(e) for e in table] if scheme == SYMMETRIC_SCHEME else table,
     }
     _validate_header(header)
     try:
@@ -695,8 +735,12 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
                 raise GnervError(f"{name}: tensor {e['name']!r}: step codes: {err}")
             mins = maxs = np.zeros(0, dtype=np.float32)
             pos += e["ranges_bytes"]
-            extra = {"scheme": SYMMETRIC_SCHEME, "unit": unit, "step_codes": codes,
-                     "ranges_bytes": e["ranges_bytes"]}
+            extra = {
+                "scheme": SYMMETRIC_SCHEME,
+                "unit": unit,
+                "step_codes": codes,
+                "ranges_bytes": e["ranges_bytes"],
+            }
         else:
             mins = np.frombuffer(data, dtype="<f4", count=ch, offset=pos).astype(np.float32)
             maxs = np.frombuffer(data, dtype="<f4", count=ch, offset=pos + 4 * ch)
@@ -782,7 +826,9 @@ def unpack(
     if not canonical:
         raise GnervError(f"{name}: header is not in canonical form (sorted keys, no spaces)")
     try:
-        video, cfg, bits, table, stage, scheme = _validate_header(header, version)
+        video, cfg, bits, table, stage, scheme = _validate_header(
+            header, version, lambda cfg, n: _check_cost(cfg, n, 1, size, limits, None)
+        )
     except GnervError as e:
         raise GnervError(f"{name}: {e}")
     records = _split_body(data, start, table, name)
@@ -813,7 +859,6 @@ def unpack(
         limits=limits,
         version=version,
     )
-    check_decode_cost(f, 1)
     if decode:
         _ = f.tensors
     return f
