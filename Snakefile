@@ -10,6 +10,8 @@
 #
 # See docs/workflow.md.
 
+import subprocess
+
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
@@ -47,6 +49,8 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/track.smk"
+include: "workflow/rules/ablations_common.smk"
+include: "workflow/rules/ablations.smk"
 
 
 report: "workflow/report/workflow.rst"
@@ -60,9 +64,18 @@ wildcard_constraints:
 localrules:
     all,
     track,
+    ablations,
 
 
 rule all:
     input:
         final_targets(),
     default_target: True
+
+
+# One state for DVC and Snakemake: after a successful run, dvc.lock records the outputs (see
+# dvc_commit_command in workflow/rules/common.smk), so `dvc repro` reruns nothing.
+onsuccess:
+    if dvc_commit_command():
+        if subprocess.run(dvc_commit_command(), shell=True).returncode != 0:
+            print("dvc commit failed: run `dvc commit --force` after a full run of the pipeline")

@@ -175,6 +175,12 @@ def prepare_model(
         return Path(model_dir), int(cfg.bits), figures
     if frames is None:
         raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
+    if model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)[0].cfg.residual:
+        raise GnervError(
+            f"{model_dir} holds a residual stage: its fine-tune and --bits auto would need its "
+            "residual target; code it with a fixed --bits (fine-tuning residual stages is not "
+            "supported yet)"
+        )
     bits: int | dict[str, int]
     if cfg.bits == "auto":
         model, _ = model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)

@@ -24,6 +24,7 @@ are unsigned LEB128, at most 5 bytes, minimal length)::
                  counts): QuantizedLaplace(lo, lo + n - 1, mean, scale) over the symbols
                  themselves; lo <= mean <= lo + n - 1, scale in [2**-8, 2**16], both finite;
                  lo + n <= alphabet_size. Symbols outside the range cannot be coded.
+    GAUSSIAN (4): as LAPLACE with QuantizedGaussian(lo, lo + n - 1, mean, scale = std).
 
 Every blob is self-delimiting given ``count``, so blobs can be concatenated without framing; the
 decoder insists on the exact length. Corrupt input raises :class:`GnervError` (never another
@@ -46,12 +47,17 @@ MODE_CONST = 0
 MODE_RAW = 1
 MODE_ANS = 2
 MODE_LAPLACE = 3
-
-# MODE_LAPLACE's scale bounds, and the scales the encoder tries around the data's mean absolute
-# deviation (each 2**(1/4) apart; the shortest coding is kept).
-LAPLACE_MIN_SCALE = 2.0**-8
-LAPLACE_MAX_SCALE = 2.0**16
-_LAPLACE_TRIES = tuple(2.0 ** (k / 4) for k in range(-3, 4))
+MODE_GAUSSIAN = 4
+# The parametric modes: mode byte -> (name, constriction model class name).
+_PARAMETRIC = {
+    MODE_LAPLACE: ("laplace", "QuantizedLaplace"),
+    MODE_GAUSSIAN: ("gaussian", "QuantizedGaussian"),
+}
+# Their scale bounds, and the scales the encoder tries around the data's spread (mean absolute
+# deviation for Laplace, standard deviation for Gaussian; 2**(1/8) apart; the shortest wins).
+PARAMETRIC_MIN_SCALE = 2.0**-8
+PARAMETRIC_MAX_SCALE = 2.0**16
+_PARAMETRIC_TRIES = tuple(2.0 ** (k / 8) for k in range(-4, 5))
 
 MAX_ALPHABET = 1 << 16
 MAX_COUNT = 1 << 31
@@ -242,51 +248,55 @@ def _encode_ans(sym: np.ndarray, lo: int, counts: np.ndarray) -> bytes:
     return head + words.astype("<u4", copy=False).tobytes()
 
 
-def _laplace_model(lo: int, n: int, mean: float, scale: float) -> object:
-    return constriction.stream.model.QuantizedLaplace(lo, lo + n - 1, mean, scale)
+def _parametric_model(mode: int, lo: int, n: int, mean: float, scale: float) -> object:
+    cls = getattr(constriction.stream.model, _PARAMETRIC[mode][1])
+    return cls(lo, lo + n - 1, mean, scale)
 
 
-def _encode_laplace(sym: np.ndarray, lo: int, hi: int) -> bytes:
-    """The shortest LAPLACE blob over the scales tried around the mean absolute deviation
-    from the median (the mean; both float32)."""
+def _encode_parametric(sym: np.ndarray, lo: int, hi: int) -> bytes:
+    """The shortest LAPLACE / GAUSSIAN blob over the scales tried around the data's spread;
+    the mean is the median (both float32)."""
     mean = float(np.float32(np.median(sym)))
-    mad = float(np.abs(sym.astype(np.float64) - mean).mean())
+    dev = sym.astype(np.float64) - mean
+    spreads = {MODE_LAPLACE: float(np.abs(dev).mean()), MODE_GAUSSIAN: float(dev.std())}
     best = b""
-    for factor in _LAPLACE_TRIES:
-        scale = float(np.float32(min(max(mad * factor, LAPLACE_MIN_SCALE), LAPLACE_MAX_SCALE)))
-        coder = constriction.stream.stack.AnsCoder()
-        coder.encode_reverse(sym, _laplace_model(lo, hi - lo + 1, mean, scale))
-        words = coder.get_compressed()
-        blob = (bytes([MODE_LAPLACE]) + _varint(lo) + _varint(hi - lo + 1)
-                + struct.pack("<ff", mean, scale) + _varint(words.size)
-                + words.astype("<u4", copy=False).tobytes())
-        if not best or len(blob) < len(best):
-            best = blob
+    for mode, spread in spreads.items():
+        for factor in _PARAMETRIC_TRIES:
+            scale = min(max(spread * factor, PARAMETRIC_MIN_SCALE), PARAMETRIC_MAX_SCALE)
+            scale = float(np.float32(scale))
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(sym, _parametric_model(mode, lo, hi - lo + 1, mean, scale))
+            words = coder.get_compressed()
+            blob = (bytes([mode]) + _varint(lo) + _varint(hi - lo + 1)
+                    + struct.pack("<ff", mean, scale) + _varint(words.size)
+                    + words.astype("<u4", copy=False).tobytes())
+            if not best or len(blob) < len(best):
+                best = blob
     return best
 
 
-def _read_laplace_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
-    """lo, n, mean, scale of a LAPLACE blob, checked."""
+def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
+    """lo, n, mean, scale of a LAPLACE / GAUSSIAN blob, checked."""
     lo = r.varint("lowest symbol")
     n = r.varint("symbol range")
     if n < 2 or lo + n > alphabet_size:
         raise GnervError(f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
                          f"of size {alphabet_size}")
-    mean, scale = struct.unpack("<ff", r.take(8, "Laplace parameters"))
+    mean, scale = struct.unpack("<ff", r.take(8, "model parameters"))
     if not (math.isfinite(mean) and lo <= mean <= lo + n - 1):
-        raise GnervError(f"entropy blob: Laplace mean {mean!r} outside {lo}..{lo + n - 1}")
-    if not (math.isfinite(scale) and LAPLACE_MIN_SCALE <= scale <= LAPLACE_MAX_SCALE):
-        raise GnervError(f"entropy blob: Laplace scale {scale!r} outside "
-                         f"{LAPLACE_MIN_SCALE:g}..{LAPLACE_MAX_SCALE:g}")
+        raise GnervError(f"entropy blob: model mean {mean!r} outside {lo}..{lo + n - 1}")
+    if not (math.isfinite(scale) and PARAMETRIC_MIN_SCALE <= scale <= PARAMETRIC_MAX_SCALE):
+        raise GnervError(f"entropy blob: model scale {scale!r} outside "
+                         f"{PARAMETRIC_MIN_SCALE:g}..{PARAMETRIC_MAX_SCALE:g}")
     return lo, n, mean, scale
 
 
-def _decode_laplace(r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
-    lo, n, mean, scale = _read_laplace_head(r, alphabet_size)
+def _decode_parametric(mode: int, r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
+    lo, n, mean, scale = _read_parametric_head(r, alphabet_size)
     n_words = r.varint("payload length")
-    data = r.take(4 * n_words, "Laplace payload")
+    data = r.take(4 * n_words, "parametric payload")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    return _ans_decode(words, _laplace_model(lo, n, mean, scale), count)
+    return _ans_decode(words, _parametric_model(mode, lo, n, mean, scale), count)
 
 
 def _ans_decode(words: np.ndarray, model: object, count: int) -> np.ndarray:
@@ -310,8 +320,8 @@ def _ans_decode(words: np.ndarray, model: object, count: int) -> np.ndarray:
 def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = False) -> bytes:
     """Code integer symbols in ``[0, alphabet_size)`` as one self-contained blob.
 
-    The shortest of CONST / RAW / ANS (see the module docstring), and LAPLACE with
-    ``parametric``, is kept; the output is a deterministic function of the arguments.
+    The shortest of CONST / RAW / ANS (see the module docstring), and with ``parametric`` of
+    LAPLACE / GAUSSIAN too, is kept; the output is a deterministic function of the arguments.
     (The paper's min/max scheme codes without ``parametric``, as it always has.)
     """
     _check_alphabet(alphabet_size)
@@ -331,9 +341,9 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = F
     if table_len + ideal < raw_len:
         best = _encode_ans(sym, lo, counts)
     if parametric and 12 + ideal < min(raw_len, len(best) or raw_len):  # LAPLACE head ~12 B
-        laplace = _encode_laplace(sym, lo, hi)
-        if not best or len(laplace) < len(best):
-            best = laplace
+        parametric_blob = _encode_parametric(sym, lo, hi)
+        if not best or len(parametric_blob) < len(best):
+            best = parametric_blob
     if best and len(best) < raw_len:
         return best
     return bytes([MODE_RAW]) + _varint(lo) + bytes([width]) + _pack_bits(sym - lo, width)
@@ -376,8 +386,8 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
             raise GnervError("entropy blob: raw symbol outside alphabet")
     elif mode == MODE_ANS:
         out = _decode_ans(r, count, alphabet_size)
-    elif mode == MODE_LAPLACE:
-        out = _decode_laplace(r, count, alphabet_size)
+    elif mode in _PARAMETRIC:
+        out = _decode_parametric(mode, r, count, alphabet_size)
     else:
         raise GnervError(f"entropy blob: unknown mode byte {mode}")
     if r.remaining():
@@ -430,7 +440,7 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
 class BlobInfo:
     """What a blob is made of, for reports (``gnerv info``) and efficiency checks."""
 
-    mode: str  # empty | const | raw | ans | laplace
+    mode: str  # empty | const | raw | ans | laplace | gaussian
     table_bytes: int  # bytes that are not payload: mode byte, parameters, frequency table
     payload_bytes: int
 
@@ -465,12 +475,12 @@ def blob_info(blob: bytes, count: int) -> BlobInfo:
         r.varints(n, "frequency table")
         r.varint("payload length")
         return BlobInfo("ans", r.pos, len(blob) - r.pos)
-    if mode == MODE_LAPLACE:
+    if mode in _PARAMETRIC:
         r.varint("lowest symbol")
         r.varint("symbol range")
-        r.take(8, "Laplace parameters")
+        r.take(8, "model parameters")
         r.varint("payload length")
-        return BlobInfo("laplace", r.pos, len(blob) - r.pos)
+        return BlobInfo(_PARAMETRIC[mode][0], r.pos, len(blob) - r.pos)
     raise GnervError(f"entropy blob: unknown mode byte {mode}")
 
 

@@ -7,6 +7,11 @@ Two layouts of the blocks, the head and the shared DS part (``GNeRVConfig.layout
 package's first reading, and "paper", the reading that reproduces the paper's parameter counts
 (Tables 3 and 4; docs/model.md, "The paper's layout").
 
+Time enters through the DS branch (the paper's model), or, for the ablation of section 4.3
+(Table 4), through the "M" branch, which modulates the embedding itself, or through both
+(``GNeRVConfig.time_branch``); ``GNeRV.forward(t, mask=...)`` masks one branch of a two-branch
+model.
+
 Pure torch.nn: no file or device handling here, so the decoder can rebuild a model from a bitstream
 without importing anything from training.
 """
@@ -120,6 +125,10 @@ def embedding_geometry(
 # "paper": E-NeRV's Conv-Up block, which the paper builds on (a growing block, or one whose channels
 # stay equal, is C_in // 4 wide in the middle), 1x1 head, shared DS MLP PE -> 40 -> 40.
 LAYOUTS = ("wide", "paper")
+# How t enters (paper 4.3, Table 4): "ds" the distribution shift at each block's input (the
+# paper's model), "m" a tensor added to the embedding (the ablation's "M"), "ds+m" both.
+TIME_BRANCHES = ("ds", "m", "ds+m")
+MASKS = ("ds", "m")  # the branch an evaluation may mask (Table 4: "mask M", "mask DS")
 MIN_PAPER_CHANNELS = 4  # so that C_in // 4 >= 1
 # Plausible ranges of the config's fields: checked when a config is made, so the encoder refuses
 # before training what the decoder would refuse in a file (gnerv.bitstream validates with them).
@@ -146,10 +155,15 @@ class GNeRVConfig:
     kernel_size: int = 3  # conv kernel in Conv-Up blocks and head
     residual: bool = False  # residual stage: signed output, no sigmoid on the head
     layout: str = "wide"  # one of LAYOUTS: block middles, head kernel, shared DS depth
+    time_branch: str = "ds"  # one of TIME_BRANCHES: DS (paper), M (Table 4's ablation), or both
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
             raise GnervError(f"layout {self.layout!r} is not one of: {', '.join(LAYOUTS)}")
+        if self.time_branch not in TIME_BRANCHES:
+            raise GnervError(
+                f"time_branch {self.time_branch!r} is not one of: {', '.join(TIME_BRANCHES)}"
+            )
         (h, w), factors = embedding_geometry(self.height, self.width, self.upscale_factors or None)
         object.__setattr__(self, "upscale_factors", tuple(factors))
         if self.c0 < 1:
@@ -217,6 +231,23 @@ class GNeRVConfig:
         """Kernel of the head conv to RGB: 1x1 in the paper layout, kernel_size in wide."""
         return 1 if self.layout == "paper" else self.kernel_size
 
+    @property
+    def has_ds(self) -> bool:
+        return "ds" in self.time_branch.split("+")
+
+    @property
+    def has_m(self) -> bool:
+        return "m" in self.time_branch.split("+")
+
+    @property
+    def m_hidden(self) -> int:
+        """Channels between the M branch's two convs: chosen so that the M branch has as many
+        parameters as the DS branch (paper 4.3: "We control the parameter number of DS-branch
+        and that of M-branch the same")."""
+        fixed, per_channel = m_branch_params(self, 0), m_branch_params(self, 1)
+        per_channel -= fixed
+        return max(1, round((ds_branch_params(self) - fixed) / per_channel))
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["upscale_factors"] = list(self.upscale_factors)
@@ -281,6 +312,40 @@ class ConvUpBlock(nn.Module):
         return self.act(self.shuffle(self.conv2(x)))
 
 
+class TimeModulation(nn.Module):
+    """The M branch (paper 4.3): the time vector (its PE) mapped to h * w values and reshaped to
+    (1, h, w), then two convolutions to C0 channels: a tensor added to the embedding."""
+
+    def __init__(self, cfg: GNeRVConfig) -> None:
+        super().__init__()
+        h, w = cfg.embedding_hw
+        pad = cfg.kernel_size // 2
+        self.hw = (h, w)
+        self.to_map = nn.Linear(2 * cfg.pe_levels, h * w)
+        self.conv1 = nn.Conv2d(1, cfg.m_hidden, cfg.kernel_size, padding=pad)
+        self.conv2 = nn.Conv2d(cfg.m_hidden, cfg.c0, cfg.kernel_size, padding=pad)
+        self.act = nn.GELU()
+
+    def forward(self, pe: torch.Tensor) -> torch.Tensor:
+        """pe: (B, 2l) -> (B, C0, h, w)."""
+        x = self.to_map(pe).view(pe.shape[0], 1, *self.hw)
+        return self.conv2(self.act(self.conv1(x)))
+
+
+def check_mask(cfg: GNeRVConfig, mask: str | None) -> None:
+    """Refuse a mask the model cannot take: only a two-branch model (ds+m) masks one branch."""
+    if mask is None:
+        return
+    if mask not in MASKS:
+        raise GnervError(f"mask {mask!r} is not one of: {', '.join(MASKS)}")
+    if cfg.time_branch != "ds+m":
+        only = "only the DS branch" if cfg.has_ds else "only the M branch"
+        raise GnervError(
+            f"cannot mask {mask.upper()}: this model (time_branch {cfg.time_branch}) has {only}; "
+            "masking a branch needs a model with both (time_branch ds+m)"
+        )
+
+
 class GNeRV(nn.Module):
     def __init__(self, cfg: GNeRVConfig) -> None:
         super().__init__()
@@ -291,14 +356,19 @@ class GNeRV(nn.Module):
         # One global embedding shared by all frames (paper: randomly initialised, learned).
         self.embedding = nn.Parameter(torch.randn(1, cfg.c0, h, w))
         # DS branch: h (shared by all blocks) then h_j (one per block) -> mean and std of C_in.
-        self.ds_shared: nn.Module
-        if cfg.layout == "paper":  # h is a two-layer MLP, PE -> 40 -> 40
-            self.ds_shared = nn.Sequential(
-                nn.Linear(pe_dim, cfg.ds_hidden), nn.GELU(), nn.Linear(cfg.ds_hidden, cfg.ds_hidden)
-            )
-        else:
-            self.ds_shared = nn.Linear(pe_dim, cfg.ds_hidden)
-        self.ds_heads = nn.ModuleList(nn.Linear(cfg.ds_hidden, 2 * c) for c in chans[:-1])
+        if cfg.has_ds:
+            self.ds_shared: nn.Module
+            if cfg.layout == "paper":  # h is a two-layer MLP, PE -> 40 -> 40
+                self.ds_shared = nn.Sequential(
+                    nn.Linear(pe_dim, cfg.ds_hidden),
+                    nn.GELU(),
+                    nn.Linear(cfg.ds_hidden, cfg.ds_hidden),
+                )
+            else:
+                self.ds_shared = nn.Linear(pe_dim, cfg.ds_hidden)
+            self.ds_heads = nn.ModuleList(nn.Linear(cfg.ds_hidden, 2 * c) for c in chans[:-1])
+        if cfg.has_m:  # M branch (ablation, paper 4.3): modulates the embedding
+            self.m_branch = TimeModulation(cfg)
         self.blocks = nn.ModuleList(
             ConvUpBlock(c_in, c_out, r, cfg.kernel_size, cfg.grows(c_in, c_out), cfg.middle(c_in))
             for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True)
@@ -311,15 +381,25 @@ class GNeRV(nn.Module):
             nn.init.zeros_(self.head.bias)
         self.act = nn.GELU()
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        """t: (B,) frame times in [0, 1] -> (B, 3, H, W); in [0, 1] unless cfg.residual."""
+    def forward(self, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
+        """t: (B,) frame times in [0, 1] -> (B, 3, H, W); in [0, 1] unless cfg.residual.
+
+        mask "m" leaves the embedding unmodulated, mask "ds" leaves every block's input as it is
+        (no normalisation, no shift): Table 4's "mask M" and "mask DS" (ds+m models only)."""
         cfg = self.cfg
-        z = self.act(self.ds_shared(positional_encoding(t, cfg.pe_base, cfg.pe_levels)))
+        check_mask(cfg, mask)
+        pe = positional_encoding(t, cfg.pe_base, cfg.pe_levels)
         x = self.embedding.expand(t.shape[0], -1, -1, -1)
-        for ds_head, block in zip(self.ds_heads, self.blocks, strict=True):
-            mean, std = ds_head(z).chunk(2, dim=1)
-            # std is learned as an offset from 1, so a fresh model starts near plain normalisation.
-            x = block(distribution_shift(x, mean, 1.0 + std))
+        if cfg.has_m and mask != "m":
+            x = x + self.m_branch(pe)
+        use_ds = cfg.has_ds and mask != "ds"
+        z = self.act(self.ds_shared(pe)) if use_ds else pe
+        for j, block in enumerate(self.blocks):
+            if use_ds:
+                mean, std = self.ds_heads[j](z).chunk(2, dim=1)
+                # std is learned as an offset from 1: a fresh model starts near plain normalisation.
+                x = distribution_shift(x, mean, 1.0 + std)
+            x = block(x)
         out = self.head(x)
         return out if cfg.residual else torch.sigmoid(out)
 
@@ -334,18 +414,34 @@ def frame_times(indices: torch.Tensor, n_frames: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def ds_branch_params(cfg: GNeRVConfig) -> int:
+    """Parameters of the DS branch: the shared h and the per-block linears h_j."""
+    pe_dim, d = 2 * cfg.pe_levels, cfg.ds_hidden
+    n = pe_dim * d + d
+    if cfg.layout == "paper":  # second layer of the shared DS MLP
+        n += d * d + d
+    return n + sum(d * 2 * c + 2 * c for c in cfg.channels[:-1])
+
+
+def m_branch_params(cfg: GNeRVConfig, hidden: int) -> int:
+    """Parameters of an M branch `hidden` channels wide: PE -> h*w linear, Conv(1 -> hidden),
+    Conv(hidden -> C0)."""
+    h, w = cfg.embedding_hw
+    k2 = cfg.kernel_size**2
+    return 2 * cfg.pe_levels * h * w + h * w + k2 * hidden + hidden + k2 * hidden * cfg.c0 + cfg.c0
+
+
 def count_params(cfg: GNeRVConfig) -> int:
     """Parameter count of GNeRV(cfg), computed from shapes without building the model."""
     k2 = cfg.kernel_size**2
     h, w = cfg.embedding_hw
     chans = cfg.channels
-    pe_dim = 2 * cfg.pe_levels
-    d = cfg.ds_hidden
-    n = cfg.c0 * h * w + pe_dim * d + d
-    if cfg.layout == "paper":  # second layer of the shared DS MLP
-        n += d * d + d
+    n = cfg.c0 * h * w
+    if cfg.has_ds:
+        n += ds_branch_params(cfg)
+    if cfg.has_m:
+        n += m_branch_params(cfg, cfg.m_hidden)
     for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
-        n += d * 2 * c_in + 2 * c_in
         if cfg.grows(c_in, c_out):
             m = cfg.middle(c_in)
             n += k2 * c_in * m * r * r + m * r * r + k2 * m * c_out + c_out
@@ -362,9 +458,13 @@ def macs_per_frame(cfg: GNeRVConfig) -> int:
     chans = cfg.channels
     pe_dim = 2 * cfg.pe_levels
     d = cfg.ds_hidden
-    macs = pe_dim * d + (d * d if cfg.layout == "paper" else 0)
+    macs = 0
+    if cfg.has_ds:
+        macs += pe_dim * d + (d * d if cfg.layout == "paper" else 0) + d * 2 * sum(chans[:-1])
+    if cfg.has_m:
+        m = cfg.m_hidden
+        macs += pe_dim * h * w + k2 * m * h * w + k2 * m * cfg.c0 * h * w
     for c_in, c_out, r in zip(chans[:-1], chans[1:], cfg.upscale_factors, strict=True):
-        macs += d * 2 * c_in
         if cfg.grows(c_in, c_out):
             m = cfg.middle(c_in)
             macs += k2 * c_in * m * r * r * h * w + k2 * m * c_out * h * w * r * r
@@ -421,7 +521,8 @@ def describe(cfg: GNeRVConfig) -> str:
     """One line for logs: size, embedding, factors, channels, params, MACs."""
     h, w = cfg.embedding_hw
     return (
-        f"GNeRV {cfg.height}x{cfg.width}, {cfg.layout} layout: embedding {cfg.c0}x{h}x{w}, "
+        f"GNeRV {cfg.height}x{cfg.width}, {cfg.layout} layout, time branch {cfg.time_branch}: "
+        f"embedding {cfg.c0}x{h}x{w}, "
         f"upscale {list(cfg.upscale_factors)}, channels {cfg.channels}, "
         f"{count_params(cfg) / 1e6:.3f}M params, {macs_per_frame(cfg) / 1e9:.3f} GMACs/frame"
     )
@@ -439,13 +540,18 @@ def for_inference(model: GNeRV, device: torch.device | str) -> GNeRV:
 
 @torch.inference_mode()
 def render(
-    model: GNeRV, indices: torch.Tensor | list[int], n_frames: int, batch_size: int = 8
+    model: GNeRV,
+    indices: torch.Tensor | list[int],
+    n_frames: int,
+    batch_size: int = 8,
+    mask: str | None = None,
 ) -> torch.Tensor:
-    """Render frames `indices` of an `n_frames` video: float (N, 3, H, W) on the model's device."""
+    """Render frames `indices` of an `n_frames` video: float (N, 3, H, W) on the model's device
+    (mask: a time branch left out, see GNeRV.forward)."""
     device = model.embedding.device
     idx = torch.as_tensor(indices, dtype=torch.long)
     outs = [
-        model(frame_times(idx[i : i + batch_size], n_frames).to(device))
+        model(frame_times(idx[i : i + batch_size], n_frames).to(device), mask=mask)
         for i in range(0, len(idx), batch_size)
     ]
     return torch.cat(outs).float()

@@ -27,6 +27,7 @@ MODEL_KEYS = {
     "ds_hidden": "ds_hidden",
     "kernel_size": "kernel_size",
     "layout": "layout",
+    "time_branch": "time_branch",
 }
 TRAIN_KEYS = {
     "batch": "batch_size",
@@ -46,11 +47,20 @@ STAGE_KEYS = {
     "residual_scale": "residual_scale",
 }
 QUANT_KEYS = {"bits": "bits"}
+# The rate path beyond the paper (gnerv.encode.CompressConfig; defaults: the paper's coding).
+COMPRESS_KEYS = {
+    "scheme": "scheme",
+    "target_psnr_drop": "target_psnr_drop",
+    "max_bytes": "max_bytes",
+    "qat_epochs": "qat_epochs",
+    "qat_lr": "qat_lr",
+    "prune": "prune",
+}
 
 # What each command reads: (params.yaml section, its key table). "stage" is the stage's entry.
 COMMAND_SECTIONS = {
     "fit": (("model", MODEL_KEYS), ("train", TRAIN_KEYS), ("stage", STAGE_KEYS)),
-    "compress": (("quant", QUANT_KEYS),),
+    "compress": (("quant", QUANT_KEYS), ("compress", COMPRESS_KEYS)),
     "residual": (("stage", {"residual_scale": "residual_scale"}),),
 }
 # The stage entry's keys that `fit` does not read (they belong to `residual`).

@@ -17,10 +17,12 @@ import numpy as np
 from gnerv.atomic import atomic_output
 from gnerv.errors import GnervError
 
-__all__ = ["markdown_table", "plot_frames", "plot_per_frame", "plot_rd"]
+__all__ = ["markdown_table", "plot_frames", "plot_lines", "plot_per_frame", "plot_rd"]
 
 # Figure output: resolution and accepted suffixes (matplotlib picks the format from the suffix).
 PLOT_DPI = 150
+# One marker per curve of an R-D plot (GNeRV, x264, x265, ...), in curve order.
+RD_MARKERS = ("o", "s", "^", "D", "v", "P")
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 # Inches of figure per plot / per frame panel.
 PLOT_SIZE = (6.4, 4.8)
@@ -56,12 +58,13 @@ def plot_rd(
         raise GnervError(f"{path}: no R-D curves to plot")
     fig = _new_figure(PLOT_SIZE)
     ax = fig.add_subplot()
-    for name, (rate, quality) in curves.items():
+    for index, (name, (rate, quality)) in enumerate(curves.items()):
         r, q = np.asarray(rate, dtype=float), np.asarray(quality, dtype=float)
         if r.shape != q.shape:
             raise GnervError(f"{path}: curve {name!r} has {len(r)} rates and {len(q)} values")
         order = np.argsort(r, kind="stable")
-        ax.plot(r[order], q[order], marker="o", label=name)
+        marker = RD_MARKERS[index % len(RD_MARKERS)]  # told apart without colour too
+        ax.plot(r[order], q[order], marker=marker, label=name)
     ax.set_xlabel("bits per pixel (bpp)")
     ax.set_ylabel(metric_name)
     if title:
@@ -152,3 +155,23 @@ def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     for row in rows:
         lines.append("| " + " | ".join(_cell(row.get(col)) for col in columns) + " |")
     return "\n".join(lines) + "\n"
+
+
+def plot_lines(
+    curves: dict[str, tuple[Sequence[float], Sequence[float]]],
+    path: str | os.PathLike,
+    xlabel: str,
+    title: str,
+) -> None:
+    """One line per named curve (markers where a curve has few points), PSNR on y."""
+    fig = _new_figure(PLOT_SIZE)
+    ax = fig.add_subplot()
+    for name, (x, y) in curves.items():
+        ax.plot(x, y, marker="o" if len(x) <= 20 else None, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("PSNR (dB)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)

@@ -11,6 +11,7 @@ checkpoint like ``fit`` (``gnerv compress`` reads it) and resumes like it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def pruning_masks(model: GNeRV, share: float) -> dict[str, torch.Tensor]:
         if not prunable(name, p) or share == 0:
             continue
         flat = p.detach().abs().reshape(-1)
-        k = int(round(share * flat.numel()))
+        k = math.ceil(share * flat.numel())  # at least the share asked
         mask = torch.ones_like(flat)
         mask[torch.argsort(flat, stable=True)[:k]] = 0
         masks[name] = mask.reshape(p.shape)

@@ -13,6 +13,14 @@ embedding ``(1, C0, h, w)`` is coded as ``(C0, h, w)``); then:
 
 :func:`num_channels` states this rule; it is the only place it is stated.
 
+That is the paper's scheme (``MINMAX_SCHEME``, the default). ``SYMMETRIC_SCHEME`` (format 2) uses
+the same channels on a zero-centred grid: channel ``c`` has step ``s_c`` (one float32 ``unit`` per
+tensor and a logarithmic step code per channel, :func:`symmetric_steps`), a value becomes
+``clip(round_half_even(x / s_c), -L, L)`` with ``L = 2**(bits - 1) - 1``, stored plus
+:func:`zero_symbol`, and decodes to ``q * s_c``: zero is exact, and the weights peak at the
+centre symbol, which the entropy coder turns into saved bits. :func:`fake_quantize` is the same
+rule in torch for quantization-aware fine-tuning.
+
 For a channel with ``mins[c] < maxs[c]`` the step is ``scale = (max - min) / (2**bits - 1)`` and a
 value ``x`` becomes the symbol ``q = round_half_even((x - min) / scale)``, clipped to
 ``[0, 2**bits - 1]``; a constant channel (``max == min``) gets scale 0 and symbols 0. The value
@@ -49,9 +57,9 @@ DEFAULT_SCHEME = MINMAX_SCHEME
 # Symmetric scheme: channel c's step is ``unit * 2**(-code_c / STEP_CODES_PER_OCTAVE)``, with
 # ``unit`` (float32, one per tensor) the step of the tensor's widest channel and
 # ``code_c`` in 0..STEP_CODE_MAX (one byte, entropy coded).
-STEP_CODES_PER_OCTAVE = 8
+STEP_CODES_PER_OCTAVE = 4
 STEP_CODE_MAX = 255
-# 2**(-j/8) for j = 0..7, correctly rounded to float32: steps are exact products of these,
+# 2**(-j/4) for j = 0..3, correctly rounded to float32: steps are exact products of these,
 # np.ldexp and the float32 unit, so encoder and decoder agree bit for bit on every platform.
 _STEP_FRACTIONS = np.array(
     [2.0 ** (-j / STEP_CODES_PER_OCTAVE) for j in range(STEP_CODES_PER_OCTAVE)], dtype=np.float32
@@ -175,7 +183,7 @@ def zero_symbol(bits: int) -> int:
 
 
 def symmetric_steps(unit: float, codes: np.ndarray) -> np.ndarray:
-    """Step per channel of the symmetric scheme, in float32: ``unit * 2**(-code / 8)``.
+    """Step per channel of the symmetric scheme, in float32: ``unit * 2**(-code / 4)``.
 
     Shared by encoder and decoder: the only place the step is computed (exact float32 products
     of tabled constants and powers of two, so every platform gets the same bits)."""

@@ -13,9 +13,12 @@ from gnerv.baselines import CODECS, encode_point
 from gnerv.bd import bd_psnr, bd_rate
 from gnerv.decode import decode_layers, load_layers
 from gnerv.errors import GnervError
+from gnerv.metrics import MS_SSIM_MIN_SIDE
 from gnerv.plots import markdown_table, plot_frames, plot_per_frame, plot_rd
 from gnerv.video import read_video
 
+# Said in summary.md/json when the frames are too small for MS-SSIM (not silently left out).
+MS_SSIM_NOTE = f"not applicable: it needs frames whose short side is >= {MS_SSIM_MIN_SIDE} px"
 TABLE_COLUMNS = [
     "curve",
     "point",
@@ -90,6 +93,17 @@ def table_rows(metrics: list[dict], baselines: list[dict]) -> list[dict]:
     return rows
 
 
+def _bd_by_reference(bd: list[dict], key: str) -> dict[str, float]:
+    """{reference codec: value} of one BD figure; None where the curves do not overlap (the
+    row's note says why), so that the figure is listed, not silently absent."""
+    return {
+        row["reference"] if row["curve"] == "gnerv" else f"{row['curve']}_vs_{row['reference']}": (
+            row.get(key)
+        )
+        for row in bd
+    }
+
+
 def make_report(
     metrics_paths: list[str | os.PathLike],
     baselines_path: str | os.PathLike | None,
@@ -156,13 +170,24 @@ def make_report(
             markdown_table(bd, ["curve", "reference", "bd_rate_percent", "bd_psnr_db", "note"]),
             "",
         ]
+    if top.get("ms_ssim") is None:
+        md += [f"MS-SSIM: {MS_SSIM_NOTE}", ""]
     write_bytes_atomic(out_dir / "summary.md", "\n".join(md).encode())
     summary = {
         "video": metrics[0]["video"],
         "device": metrics[0].get("device"),
+        # the top layer's figures and the BD-rates as top-level numbers: `dvc metrics show`
+        # lists numbers, not the lists below
+        "psnr": top["psnr"],
+        "bpp": top["bpp"],
+        **({"ms_ssim": top["ms_ssim"]} if top.get("ms_ssim") is not None else {}),
+        "bd_rate_percent": _bd_by_reference(bd, "bd_rate_percent"),
+        "bd_psnr_db": _bd_by_reference(bd, "bd_psnr_db"),
         "top": {k: top[k] for k in ("stage", "bpp", "psnr", "ms_ssim", "params")},
         "bd": bd,
         "rows": [{c: r.get(c) for c in TABLE_COLUMNS} for r in rows],
     }
+    if top.get("ms_ssim") is None:
+        summary["ms_ssim_note"] = MS_SSIM_NOTE
     write_json(out_dir / "summary.json", summary)
     return summary

@@ -12,6 +12,9 @@ result is a wildcard pattern::
     results/<video>/eval/...                          evaluation, decode, baselines, report
     results/<video>/benchmarks/<job>.tsv              Snakemake's per-job timings
     results/<video>/mlflow_run.json                   which MLflow run holds the pipeline
+    results/<video>/ablations/<name>.json, .md, .png  the paper's ablations (4.3), by name
+    results/<video>/ablations/fits/<branch>_c<C0>_e<epochs>/   their fitted models
+    results/<video>/ablations/progressive/            Fig. 8's pipeline and its one-model rival
     logs/<video>/<job>.log                            each job's output
 """
 
@@ -30,6 +33,9 @@ RESIDUAL_META_NAME = "residual.json"
 EVAL_DIR = "eval"
 BENCHMARKS_DIR = "benchmarks"
 RUN_RECORD_NAME = "mlflow_run.json"
+ABLATIONS_DIR = "ablations"
+# The ablations (paper 4.3) by name: Table 4, Fig. 7, Fig. 8.
+ABLATION_NAMES = ("time_branch", "epochs", "progressive")
 # The report's files in eval/ (gnerv report writes them under these names).
 REPORT_NAMES = {
     "rd": "rd.png",
@@ -137,3 +143,37 @@ def track_files(video: str, n_stages: int) -> dict[str, str | list[str]]:
         "summary_md": report["summary_md"],
         "artifacts": [report["rd"], report["per_frame"], report["frames"], baselines(video)],
     }
+
+
+def ablations_dir(video: str) -> str:
+    return f"{video_dir(video)}/{ABLATIONS_DIR}"
+
+
+def ablation_files(video: str, name: str) -> dict[str, str]:
+    """One ablation's results by kind: json, md (the table), png (the plot)."""
+    return {kind: f"{ablations_dir(video)}/{name}.{kind}" for kind in ("json", "md", "png")}
+
+
+def ablation_fit(video: str, branch: str, c0: int | str, epochs: int | str) -> str:
+    """fit.json of an ablation's model: time branch, C0 and epochs name it (so Table 4 and
+    Fig. 7 share the models they have in common)."""
+    return f"{ablations_dir(video)}/fits/{branch}_c{c0}_e{epochs}/{FIT_SUMMARY_NAME}"
+
+
+def ablation_progressive_dir(video: str) -> str:
+    return f"{ablations_dir(video)}/progressive"
+
+
+def ablation_pipeline_layers(video: str, count: int) -> list[str]:
+    """Fig. 8's pipeline: stage1.gnerv ... (as `gnerv encode --stages N` names them)."""
+    return [f"{ablation_progressive_dir(video)}/{layer_name(k)}" for k in range(1, count + 1)]
+
+
+def ablation_long_layer(video: str) -> str:
+    """Fig. 8's one model with the pipeline's parameters and epochs."""
+    return f"{ablation_progressive_dir(video)}/long.gnerv"
+
+
+def ablation_metrics(video: str, which: str) -> str:
+    """`gnerv evaluate` of Fig. 8's pipeline ("pipeline") or its one model ("long")."""
+    return f"{ablation_progressive_dir(video)}/{which}_metrics.json"

@@ -616,6 +616,7 @@ def track_pipeline(
     parent_id = pipeline_run(client, experiment_id, video, params)
     common_tags = {"video": video, "results": str(Path(files.metrics).parent.parent)}
     stage_ids: dict[str, str] = {}
+    created: list[str] = []  # the stage runs made here (the fits' own runs keep their status)
     try:
         log = _Logger(client, parent_id, dedupe=True)
         log.params_from(pipeline_params(video, params))
@@ -640,6 +641,7 @@ def track_pipeline(
             run = _live_run(client, recorded, experiment_id)
             if run is None:  # the fit was not tracked: its run is made now, from fit.json
                 run = client.create_run(experiment_id, run_name=f"{video}/stage{j}", tags=tags)
+                created.append(run.info.run_id)
                 _write_stage_run_record(Path(fit_path).parent, run.info.run_id, parent_id, uri)
             else:  # the fit's own run; a stage kept from an earlier pipeline moves to this one
                 for key, value in tags.items():
@@ -658,9 +660,11 @@ def track_pipeline(
             client.log_artifact(parent_id, str(files.frames_meta))
         for path in _artifacts(files.benchmarks):
             client.log_artifact(parent_id, str(path), artifact_path="benchmarks")
-        client.set_terminated(parent_id, "FINISHED")
+        # its end is the pipeline's: tracking a finished pipeline again leaves it alone
+        if client.get_run(parent_id).info.status != "FINISHED":
+            client.set_terminated(parent_id, "FINISHED")
     except BaseException:
-        for run_id in [*stage_ids.values(), parent_id]:
+        for run_id in [*created, parent_id]:
             try:
                 client.set_terminated(run_id, "FAILED")
             except Exception:  # the original error matters more than this one

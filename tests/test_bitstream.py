@@ -416,23 +416,27 @@ def test_layout_is_recorded_and_format_1_reads_as_wide(data: bytes) -> None:
     bad["model"]["layout"] = 1
     refused(join(bad, body, version=2), "model.layout must be a string")
 
-    # Format 1 had no layout key: its models are today's "wide" ones, bit for bit.
+    # Format 1 had no layout or time_branch key: its models are today's "wide", "ds" ones.
     _, header, body = split(data)
-    assert header["model"]["layout"] == "wide"
-    del header["model"]["layout"]
+    assert header["model"]["layout"] == "wide" and header["model"]["time_branch"] == "ds"
+    del header["model"]["layout"], header["model"]["time_branch"]
     old = bs.unpack(join(header, body, version=1), "old.gnerv")
     new = bs.unpack(data, "new.gnerv")
     assert old.model_config == new.model_config and old.model_config.layout == "wide"
+    assert old.model_config.time_branch == "ds"
     assert [r.blob for r in old.records] == [r.blob for r in new.records]
     refused(join(header, body, version=3), "newer gnerv (format 3); upgrade gnerv")
 
 
 def test_each_format_has_its_own_model_keys(data: bytes) -> None:
-    """Format 2 requires model.layout; format 1 never had it (and reads as "wide")."""
+    """Format 2 requires model.layout and model.time_branch; format 1 never had them (and reads
+    as "wide", "ds")."""
     _, header, body = split(data)
-    without = {**header, "model": {k: v for k, v in header["model"].items() if k != "layout"}}
-    refused(join(without, body, version=2), "missing keys ['layout']")
-    refused(join(header, body, version=1), "unknown keys ['layout']")
+    new_keys = ("layout", "time_branch")
+    without = {**header, "model": {k: v for k, v in header["model"].items() if k not in new_keys}}
+    refused(join(without, body, version=2), "missing keys ['layout', 'time_branch']")
+    refused(join(header, body, version=1), "unknown keys ['layout', 'time_branch']")
     f = bs.unpack(join(without, body, version=1), "v1.gnerv")
-    assert f.model_config.layout == "wide" and f.version == 1
+    assert f.model_config.layout == "wide" and f.model_config.time_branch == "ds"
+    assert f.version == 1
     assert bs.file_info(f)["format"] == 1

@@ -78,7 +78,7 @@ def with_crc(raw: bytes) -> bytes:
     return raw + struct.pack("<I", zlib.crc32(raw))
 
 
-def join(header: bytes, body: bytes, version: int = 1) -> bytes:
+def join(header: bytes, body: bytes, version: int = bs.FORMAT_VERSION) -> bytes:
     return with_crc(PREFIX.pack(b"GNRV", version, len(header)) + header + body)
 
 
@@ -165,10 +165,10 @@ def mutate_header(rng: random.Random, data: bytes) -> bytes:
     if r < 0.05:
         raw = json.dumps(header).encode()  # not canonical
     elif r < 0.1:  # a valid header with a length field that lies
-        prefix = PREFIX.pack(b"GNRV", 1, len(raw) + rng.randint(-20, 20))
+        prefix = PREFIX.pack(b"GNRV", bs.FORMAT_VERSION, len(raw) + rng.randint(-20, 20))
         return with_crc(prefix + raw + body)
     elif r < 0.12:
-        return join(raw, body, version=rng.choice([0, 2, 65535]))
+        return join(raw, body, version=rng.choice([0, 1, bs.FORMAT_VERSION + 1, 65535]))
     return join(raw, body)
 
 

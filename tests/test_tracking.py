@@ -328,3 +328,57 @@ def test_copied_store_writes_its_own_artifacts(tmp_path: Path, store: str) -> No
     assert experiment.artifact_location == (copy / "mlartifacts").as_uri()
     for run in client.search_runs([experiment.experiment_id]):
         assert run.info.artifact_uri.startswith((copy / "mlartifacts").as_uri())
+
+
+@pytest.mark.slow
+def test_fit_logs_while_it_trains_and_resumes_its_run(tmp_path: Path, store: str) -> None:
+    """`gnerv fit --track`: MLflow's client sees the run RUNNING with per-epoch points while
+    the fit trains; killed and resumed with --auto-resume, the fit continues the same run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    gnerv = str(Path(sys.executable).parent / "gnerv")
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store}
+    subprocess.run(
+        [gnerv, "extract", str(root / "data/raw/cockatoo.mp4"), "-o", "frames.npy"]
+        + ["--frames", "0:4", "--resize", "36x64"],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    epochs = 40
+    fit = [gnerv, "fit", "frames.npy", "-o", "model", "--c0", "4", "--epochs", str(epochs)]
+    fit += ["--checkpoint-every", "1", "--quiet", "--track", VIDEO, "--auto-resume"]
+    first = subprocess.Popen(fit, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = MlflowClient(tracking_uri=store)
+    sidecar = tmp_path / "model" / STAGE_RUN_FILE
+    try:
+        deadline = time.monotonic() + 120
+        seen: list = []
+        while len(seen) < 2:
+            assert first.poll() is None, "the fit ended before two epochs were seen in MLflow"
+            assert time.monotonic() < deadline, "no per-epoch points reached MLflow"
+            time.sleep(0.5)
+            if sidecar.is_file():
+                run_id = json.loads(sidecar.read_text())["run_id"]
+                assert client.get_run(run_id).info.status == "RUNNING"
+                seen = client.get_metric_history(run_id, "loss")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    assert len({m.timestamp for m in seen}) == len(seen)  # each epoch at its own time
+
+    subprocess.run(fit, check=True, env=env, capture_output=True)
+    assert json.loads(sidecar.read_text())["run_id"] == run_id
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(run_id, "loss")}
+    assert steps == set(range(1, epochs + 1))
+    parent = client.get_run(run.data.tags["mlflow.parentRunId"])
+    assert parent.info.run_name == VIDEO and parent.info.status == "RUNNING"  # track ends it

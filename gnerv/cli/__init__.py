@@ -12,7 +12,7 @@ import errno
 import sys
 from collections.abc import Sequence
 
-from gnerv.cli import codec, frames, layers, track
+from gnerv.cli import ablations, codec, frames, layers, track
 from gnerv.errors import GnervError
 
 EXIT_USER_ERROR = 2
@@ -31,7 +31,7 @@ OS_ERROR_FIXES = {
     errno.ENAMETOOLONG: "the name is too long: shorten the path",
 }
 # Command groups, in the order `gnerv --help` lists them.
-GROUPS = (frames, codec, layers, track)
+GROUPS = (frames, codec, layers, track, ablations)
 
 
 class UsageError(Exception):

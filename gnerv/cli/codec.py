@@ -316,6 +316,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_extract_args(p)
     add_model_args(p)
     add_train_args(p)
+    add_params_args(p, "fit")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode .gnerv layers (base first) to mp4, mkv or npy")

@@ -30,6 +30,8 @@ DEFAULT_SIZE = "0.5M"  # --size when neither --size, --c0 nor a --params stage g
 MODEL_HELP = {
     "layout": "network layout: wide, or paper (C_in/4-wide growing blocks, 1x1 head, two-layer "
     "shared DS: the paper's parameter counts)",
+    "time_branch": "how t enters: ds (the paper's distribution shift), m (a tensor added to the "
+    "embedding: the ablation of paper 4.3) or ds+m",
     "upscale_factors": "Conv-Up upscale factors, e.g. 5,2,2,2,2 (auto: from gcd(H, W), the "
     "paper's at 720p/1080p)",
     "min_channels": "channel floor of the Conv-Up blocks",
@@ -315,7 +317,7 @@ def _coerce(name: str, value: Any) -> Any:
     a size may be 0.5M or 500000, and factors auto, "5,2,2" or a list)."""
     if name == "upscale_factors":
         return parse_factors(value)
-    if name in ("size", "layout", "distortion", "device"):
+    if name in ("size", "layout", "time_branch", "distortion", "device"):
         return str(value)
     if name == "bits" and value == "auto":
         return value

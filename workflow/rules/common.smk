@@ -84,6 +84,10 @@ if _problems:
 
 VIDEOS = list(config["videos"])
 N_STAGES = len(config["stages"])
+# The `gpu` resource of the torch rules: 1 unless train.device is cpu. The SLURM profile turns
+# it into `sbatch --gpus=1`, so a CPU run (device: cpu, or the slurm-cpu profile, which sets it
+# to 0) asks no cluster for a card; on a workstation `--resources gpu=1` runs them one at a time.
+TORCH_GPUS = 0 if str(config["train"]["device"]) == "cpu" else 1
 VIDEO_PATTERN = "|".join(re.escape(name) for name in VIDEOS)
 
 
@@ -136,8 +140,37 @@ def params_files() -> list[str]:
 
 
 def track_inputs(wildcards) -> dict:
-    """Everything `gnerv track` logs for one video (gnerv.results names the files)."""
-    return {"params": params_files(), **results.track_files(wildcards.video, N_STAGES)}
+    """Everything `gnerv track` logs for one video (gnerv.results names the files). The
+    parameter files are not among them: track_values is the rerun trigger."""
+    return results.track_files(wildcards.video, N_STAGES)
+
+
+def track_values(wildcards) -> dict:
+    """The parameter values `gnerv track` logs for one video: `track` reruns when one of them
+    changes, not when a parameter file is only touched or its comments edited."""
+    values = {key: value for key, value in config.items() if key != "videos"}
+    return {**values, "source": config["videos"][wildcards.video]}
+
+
+def track_flag(wildcards) -> list[str]:
+    """`--track VIDEO` for the fits when MLflow tracking is on: each epoch is logged live."""
+    return ["--track", wildcards.video] if config["mlflow"]["enabled"] else []
+
+
+def dvc_commit_command() -> str | None:
+    """`dvc commit --force` when this run's results are what dvc.yaml describes: a DVC
+    repository (.dvc/ inside a git one), the config being params.yaml alone (a --configfile
+    gives results dvc.yaml's params do not), and DVC installed. Run by `onsuccess` (Snakefile),
+    it records the outputs in dvc.lock without rewriting them (their mtimes stay, so Snakemake
+    still plans nothing); GNERV_DVC_COMMIT=0 turns it off."""
+    import os
+    import shutil
+
+    if os.environ.get("GNERV_DVC_COMMIT", "1") == "0" or workflow.overwrite_configfiles:
+        return None
+    if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
+        return None
+    return "dvc commit --force --quiet"
 
 
 def final_targets() -> list[str]:

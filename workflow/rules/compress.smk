@@ -14,7 +14,7 @@ rule compress:
         results.benchmark("{video}", "compress_stage{stage}")
     threads: TORCH_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:

@@ -11,7 +11,7 @@ rule evaluate:
         results.benchmark("{video}", "evaluate")
     threads: TORCH_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:
@@ -31,7 +31,7 @@ rule decode:
         results.benchmark("{video}", "decode")
     threads: TORCH_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:

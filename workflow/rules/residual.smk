@@ -17,7 +17,7 @@ rule residual:
         stage=r"[2-9]|[1-9][0-9]+",
     threads: TORCH_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:

@@ -10,7 +10,10 @@ rule fit:
     which would throw away the epochs a killed fit had done. With `--auto-resume` the rerun
     continues from that checkpoint when it was written with the same settings and target bytes
     (a finished one returns at once), and starts over otherwise. Downstream rules take fit.json,
-    which `gnerv fit` writes last, as the sign that the checkpoint beside it is complete."""
+    which `gnerv fit` writes last, as the sign that the checkpoint beside it is complete.
+
+    With mlflow.enabled the fit logs each epoch into its MLflow run as it trains (--track; the
+    run's id is kept beside the checkpoint in mlflow.json, so a resumed fit continues it)."""
     input:
         unpack(fit_inputs),
     output:
@@ -19,16 +22,17 @@ rule fit:
         outdir=lambda wildcards, output: Path(output.summary).parent,
         params_files=params_files(),
         settings=stage_settings("fit"),
+        track=track_flag,
     log:
         results.log("{video}", "fit_stage{stage}"),
     benchmark:
         results.benchmark("{video}", "fit_stage{stage}")
     threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:
         "gnerv fit {input.target:q} -o {params.outdir:q}"
         " --params {params.params_files:q} --stage {wildcards.stage}"
-        " --auto-resume --quiet > {log:q} 2>&1"
+        " --auto-resume --quiet {params.track} > {log:q} 2>&1"

@@ -63,11 +63,11 @@ def load_params(path: Path) -> dict[str, Any]:
 
 
 def _stage(
-    cmd: str, deps: list[str], outs: list[Any], params: list[str] = (), **extra: Any
+    cmd: str, deps: list[str], outs: list[Any], params: list[Any] = (), **extra: Any
 ) -> dict[str, Any]:
     """One DVC stage; its params are the ${...} keys its command and deps use, and `params`
-    (the keys a command reads from params.yaml itself)."""
-    keys: list[str] = list(params)
+    (the keys a command reads from params.yaml itself, or {file: None}: all of its values)."""
+    keys: list[Any] = list(params)
     for text in [cmd, *deps]:
         for key in REFERENCE.findall(text):
             if key not in keys:
@@ -116,7 +116,8 @@ def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
             )
         target = frames if j == 1 else results.residual(video, j)
         stages[f"fit-{video}-stage{j}"] = _stage(
-            f"gnerv fit {target} -o {stage_dir} {from_params} --stage {j} --auto-resume --quiet",
+            f"gnerv fit {target} -o {stage_dir} {from_params} --stage {j} --auto-resume --quiet"
+            + (f" --track {video}" if cfg["mlflow"]["enabled"] else ""),
             [target, *sidecar],
             [{checkpoint: dict(PERSISTED_CHECKPOINT)}, results.fit_summary(video, j)],
             params=command_params(cfg, "fit", j),
@@ -154,38 +155,31 @@ def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
             f"--{name.replace('_', '-')} {' '.join(value) if isinstance(value, list) else value}"
             for name, value in files.items()
         )
-        deps = [PARAMS_FILE]
+        deps: list[str] = []
         for value in files.values():
             deps += value if isinstance(value, list) else [value]
         stages[f"track-{video}"] = _stage(
-            f"gnerv track --video {video} {from_params} {options}"
-            f" --experiment ${{mlflow.experiment}} -o {results.run_record(video)}",
+            f"gnerv track --video {video} {from_params} {options} -o {results.run_record(video)}",
             deps,
             # a pointer to the MLflow run, not data: kept out of the cache
             [{results.run_record(video): {"cache": False}}],
+            # every value of params.yaml (track logs them): a comment edit reruns nothing
+            params=[{PARAMS_FILE: None}],
         )
     return stages
 
 
 def build(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The whole dvc.yaml document: stages for every video, and one R-D plot per video."""
+    """The whole dvc.yaml document: stages for every video, and as plots the report's R-D and
+    per-frame PSNR figures of every video. They are images: `dvc plots show` then writes a
+    page that needs no network (a Vega plot loads Vega from a CDN), and rd.png tells the
+    codecs apart by marker as well as colour; `dvc plots diff` shows them side by side."""
     stages: dict[str, dict[str, Any]] = {}
-    plots = []
+    plots: list[str] = []
     for video in cfg["videos"]:
         stages.update(video_stages(video, cfg))
-        plots.append(
-            {
-                f"rd-{video}": {
-                    "template": "scatter",
-                    "x": "bpp",
-                    "y": {
-                        results.metrics(video): "psnr",
-                        results.baselines(video): "psnr",
-                    },
-                    "title": f"{video}: PSNR (dB) against bits per pixel",
-                }
-            }
-        )
+        report = results.report_files(video)
+        plots += [report["rd"], report["per_frame"]]
     return {"stages": stages, "plots": plots}
 
 

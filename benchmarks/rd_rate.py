@@ -1,0 +1,254 @@
+"""Rate-distortion of the paper's coding (8-bit min/max + counted-table ANS) against this
+project's rate path (symmetric grid, compact ranges, parametric entropy model, QAT, pruning).
+
+For each clip and model size: fit once (cached in benchmarks/out/rd_rate/, a rerun refits
+nothing), code the model (a) the paper's way and (b) at several operating points of the new
+path (each fine-tune cached too). Every point's bpp is its FILE size and its PSNR comes from
+DECODING the file. Prints the R-D table and the BD-rate / BD-PSNR of (b)'s best points (the
+lower envelope over all sizes and operating points) against (a)'s curve over the sizes; writes
+benchmarks/out/rd_rate.json and, with --plot, a PNG.
+
+    python benchmarks/rd_rate.py                                    # the demo clip
+    python benchmarks/rd_rate.py --clips bunny --bunny /path/to/bunny.mkv --epochs 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gnerv.allocate import allocate_bits
+from gnerv.bd import bd_psnr, bd_rate
+from gnerv.encode import compress_checkpoint
+from gnerv.model import GNeRVConfig, c0_for_size, parse_param_count
+from gnerv.qat import finetune
+from gnerv.quantize import MINMAX_SCHEME, SYMMETRIC_SCHEME
+from gnerv.train import TrainConfig, fit, model_from_checkpoint
+from gnerv.video import load_frames, read_video, video_fingerprint
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+CACHE = OUT / "rd_rate"
+
+
+@dataclass(frozen=True)
+class Clip:
+    name: str
+    path: Path
+    frames: tuple[int, int] | None
+    resize: tuple[int, int]
+    sizes: tuple[str, ...]
+    min_channels: int
+    lr: float
+
+
+@dataclass(frozen=True)
+class Point:
+    """One operating point of the new path: bits, QAT share of the fit's epochs, pruning."""
+
+    bits: int | str  # or "auto": per-tensor allocation at a 0.2 dB drop (gnerv.allocate)
+    qat_share: float
+    prune: float
+
+    @property
+    def label(self) -> str:
+        qat = f"+qat{self.qat_share:g}" if self.qat_share else ""
+        prune = f"+prune{self.prune:g}" if self.prune else ""
+        return f"sym{self.bits}{qat}{prune}"
+
+
+POINTS = (
+    Point(8, 0.0, 0.0),
+    Point(6, 0.1, 0.0),
+    Point(5, 0.1, 0.0),
+    Point(4, 0.1, 0.0),
+    Point(5, 0.1, 0.3),
+    Point(4, 0.1, 0.3),
+    Point("auto", 0.1, 0.0),
+)
+
+
+def load_clip(clip: Clip) -> np.ndarray:
+    """The clip's frames, read and resized with `gnerv extract`'s code, cached as .npy."""
+    cached = CACHE / f"{clip.name}_frames.npy"
+    if cached.exists():
+        return load_frames(cached)[0]
+    frames, _ = read_video(clip.path, frame_range=clip.frames, resize=clip.resize, progress=False)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.save(cached, frames)
+    return frames
+
+
+def code(
+    model_dir: Path, out: Path, bits: int | dict[str, int], scheme: str, frames: np.ndarray
+) -> dict:
+    fig = compress_checkpoint(model_dir, out, bits, frames, device="cpu", scheme=scheme)
+    sizes = fig["sizes"]
+    return {
+        "bytes": fig["bytes"],
+        "bpp": fig["bpp"],
+        "psnr": fig["psnr_quantized"],  # decoded from the file
+        "psnr_float": fig["psnr_float"],
+        "side_share": sizes["table"] / sizes["total"],
+        "header_share": sizes["header"] / sizes["total"],
+    }
+
+
+def run_model(clip: Clip, size: str, epochs: int, frames: np.ndarray) -> dict:
+    n, h, w, _ = frames.shape
+    common = {"height": h, "width": w, "min_channels": clip.min_channels}
+    cfg = GNeRVConfig(c0=c0_for_size(parse_param_count(size), **common), **common)
+    fit_dir = CACHE / f"fit_{clip.name}_{size}_e{epochs}"
+    meta = {"fps": 20.0, "video_id": video_fingerprint(frames)}
+    if not (fit_dir / "fit.json").exists():  # a finished fit is reused as it is
+        fit(frames, cfg, TrainConfig(epochs=epochs, lr=clip.lr, device="cpu"), fit_dir,
+            resume=True, video_meta=meta, progress=False)
+    fitted = json.loads((fit_dir / "fit.json").read_text())
+    fit_seconds = float(fitted["train_seconds"])
+    paper = code(fit_dir, CACHE / f"{clip.name}_{size}_paper8.gnerv", 8, MINMAX_SCHEME, frames)
+    params = int(fitted["params"])
+    paper.update(label="paper8", size=size, params=params)
+    rows = [paper]
+    for point in POINTS:
+        model_dir = fit_dir
+        seconds = 0.0
+        bits: int | dict[str, int] = point.bits if isinstance(point.bits, int) else 8
+        alloc_seconds = 0.0
+        if point.bits == "auto":
+            t0 = time.perf_counter()
+            model = model_from_checkpoint(fit_dir / "checkpoint.pt")[0]
+            bits = allocate_bits(model, frames, SYMMETRIC_SCHEME, target_psnr_drop=0.2).bits
+            alloc_seconds = time.perf_counter() - t0
+            print(f"  allocation ({alloc_seconds:.0f} s): {bits}", flush=True)
+        if point.qat_share:
+            qat_epochs = max(1, round(point.qat_share * epochs))
+            model_dir = CACHE / f"qat_{clip.name}_{size}_e{epochs}_{point.label}_q{qat_epochs}"
+            qat_cfg = TrainConfig(epochs=qat_epochs, lr=clip.lr / 10, warmup_fraction=0.0,
+                                  device="cpu")
+            t0 = time.perf_counter()
+            done = finetune(frames, fit_dir, model_dir, qat_cfg, bits, point.prune,
+                            resume=True, progress=False)
+            seconds = done.train_seconds
+            print(f"  {point.label}: fine-tune {seconds:.0f} s ({time.perf_counter() - t0:.0f} s "
+                  "this run)", flush=True)
+        row = code(model_dir, CACHE / f"{clip.name}_{size}_{point.label}.gnerv", bits,
+                   SYMMETRIC_SCHEME, frames)
+        row.update(label=point.label, size=size, params=paper["params"],
+                   finetune_share=seconds / fit_seconds, alloc_seconds=alloc_seconds,
+                   psnr_vs_paper8=row["psnr"] - paper["psnr"],
+                   bytes_vs_paper8=row["bytes"] / paper["bytes"])
+        rows.append(row)
+    for r in rows:
+        print(f"  {clip.name} {size} {r['label']:<18} {r['bytes']:>7} B {r['bpp']:.4f} bpp "
+              f"{r['psnr']:.2f} dB  side {100 * r['side_share']:.2f} %", flush=True)
+    return {"size": size, "epochs": epochs, "fit_seconds": fit_seconds,
+            "fit_psnr": float(fitted["psnr"]), "rows": rows}
+
+
+def envelope(rows: list[dict]) -> list[dict]:
+    """The points no other point beats in both rate and PSNR, by increasing rate."""
+    rows = sorted(rows, key=lambda r: (r["bpp"], -r["psnr"]))
+    out: list[dict] = []
+    for r in rows:
+        if not out or r["psnr"] > out[-1]["psnr"]:
+            out.append(r)
+    return out
+
+
+def summarize(models: list[dict]) -> dict:
+    paper = sorted((m["rows"][0] for m in models), key=lambda r: r["bpp"])
+    new = envelope([r for m in models for r in m["rows"][1:]])
+    out = {"paper_curve": [r["label"] + "@" + r["size"] for r in paper],
+           "new_envelope": [r["label"] + "@" + r["size"] for r in new]}
+    if len(paper) >= 2 and len(new) >= 2:
+        args = ([r["bpp"] for r in paper], [r["psnr"] for r in paper],
+                [r["bpp"] for r in new], [r["psnr"] for r in new])
+        try:
+            out["bd_rate_percent"] = bd_rate(*args)
+            out["bd_psnr_db"] = bd_psnr(*args)
+        except Exception as e:  # noqa: BLE001 - no overlap: report it instead of a number
+            out["bd_error"] = str(e)
+    rows = [r for m in models for r in m["rows"][1:]]
+    out["max_finetune_share"] = max(r.get("finetune_share", 0.0) for r in rows)
+    big = [r for r in rows if r["bytes"] >= 50_000]
+    out["max_side_share_files_over_50kB"] = max((r["side_share"] for r in big), default=None)
+    # PSNR of each new point against the paper's curve at the same file size (log-rate linear
+    # interpolation, where the paper's curve covers that rate)
+    lr = np.log10([r["bpp"] for r in paper])
+    deltas = {
+        f"{r['label']}@{r['size']}": r["psnr"]
+        - float(np.interp(np.log10(r["bpp"]), lr, [p["psnr"] for p in paper]))
+        for r in rows
+        if lr[0] <= np.log10(r["bpp"]) <= lr[-1]
+    }
+    out["psnr_vs_paper_at_equal_size"] = deltas
+    out["min_psnr_vs_paper_at_equal_size"] = min(deltas.values(), default=None)
+    return out
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, (name, res) in zip(axes[0], results.items(), strict=True):
+        paper = sorted((m["rows"][0] for m in res["models"]), key=lambda r: r["bpp"])
+        ax.plot([r["bpp"] for r in paper], [r["psnr"] for r in paper], "o-", label="paper: 8-bit")
+        for m in res["models"]:
+            rows = m["rows"][1:]
+            ax.scatter([r["bpp"] for r in rows], [r["psnr"] for r in rows], s=14,
+                       label=f"new path, {m['size']}")
+        env = envelope([r for m in res["models"] for r in m["rows"][1:]])
+        ax.plot([r["bpp"] for r in env], [r["psnr"] for r in env], "k--", lw=1,
+                label="new path, envelope")
+        ax.set(xlabel="bpp (file size)", ylabel="PSNR (dB, decoded)", title=name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--clips", default="demo", help="demo,bunny")
+    ap.add_argument("--bunny", default="/work/shared/data/bunny.mkv", help="Bunny's path")
+    ap.add_argument("--demo-sizes", default="0.05M,0.1M")
+    ap.add_argument("--bunny-sizes", default="0.05M,0.1M,0.2M")
+    ap.add_argument("--demo-epochs", type=int, default=100)
+    ap.add_argument("--bunny-epochs", type=int, default=60)
+    ap.add_argument("--plot", type=Path, help="write the R-D plot here (PNG)")
+    args = ap.parse_args()
+    clips = {
+        "demo": (Clip("demo", ROOT / "data/raw/cockatoo.mp4", (0, 32), (90, 160),
+                      tuple(args.demo_sizes.split(",")), 30, 5e-3), args.demo_epochs),
+        "bunny": (Clip("bunny", Path(args.bunny), None, (180, 320),
+                       tuple(args.bunny_sizes.split(",")), 16, 5e-3), args.bunny_epochs),
+    }
+    out_path = OUT / "rd_rate.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    for name in args.clips.split(","):
+        clip, epochs = clips[name]
+        frames = load_clip(clip)
+        print(f"{name}: {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}, "
+              f"{epochs} epochs per fit", flush=True)
+        models = [run_model(clip, size, epochs, frames) for size in clip.sizes]
+        results[name] = {"models": models, "summary": summarize(models),
+                         "machine": "2-core x86_64 CPU dev VM",
+                         "date": time.strftime("%Y-%m-%d")}
+        print(json.dumps(results[name]["summary"], indent=2), flush=True)
+        OUT.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(results, indent=2))
+    if args.plot:
+        plot(results, args.plot)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The rate path beyond the paper: symmetric grid + parametric entropy model (exact round trip,
+bounded side information), quantization-aware fine-tuning, pruning, bit allocation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gnerv import bitstream as bs
+from gnerv.allocate import allocate_bits
+from gnerv.decode import build_model
+from gnerv.encode import CompressConfig, compress_checkpoint
+from gnerv.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
+from gnerv.errors import GnervError
+from gnerv.metrics import mean_psnr
+from gnerv.model import GNeRV, GNeRVConfig, render, to_uint8
+from gnerv.qat import finetune, prunable
+from gnerv.quantize import (
+    SYMMETRIC_SCHEME,
+    dequantized_state_dict,
+    quantize_model,
+    quantize_tensor_symmetric,
+    zero_symbol,
+)
+from gnerv.train import TrainConfig, fit
+from gnerv.video import video_fingerprint
+
+SYM = SYMMETRIC_SCHEME
+
+
+def laplace_model(cfg: GNeRVConfig, seed: int = 0) -> GNeRV:
+    """A model with trained-looking (Laplacian, per-channel scaled) weights."""
+    model = GNeRV(cfg)
+    rng = np.random.default_rng(seed)
+    sd = {}
+    for k, v in model.state_dict().items():
+        scale = rng.uniform(0.2, 1.0, (v.shape[0],) + (1,) * (v.dim() - 1)) if v.dim() else 1.0
+        sd[k] = torch.from_numpy((rng.laplace(0.0, 0.05, tuple(v.shape)) * scale).astype("f4"))
+    model.load_state_dict(sd)
+    return model
+
+
+def quantized_psnr(model: GNeRV, frames: np.ndarray, bits: int) -> float:
+    shapes = [tuple(v.shape) for v in model.state_dict().values()]
+    q = GNeRV(model.cfg)
+    q.load_state_dict(dequantized_state_dict(quantize_model(model, bits, SYM), shapes))
+    q.eval()
+    return mean_psnr(frames, to_uint8(render(q, list(range(len(frames))), len(frames))).numpy())
+
+
+def test_symmetric_grid_keeps_zero_exact_and_peaks_at_the_centre() -> None:
+    t = torch.tensor([[0.0, 0.5, -0.25, 1e-4], [0.0, -2.0, 0.3, 2.0]])
+    q = quantize_tensor_symmetric("w", t, 6)
+    sym = q.symbols.reshape(2, 4)
+    assert sym[0, 0] == sym[1, 0] == zero_symbol(6)
+    assert sym[0, 3] == zero_symbol(6)  # below half a step: the peak symbol
+
+
+def test_parametric_entropy_model_round_trips_near_the_entropy() -> None:
+    rng = np.random.default_rng(1)
+    sym = (np.clip(np.rint(rng.laplace(0, 2.5, 60_000)), -31, 31) + 32).astype(np.int32)
+    blob = encode_symbols(sym, 64, parametric=True)
+    assert blob_info(blob, sym.size).mode == "laplace"
+    assert blob_info(blob, sym.size).table_bytes <= 16  # 8 bytes of parameters + framing
+    assert np.array_equal(decode_symbols(blob, sym.size, 64), sym)
+    assert len(blob) <= 1.01 * empirical_entropy_bits(sym, 64) / 8 + 16
+    assert encode_symbols(sym, 64) == encode_symbols(sym, 64, parametric=False)  # paper's path
+
+
+@pytest.mark.parametrize("corrupt", [b"\x03\x00\x40\x00\x00\xc0\x7f", b"\x03\x05\x03"])
+def test_parametric_blob_refuses_bad_parameters(corrupt: bytes) -> None:
+    with pytest.raises(GnervError):
+        decode_symbols(corrupt + b"\x00" * 8, 10, 64)
+
+
+def test_symmetric_file_round_trips_exactly_with_bounded_side_information() -> None:
+    model = laplace_model(GNeRVConfig(90, 160, c0=15, upscale_factors=(5, 2)))  # 0.1M params
+    video = bs.video_facts(32, 90, 160, 20.0)
+    for bits in (8, 6, 4):
+        data = bs.compress_model(model, bits, video, bs.base_stage("ab" * 32), scheme=SYM)
+        f = bs.unpack(data, "x.gnerv")
+        assert f.scheme == SYM
+        expected = quantize_model(model, bits, SYM)
+        for got, want in zip(f.tensors, expected, strict=True):
+            assert np.array_equal(got.symbols, want.symbols)
+            assert np.array_equal(got.step_codes, want.step_codes) and got.unit == want.unit
+        shapes = [tuple(v.shape) for v in model.state_dict().values()]
+        ref = dequantized_state_dict(expected, shapes)
+        for k, v in build_model(f).state_dict().items():
+            assert torch.equal(v, ref[k])
+        if len(data) >= 50_000:
+            assert f.sizes["table"] < 0.01 * len(data), (bits, f.sizes)
+    paper = bs.compress_model(model, 8, video, bs.base_stage("ab" * 32))
+    assert bs.unpack(paper).sizes["table"] > 5 * f.sizes["table"]
+
+
+def test_format_1_files_cannot_name_the_symmetric_scheme() -> None:
+    import json
+    import struct
+    import zlib
+
+    model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
+    data = bs.compress_model(
+        model, 6, bs.video_facts(4, 36, 64, 20.0), bs.base_stage("ab" * 32), scheme=SYM
+    )
+    _, _, hlen = struct.unpack_from("<4sHI", data)
+    header = json.loads(data[10 : 10 + hlen])
+    del header["model"]["layout"]
+    raw = bs.canonical_json(header)
+    old = struct.pack("<4sHI", b"GNRV", 1, len(raw)) + raw + data[10 + hlen : -4]
+    with pytest.raises(GnervError, match="scheme of format 1"):
+        bs.unpack(old + struct.pack("<I", zlib.crc32(old)), "old.gnerv")
+
+
+@pytest.fixture(scope="module")
+def fitted(tiny_cockatoo, tmp_path_factory):
+    frames, _ = tiny_cockatoo
+    out = tmp_path_factory.mktemp("fit")
+    cfg = GNeRVConfig(36, 64, c0=8, min_channels=8)
+    meta = {"fps": 20.0, "video_id": video_fingerprint(frames)}
+    fit(
+        frames,
+        cfg,
+        TrainConfig(epochs=30, lr=5e-3, device="cpu"),
+        out,
+        video_meta=meta,
+        progress=False,
+    )
+    return frames, out
+
+
+def test_qat_lowers_the_quantization_loss(fitted, tmp_path) -> None:
+    frames, fit_dir = fitted
+    from gnerv.train import model_from_checkpoint
+
+    before = model_from_checkpoint(fit_dir / "checkpoint.pt")[0]
+    cfg = TrainConfig(epochs=6, lr=5e-4, warmup_fraction=0.0, device="cpu")
+    first = finetune(frames, fit_dir, tmp_path / "qat", cfg, bits=4, progress=False)
+    after = first.model.cpu()
+    assert quantized_psnr(after, frames, 4) > quantized_psnr(before, frames, 4) + 0.2
+    # resumable like fit: a second call finds the finished checkpoint and trains nothing
+    again = finetune(frames, fit_dir, tmp_path / "qat", cfg, bits=4, resume=True, progress=False)
+    assert again.train_seconds == first.train_seconds
+    for k, v in again.model.cpu().state_dict().items():
+        assert torch.equal(v, after.state_dict()[k])
+
+
+def test_pruning_keeps_its_zeros_through_a_decode(fitted, tmp_path) -> None:
+    frames, fit_dir = fitted
+    cfg = TrainConfig(epochs=2, lr=5e-4, warmup_fraction=0.0, device="cpu")
+    finetune(frames, fit_dir, tmp_path / "qat", cfg, bits=5, prune=0.3, progress=False)
+    compress_checkpoint(tmp_path / "qat", tmp_path / "p.gnerv", 5, frames, device="cpu", scheme=SYM)
+    decoded = build_model(bs.read_gnerv(tmp_path / "p.gnerv"))
+    for name, w in decoded.state_dict().items():
+        if prunable(name, w):
+            assert float((w == 0).float().mean()) >= 0.3, name
+
+
+def test_bit_allocation_meets_its_target(fitted) -> None:
+    frames, fit_dir = fitted
+    from gnerv.train import model_from_checkpoint
+
+    model = model_from_checkpoint(fit_dir / "checkpoint.pt")[0]
+    alloc = allocate_bits(model, frames, SYM, target_psnr_drop=0.5)
+    assert alloc.psnr >= alloc.psnr_float - 0.5
+    assert min(alloc.bits.values()) < 8 and alloc.steps
+
+
+def test_compress_config_refuses_what_the_paper_scheme_cannot_do() -> None:
+    with pytest.raises(GnervError, match="scheme"):
+        CompressConfig(qat_epochs=3).validate()
+    with pytest.raises(GnervError, match="fine-tune"):
+        CompressConfig(scheme=SYM, prune=0.3).validate()
+    CompressConfig().validate()  # the paper's defaults
+
+
+def test_cli_compress_with_qat_and_auto_bits(fitted, tmp_path, capsys) -> None:
+    from gnerv.cli import main
+
+    frames, fit_dir = fitted
+    np.save(tmp_path / "frames.npy", frames)
+    out = tmp_path / "v.gnerv"
+    args = [
+        "compress",
+        str(fit_dir),
+        "-o",
+        str(out),
+        "--scheme",
+        "symmetric",
+        "--bits",
+        "auto",
+        "--target-psnr-drop",
+        "0.5",
+        "--qat-epochs",
+        "2",
+        "--prune",
+        "0.2",
+        "--frames-file",
+        str(tmp_path / "frames.npy"),
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    f = bs.read_gnerv(out)
+    assert f.scheme == SYMMETRIC_SCHEME and (tmp_path / "v.finetune" / "checkpoint.pt").exists()
+    assert min(r.bits for r in f.records) < 8
+    assert (
+        main(["compress", str(fit_dir), "-o", str(tmp_path / "p.gnerv"), "--qat-epochs", "2"]) != 0
+    )
+    assert "symmetric" in capsys.readouterr().err
