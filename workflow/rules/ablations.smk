@@ -11,8 +11,8 @@ rule ablation_fit:
     output:
         summary=ABLATION_FIT,
     params:
-        outdir=lambda wildcards, output: Path(output.summary).parent,
         params_files=params_files(),
+        outdir=lambda wildcards, output: Path(output.summary).parent,
         settings=lambda wildcards: command_settings(config, "fit", 1),
     log:
         results.log("{video}", "ablation_fit_{branch}_c{c0}_e{epochs}"),
@@ -73,12 +73,12 @@ rule ablation_pipeline:
     output:
         layers=results.ablation_pipeline_layers("{video}", ablation_pipeline_stages()),
     params:
+        params_files=params_files(),
         outdir=lambda wildcards, output: Path(output.layers[0]).parent,
         stages=ablation_pipeline_stages(),
         sizes=ABLATIONS["progressive"]["sizes"] if ABLATIONS else "",
         epochs=ABLATIONS["progressive"]["epochs"] if ABLATIONS else "",
         extract=config["extract"],
-        params_files=params_files(),
         settings=lambda wildcards: command_settings(config, "fit", 1),
     log:
         results.log("{video}", "ablation_pipeline"),
@@ -102,10 +102,10 @@ rule ablation_long:
     output:
         layer=results.ablation_long_layer("{video}"),
     params:
+        params_files=params_files(),
         size=ablation_long_size() if ABLATIONS else 0,
         epochs=ablation_long_epochs() if ABLATIONS else 0,
         extract=config["extract"],
-        params_files=params_files(),
         settings=lambda wildcards: command_settings(config, "fit", 1),
     log:
         results.log("{video}", "ablation_long"),

@@ -5,8 +5,8 @@ rule compress:
     output:
         bitstream=LAYER,
     params:
-        model_dir=lambda wildcards, input: Path(input.summary).parent,
         params_files=params_files(),
+        model_dir=lambda wildcards, input: Path(input.summary).parent,
         settings=stage_settings("compress"),
     log:
         results.log("{video}", "compress_stage{stage}"),

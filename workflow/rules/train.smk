@@ -19,8 +19,8 @@ rule fit:
     output:
         summary=FIT_SUMMARY,
     params:
-        outdir=lambda wildcards, output: Path(output.summary).parent,
         params_files=params_files(),
+        outdir=lambda wildcards, output: Path(output.summary).parent,
         settings=stage_settings("fit"),
         track=track_flag,
     log:

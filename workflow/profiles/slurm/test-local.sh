@@ -19,6 +19,7 @@ PROFILE=workflow/profiles/slurm-cpu
 # What a run of the workflow needs (tests/test_workflow.py copies the same files).
 FILES=(Snakefile params.yaml workflow configs data/raw)
 STARTED_MUNGE=0
+LINKED_CONF=0
 # snakemake and gnerv: from the active environment, else the repository's .venv (the SLURM
 # jobs inherit this PATH: sbatch exports the environment).
 if ! command -v snakemake >/dev/null && [[ -x $ROOT/.venv/bin/snakemake ]]; then
@@ -36,6 +37,9 @@ cleanup() {
     done
     if [[ $STARTED_MUNGE == 1 && -f $WORK/munged.pid ]]; then
         kill "$(cat "$WORK/munged.pid")" 2>/dev/null || true
+    fi
+    if [[ $LINKED_CONF == 1 ]]; then
+        rm -f /etc/slurm/slurm.conf
     fi
     sleep 1
     if [[ ${KEEP:-0} == 1 || $status != 0 ]]; then
@@ -101,6 +105,15 @@ $NODE NodeAddr=127.0.0.1 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 export SLURM_CONF=$WORK/slurm.conf
+# The jobs' own srun calls do not see SLURM_CONF (the plugin clears SLURM_* variables in the
+# job): they read /etc/slurm/slurm.conf, which this script provides while it runs.
+if [[ -e /etc/slurm/slurm.conf ]]; then
+    say "/etc/slurm/slurm.conf exists: this script only runs where no cluster is configured"
+    exit 1
+fi
+mkdir -p /etc/slurm
+ln -s "$SLURM_CONF" /etc/slurm/slurm.conf
+LINKED_CONF=1
 say "starting slurmctld and slurmd ($WORK)"
 slurmctld -f "$SLURM_CONF"
 slurmd -f "$SLURM_CONF"
