@@ -22,7 +22,7 @@ rule ablation_fit:
         epochs=r"[1-9][0-9]*",
     threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:
@@ -84,7 +84,7 @@ rule ablation_pipeline:
         results.log("{video}", "ablation_pipeline"),
     threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:
@@ -111,7 +111,7 @@ rule ablation_long:
         results.log("{video}", "ablation_long"),
     threads: FIT_THREADS
     resources:
-        gpu=1,
+        gpu=TORCH_GPUS,
     conda:
         GNERV_ENV
     shell:
