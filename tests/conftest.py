@@ -7,6 +7,7 @@ copy before changing them (they stay writable so that torch.from_numpy does not 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,3 +51,29 @@ def tiny_realshort(realshort_path: Path) -> tuple[np.ndarray, dict]:
     """Realshort frames 0:6 resized to 48x64 (4:3, 3x4 embedding): uint8 (6, 48, 64, 3), meta."""
     frames, meta = read_video(realshort_path, frame_range=(0, 6), resize=(48, 64), progress=False)
     return frames, meta
+
+
+# Run a command and measure ITS peak memory and CPU time. A child forked from pytest starts with
+# pytest's resident pages counted in its ru_maxrss (Linux records the pre-exec high-water mark),
+# so the command is started by a tiny launcher process whose own footprint is small, and the
+# launcher reports the command's wait4 figures.
+_LAUNCHER = """
+import json, os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "maxrss_bytes": usage.ru_maxrss * 1024,
+               "cpu_seconds": usage.ru_utime + usage.ru_stime}, f)
+"""
+
+
+def run_measured(argv: list[str], figures: Path, **popen: Any) -> dict:
+    """Run argv (stdout/stderr/env/cwd as for subprocess.run) through the launcher; returns
+    {"rc", "maxrss_bytes", "cpu_seconds"} of the command itself."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-S", "-c", _LAUNCHER, str(figures), *map(str, argv)], **popen)
+    import json
+
+    return json.loads(figures.read_text())

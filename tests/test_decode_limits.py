@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import run_measured
 
 from gnerv import bitstream as bs
 from gnerv.decode import DEFAULT_BATCH
@@ -87,15 +87,13 @@ def run_cli(*args: str, cwd: Path) -> tuple[int, str, float, int]:
     """`gnerv ARGS`, a real process: (exit code, stderr, CPU seconds, peak RSS bytes).
 
     CPU time (user + system), not wall time: it measures the work the process did, whatever
-    else the machine is doing (tests share 2 cores)."""
+    else the machine is doing (tests share 2 cores); both figures are the process's own
+    (conftest.run_measured)."""
     out, err = cwd / "stdout.txt", cwd / "stderr.txt"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # no spinning threads in the CPU time
     with out.open("wb") as fo, err.open("wb") as fe:
-        proc = subprocess.Popen([GNERV, *args], stdout=fo, stderr=fe, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    seconds = usage.ru_utime + usage.ru_stime
-    return proc.returncode, err.read_text(), seconds, usage.ru_maxrss * 1024
+        got = run_measured([GNERV, *args], cwd / "figures.json", stdout=fo, stderr=fe, env=env)
+    return got["rc"], err.read_text(), got["cpu_seconds"], got["maxrss_bytes"]
 
 
 @pytest.fixture(scope="module")

@@ -29,13 +29,14 @@ import shutil
 import struct
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import run_measured
 
 from gnerv import bitstream as bs
 from gnerv.decode import load_layers
@@ -288,8 +289,8 @@ def run_driver(cases: list[Case], out_dir: Path, work: Path) -> dict[int, dict]:
             )
         )
         out = work / f"results{start}.jsonl"
-        done = subprocess.run(
-            [sys.executable, str(DRIVER), str(spec), str(out)],
+        done = subprocess.run(  # through a small parent, so the driver's peak memory is its own
+            [sys.executable, "-S", "-c", SPAWN, sys.executable, str(DRIVER), str(spec), str(out)],
             env=ENV,
             capture_output=True,
             text=True,
@@ -304,21 +305,23 @@ def run_driver(cases: list[Case], out_dir: Path, work: Path) -> dict[int, dict]:
     return results
 
 
+# A child forked from pytest counts pytest's pages in its peak memory (Linux keeps the pre-exec
+# high-water mark): the driver is started by this small process instead.
+SPAWN = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
+
+
 def run_executable(case: Case, timeout: float = 120.0) -> dict:
-    """One `gnerv` process for the case; its own peak memory from wait4."""
+    """One `gnerv` process for the case; its own peak memory (conftest.run_measured)."""
     gnerv = shutil.which("gnerv", path=os.path.dirname(sys.executable)) or "gnerv"
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(
-            [gnerv, *case.argv], stdout=devnull, stderr=subprocess.PIPE, env=ENV
-        )
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode("utf-8", "replace")
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"rc": proc.returncode, "stderr": err, "maxrss_kib": usage.ru_maxrss}
+    with tempfile.TemporaryDirectory() as tmp:
+        err_path = Path(tmp) / "stderr.txt"
+        with open(os.devnull, "wb") as devnull, err_path.open("wb") as err_file:
+            got = run_measured(
+                [gnerv, *case.argv], Path(tmp) / "figures.json", stdout=devnull,
+                stderr=err_file, env=ENV, timeout=timeout,
+            )  # fmt: skip
+        err = err_path.read_text("utf-8", "replace")
+    return {"rc": got["rc"], "stderr": err, "maxrss_kib": got["maxrss_bytes"] // 1024}
 
 
 def check_out_dir(out_dir: Path, case: Case, result: dict) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import run_measured
 
 from gnerv import bitstream as bs
 from gnerv.cli import main
@@ -217,11 +218,12 @@ def peak_rss_mb(clip: Path, out: Path, frames: int) -> float:
         "assert rc == 0\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
-    run = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=180, env=ENV
-    )
-    assert run.returncode == 0, run.stderr
-    return int(run.stdout.split()[-1]) / 1024  # ru_maxrss is in KiB on Linux
+    got = run_measured(  # the process's own peak, not pytest's pages (conftest.run_measured)
+        [sys.executable, "-c", code], out.with_suffix(".figures.json"), capture_output=True,
+        timeout=180, env=ENV,
+    )  # fmt: skip
+    assert got["rc"] == 0
+    return got["maxrss_bytes"] / 2**20
 
 
 def test_decode_memory_is_flat_in_the_frame_count(tmp_path) -> None:

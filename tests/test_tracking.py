@@ -352,7 +352,7 @@ def test_fit_logs_while_it_trains_and_resumes_its_run(tmp_path: Path, store: str
         env=env,
         capture_output=True,
     )
-    epochs = 40
+    epochs = 300  # long enough that the fit is still training when two epochs are seen
     fit = [gnerv, "fit", "frames.npy", "-o", "model", "--c0", "4", "--epochs", str(epochs)]
     fit += ["--checkpoint-every", "1", "--quiet", "--track", VIDEO, "--auto-resume"]
     first = subprocess.Popen(fit, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -364,7 +364,7 @@ def test_fit_logs_while_it_trains_and_resumes_its_run(tmp_path: Path, store: str
         while len(seen) < 2:
             assert first.poll() is None, "the fit ended before two epochs were seen in MLflow"
             assert time.monotonic() < deadline, "no per-epoch points reached MLflow"
-            time.sleep(0.5)
+            time.sleep(0.2)
             if sidecar.is_file():
                 run_id = json.loads(sidecar.read_text())["run_id"]
                 assert client.get_run(run_id).info.status == "RUNNING"
