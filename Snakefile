@@ -73,6 +73,16 @@ rule all:
     default_target: True
 
 
+# On a cluster: stop before submitting a job that no node of its partition can take.
+# (Raised here: Snakemake reports an error raised inside an included file's function badly.)
+onstart:
+    if cluster_problems():
+        raise WorkflowError(
+            "the cluster cannot run these jobs as the profile sizes them:\n  "
+            + "\n  ".join(cluster_problems())
+        )
+
+
 # One state for DVC and Snakemake: after a successful run, dvc.lock records the outputs (see
 # dvc_commit_command in workflow/rules/common.smk), so `dvc repro` reruns nothing.
 onsuccess:

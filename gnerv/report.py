@@ -111,8 +111,10 @@ def make_report(
     fps: float,
     out_dir: str | os.PathLike,
     device: str = "auto",
+    params_files: list[str] | None = None,
 ) -> dict:
-    """Write rd.png, per_frame.png, frames.png, summary.md and summary.json into out_dir."""
+    """Write rd.png, per_frame.png, frames.png, summary.md and summary.json into out_dir;
+    `params_files` (the parameter files the run used, in merge order) are listed in both."""
     out_dir = Path(out_dir)
     metrics = [read_json(p, "what `gnerv evaluate` writes") for p in metrics_paths]
     baselines = read_json(baselines_path, "what `gnerv baselines` writes") if baselines_path else []
@@ -172,6 +174,12 @@ def make_report(
         ]
     if top.get("ms_ssim") is None:
         md += [f"MS-SSIM: {MS_SSIM_NOTE}", ""]
+    if params_files:
+        md += [
+            "Parameter files (later ones override earlier): "
+            + ", ".join(f"`{name}`" for name in params_files),
+            "",
+        ]
     write_bytes_atomic(out_dir / "summary.md", "\n".join(md).encode())
     summary = {
         "video": metrics[0]["video"],
@@ -189,5 +197,7 @@ def make_report(
     }
     if top.get("ms_ssim") is None:
         summary["ms_ssim_note"] = MS_SSIM_NOTE
+    if params_files:
+        summary["parameter_files"] = list(params_files)
     write_json(out_dir / "summary.json", summary)
     return summary

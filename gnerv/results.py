@@ -145,6 +145,14 @@ def track_files(video: str, n_stages: int) -> dict[str, str | list[str]]:
     }
 
 
+def final_files(video: str, n_stages: int, tracked: bool) -> list[str]:
+    """Everything a full run leaves for one video: Snakemake's default target, and what DVC's
+    last stage waits for."""
+    files = [*layers(video, n_stages), metrics(video), decoded(video), baselines(video)]
+    files += list(report_files(video).values())
+    return files + ([run_record(video)] if tracked else [])
+
+
 def ablations_dir(video: str) -> str:
     return f"{video_dir(video)}/{ABLATIONS_DIR}"
 

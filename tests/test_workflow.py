@@ -436,6 +436,40 @@ def test_slurm_asks_for_a_gpu_only_where_one_is_used(wf: Path) -> None:
     assert not gpu_rules("--profile", "workflow/profiles/slurm-cpu")
 
 
+def fake_sinfo(wf: Path, lines: str) -> dict[str, str]:
+    """An environment whose `sinfo` prints `lines` (a 2-CPU, ~4 GB node without GPUs)."""
+    bin_dir = wf / "fakebin"
+    bin_dir.mkdir()
+    script = bin_dir / "sinfo"
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n")
+    script.chmod(0o755)
+    return {**env(wf), "PATH": f"{bin_dir}{os.pathsep}{env(wf)['PATH']}"}
+
+
+def test_slurm_jobs_larger_than_the_partition_stop_before_submission(wf: Path) -> None:
+    """A profile asking for more CPUs, memory or GPUs than the partition's largest node has
+    stops at start-up with the limit named (sbatch would refuse or leave the job pending);
+    the one-node SLURM test (test-local.sh) shows a fitting profile passing the check."""
+    small = fake_sinfo(wf, "node1|debug*|2|3900|(null)")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/slurm"],
+        cwd=wf,
+        env=small,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=DRY_RUN_TIMEOUT_S,
+    )
+    assert done.returncode != 0
+    assert (
+        "rule fit asks for 8 CPUs (cpus_per_task) but the largest node of partition "
+        "'debug' has 2" in done.stdout
+    ), done.stdout
+    assert "rule fit asks for 32000 MB (mem_mb)" in done.stdout
+    assert "rule fit asks for 1 GPU(s)" in done.stdout
+    assert "submitted" not in done.stdout and not (wf / "results").exists()
+
+
 SLURM_SCRIPT = ROOT / "workflow" / "profiles" / "slurm" / "test-local.sh"
 SLURM_TIMEOUT_S = 600
 
@@ -509,8 +543,15 @@ def test_committed_dvc_yaml_is_up_to_date() -> None:
 @pytest.mark.parametrize("config", ["params.yaml", CI_CONFIG])
 def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
     use_as_params(wf, config)
-    jobs = [j for j in dry_run_jobs(wf) if j.rule != "all"]
+    jobs = dry_run_jobs(wf)
     stages = dvc_stages(wf)
+    # Snakemake's `all` is DVC's last stage, which waits for the same files and records
+    # DVC's runs in Snakemake's metadata (`snakemake --touch`)
+    (final,) = [j for j in jobs if j.rule == "all"]
+    jobs.remove(final)
+    state = stages.pop("snakemake-state")
+    assert sorted(state["deps"]) == sorted(final.inputs) and not state["outs"]
+    assert shlex.split(state["cmd"])[:2] == ["snakemake", "--touch"]
     assert len(stages) == len(jobs)
 
     # The one allowed difference: each fit's checkpoint.pt. Snakemake does not declare it (it
@@ -732,6 +773,7 @@ def test_dvc_repro_reruns_only_what_a_stage_param_touches(wf: Path) -> None:
         "decode-cockatoo",
         "report-cockatoo",
         "track-cockatoo",
+        "snakemake-state",
     }
 
     ok(run(wf, "git", "add", "-A"))
@@ -800,16 +842,13 @@ def test_snakemake_and_dvc_share_one_state(wf: Path) -> None:
         "decode-cockatoo",
         "report-cockatoo",
         "track-cockatoo",
+        "snakemake-state",
     }
-    # DVC wrote its outputs in pipeline order (mtimes agree); only the param Snakemake recorded
-    # for the residual differs, and `snakemake --touch` (seconds, runs nothing) adopts it.
-    reasons = set(re.findall(r"reason: (.*)", ok(snakemake(wf, "-n"))))
-    assert reasons and all(
-        r.startswith(("Params have changed", "Input files updated by another job")) for r in reasons
-    ), reasons
-    ok(snakemake(wf, "--touch", "--cores", "1"))
+    # DVC's last stage recorded the run in Snakemake's metadata: Snakemake plans nothing
     assert "Nothing to be done" in ok(snakemake(wf, "-n"))
     assert not ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
+    report = (wf / "results/cockatoo/eval/summary.md").read_text()
+    assert "Parameter files (later ones override earlier): `params.yaml`" in report
 
     ok(dvc(wf, "push", timeout=RUN_TIMEOUT_S))
     layer = wf / "results/cockatoo/stage2/stage2.gnerv"

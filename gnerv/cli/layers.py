@@ -81,6 +81,7 @@ def cmd_report(args: argparse.Namespace) -> None:
         float(meta.get("fps") or DEFAULT_FPS),
         args.output,
         args.device,
+        params_files=args.params_files,
     )
     top = summary["top"]
     print(f"{args.output}: report written; top layer {top['bpp']:.4f} bpp, {top['psnr']:.2f} dB")
@@ -146,5 +147,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baselines", metavar="BASELINES.json", help="from `gnerv baselines`")
     p.add_argument("--frames-file", required=True, metavar="FRAMES", help="the source frames")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder to write into")
+    p.add_argument(
+        "--params",
+        dest="params_files",
+        nargs="+",
+        metavar="FILE",
+        help="the parameter files the run used, base first (listed in the summary, not read)",
+    )
     add_render_args(p, batch=False)
     p.set_defaults(func=cmd_report)

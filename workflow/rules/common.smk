@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from gnerv import results
+from gnerv import cluster, results
 from gnerv.params import command_settings
 
 # Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
@@ -168,6 +168,8 @@ def dvc_commit_command() -> str | None:
 
     if os.environ.get("GNERV_DVC_COMMIT", "1") == "0" or workflow.overwrite_configfiles:
         return None
+    if workflow.touch:  # `snakemake --touch`, e.g. run by dvc.yaml's snakemake-state stage
+        return None
     if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
         return None
     return "dvc commit --force --quiet"
@@ -177,9 +179,47 @@ def final_targets() -> list[str]:
     """What `snakemake` builds by default, for every video."""
     targets = []
     for video in VIDEOS:
-        targets += layers(video, N_STAGES)
-        targets += [path.format(video=video) for path in (METRICS, DECODED, BASELINES)]
-        targets += [path.format(video=video) for path in REPORT_FILES.values()]
-        if config["mlflow"]["enabled"]:
-            targets.append(RUN_RECORD.format(video=video))
+        targets += results.final_files(video, N_STAGES, config["mlflow"]["enabled"])
     return targets
+
+
+def _constant(resources, name: str):
+    """A rule's resource value where it is a plain value (not a per-job function)."""
+    value = resources.get(name)
+    if value is None or value.is_evaluable():
+        return None
+    return value.value
+
+
+def cluster_requests() -> list:
+    """What each cluster job asks SLURM for: the rule's resources with the profile's
+    default-resources and set-resources merged in (Snakemake has merged them)."""
+    requests = []
+    for each in workflow.rules:
+        if workflow.is_local(each):
+            continue
+        res = each.resources
+        cpus = _constant(res, "cpus_per_task") or _constant(res, "_cores") or 1
+        requests.append(
+            cluster.Request(
+                rule_name=each.name,
+                cpus=int(cpus),
+                mem_mb=_constant(res, "mem_mb"),
+                gpus=int(_constant(res, "gpu") or 0),
+                partition=_constant(res, "slurm_partition"),
+            )
+        )
+    return requests
+
+
+def cluster_problems() -> list[str]:
+    """On the SLURM executor, the rules that ask for more than the largest node of their
+    partition has (sbatch would refuse such a job, or leave it pending forever), each named with
+    its request and the limit; nothing elsewhere, in a dry run, or where sinfo does not answer."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm" or workflow.dryrun:
+        return []
+    found = cluster.query_partitions()
+    if found is None:
+        return []
+    return cluster.oversized(cluster_requests(), *found)

@@ -27,6 +27,7 @@ rule report:
         summary_json=REPORT_FILES["summary_json"],
     params:
         outdir=lambda wildcards, output: f"{Path(output.rd).parent}/",
+        params_files=params_files(),
     log:
         results.log("{video}", "report"),
     benchmark:
@@ -35,4 +36,5 @@ rule report:
         GNERV_ENV
     shell:
         "gnerv report --metrics {input.metrics:q} --baselines {input.baselines:q}"
-        " --frames-file {input.frames:q} -o {params.outdir:q} > {log:q} 2>&1"
+        " --frames-file {input.frames:q} -o {params.outdir:q}"
+        " --params {params.params_files:q} > {log:q} 2>&1"

@@ -132,6 +132,20 @@ copy() {
 copy "$WORK/slurm"
 copy "$WORK/local"
 export GNERV_DVC_COMMIT=0
+# A job bigger than the node stops the run before anything is submitted, naming the limit.
+say "asking for more CPUs than the node has"
+if (cd "$WORK/slurm" && snakemake --profile "$PROFILE" --configfile "$CONFIG" \
+    --set-resources fit:cpus_per_task=4096 >"$WORK/oversized.out" 2>&1); then
+    say "a job asking for 4096 CPUs was not refused"
+    exit 1
+fi
+if ! grep -q "rule fit asks for 4096 CPUs (cpus_per_task) but the largest node" \
+    "$WORK/oversized.out" || grep -q "submitted with SLURM jobid" "$WORK/oversized.out"; then
+    tail -n 20 "$WORK/oversized.out"
+    say "the oversized job was not stopped before submission with its limit named"
+    exit 1
+fi
+rm -rf "$WORK/slurm/.snakemake"
 say "running the tiny pipeline through $PROFILE"
 (cd "$WORK/slurm" && MLFLOW_TRACKING_URI=sqlite:///$WORK/slurm/mlflow.db \
     snakemake --profile "$PROFILE" --configfile "$CONFIG" >"$WORK/slurm.out" 2>&1) || {
