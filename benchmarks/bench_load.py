@@ -1,6 +1,6 @@
 """Training and decoding on a busy machine: slowdown beside 1 and 2 busy processes, against idle.
 
-    python benchmarks/bench_load.py                     # demo clip, 180x240, ~0.05M, 30 epochs
+    python benchmarks/bench_load.py                     # demo clip, 180x240, ~0.1M, 30 epochs
     python benchmarks/bench_load.py --hogs 0 1 --repeats 3
 
 Each measurement runs the real commands in a child process: `gnerv fit` (wall time of the
@@ -28,7 +28,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 GNERV = [str(Path(sys.executable).parent / "gnerv")]  # the environment's command
-VARIANTS = {"package": {}, "plain": {"GNERV_THREADS": "plain"}}
+VARIANTS = {
+    "package": {},
+    "plain": {"GNERV_THREADS": "plain"},
+    # a middle way tried: spin briefly, then sleep
+    "spin10k": {"GNERV_THREADS": "plain", "GOMP_SPINCOUNT": "10000"},
+}
 
 
 def spin() -> None:  # a busy process: one core's worth of load
@@ -46,16 +51,42 @@ def measure(work: Path, frames: Path, args: argparse.Namespace, env: dict[str, s
     """One fit and one evaluate of its layer: training seconds and decode frames/s."""
     out = work / "fit"
     run(
-        [*GNERV, "fit", str(frames), "-o", str(out), "--size", args.size, "--epochs",
-         str(args.epochs), "--device", "cpu", "--quiet"],
+        [
+            *GNERV,
+            "fit",
+            str(frames),
+            "-o",
+            str(out),
+            "--size",
+            args.size,
+            "--epochs",
+            str(args.epochs),
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
         env,
     )
     train_s = json.loads((out / "fit.json").read_text())["train_seconds"]
     layer = work / "layer.gnerv"
     run([*GNERV, "compress", str(out), "-o", str(layer), "--frames-file", str(frames)], env)
     metrics = work / "metrics.json"
-    run([*GNERV, "evaluate", str(frames), "--layers", str(layer), "-o", str(metrics),
-         "--device", "cpu", "--batch", str(args.batch)], env)
+    run(
+        [
+            *GNERV,
+            "evaluate",
+            str(frames),
+            "--layers",
+            str(layer),
+            "-o",
+            str(metrics),
+            "--device",
+            "cpu",
+            "--batch",
+            str(args.batch),
+        ],
+        env,
+    )
     fps = json.loads(metrics.read_text())["points"][0]["decode_fps"]
     return {"train_seconds": train_s, "decode_fps": fps}
 
@@ -65,11 +96,11 @@ def main() -> None:
     p.add_argument("--video", default=str(ROOT / "data" / "raw" / "cockatoo.mp4"))
     p.add_argument("--resize", default="180x240")
     p.add_argument("--frames", default="0:32")
-    p.add_argument("--size", default="0.05M")
+    p.add_argument("--size", default="0.1M")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch", type=int, default=8, help="decode batch")
     p.add_argument("--hogs", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["package", "plain"], choices=list(VARIANTS))
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--out", default=str(OUT / "load.json"))
     args = p.parse_args()
@@ -78,8 +109,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         frames = work / "frames.npy"
-        run([*GNERV, "extract", args.video, "-o", str(frames), "--frames", args.frames,
-             "--resize", args.resize], dict(os.environ))
+        run(
+            [
+                *GNERV,
+                "extract",
+                args.video,
+                "-o",
+                str(frames),
+                "--frames",
+                args.frames,
+                "--resize",
+                args.resize,
+            ],
+            dict(os.environ),
+        )
         for _ in range(args.repeats):
             for hogs in args.hogs:
                 procs = [mp.Process(target=spin, daemon=True) for _ in range(hogs)]
@@ -112,7 +155,7 @@ def main() -> None:
                 entry["train_slowdown"] = train / median(variant, 0, "train_seconds")
                 entry["decode_slowdown"] = median(variant, 0, "decode_fps") / fps
             table.append(entry)
-    print(f"\n| threads | busy procs | train s | slowdown | decode fps | slowdown |")
+    print("\n| threads | busy procs | train s | slowdown | decode fps | slowdown |")
     print("|---|---|---|---|---|---|")
     for e in table:
         print(

@@ -1,0 +1,173 @@
+"""Decoding speed: frames/s of the decoder's rendering against a plain eager forward and the
+machine's conv ceiling, and where the time goes.
+
+    python benchmarks/bench_decode.py                          # 180x320 and 720p, three sizes
+    python benchmarks/bench_decode.py --shapes 180x320 --batches 1 8 --repeats 5
+
+For each frame size, model size and batch: `decoder` is what `gnerv decode` runs per batch
+(gnerv.decode.decode_layers on a model rebuilt from a real .gnerv: NHWC weights, the thread
+choice of gnerv/threads.py, the uint8 conversion), `eager` a plain fp32 forward of the same
+model (NCHW, `model(t)` per batch, no conversion). Ceiling: FLOP/s of the model's most expensive
+conv as one dense conv2d at batch 32 (benchmarks/bench_train.py); `of ceiling` = the model's
+conv FLOP/s at that batch over it. A torch.profiler pass at each batch splits the decoder's time
+into convolutions and the rest (normalisation, GELU, shuffle, layout copies, conversion).
+Random weights (speed does not depend on them). Prints a table; writes benchmarks/out/decode.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import conv_ceiling, dominant_conv  # noqa: E402
+
+from gnerv import bitstream as bs  # noqa: E402
+from gnerv.decode import decode_layers, load_layers, prepare_layers  # noqa: E402
+from gnerv.model import (  # noqa: E402
+    GNeRV,
+    GNeRVConfig,
+    c0_for_size,
+    count_params,
+    frame_times,
+    macs_per_frame,
+    parse_param_count,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+CONV_OPS = ("conv", "mkldnn_convolution", "onednn", "convolution")
+
+
+def timed(fn, repeats: int) -> float:
+    """Median seconds of fn() over `repeats`, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def conv_share(fn) -> dict[str, float]:
+    """Self CPU time of one fn() call split into convolutions and the rest, by op name."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        fn()
+    by_op: dict[str, float] = {}
+    for event in prof.key_averages():
+        by_op[event.key] = by_op.get(event.key, 0.0) + event.self_cpu_time_total
+    total = sum(by_op.values()) or 1.0
+    conv = sum(t for name, t in by_op.items() if any(c in name.lower() for c in CONV_OPS))
+    top = sorted(by_op.items(), key=lambda kv: -kv[1])[:8]
+    return {
+        "conv_share": conv / total,
+        "top_ops": {name: t / total for name, t in top},
+    }
+
+
+def one_model(height: int, width: int, size: str, n_frames: int, tmp: Path):
+    """A random model of about `size` parameters, coded into a .gnerv and rebuilt from it."""
+    c0 = c0_for_size(parse_param_count(size), height=height, width=width)
+    cfg = GNeRVConfig(height=height, width=width, c0=c0)
+    torch.manual_seed(0)
+    model = GNeRV(cfg).eval()
+    path = tmp / f"{height}x{width}_{size}.gnerv"
+    facts = bs.video_facts(n_frames, height, width, 25.0)
+    bs.write_gnerv(path, bs.compress_model(model, 8, facts, bs.base_stage("ab" * 32)))
+    return cfg, model, load_layers([path])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shapes", nargs="+", default=["180x320", "720x1280"])
+    p.add_argument("--sizes", nargs="+", default=["0.1M", "0.3M", "1M"])
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--frames", type=int, default=32, help="frames rendered per measurement")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-720p-batch", type=int, default=8, help="memory: 720p batches above")
+    p.add_argument("--out", default=str(OUT / "decode.json"))
+    args = p.parse_args()
+    device = torch.device("cpu")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shapes:
+            height, width = (int(v) for v in shape.split("x"))
+            for size in args.sizes:
+                cfg, eager, files = one_model(height, width, size, args.frames, Path(tmp))
+                models = prepare_layers(files, device)
+                ceiling = conv_ceiling(dominant_conv(cfg), device, False, True)
+                flops_per_frame = 2 * macs_per_frame(cfg)
+                for batch in args.batches:
+                    if height * width >= 720 * 1280 and batch > args.max_720p_batch:
+                        continue
+                    n = max(batch, args.frames // batch * batch)
+                    idx = list(range(n))
+
+                    def decoder(idx=idx, batch=batch, files=files, models=models) -> None:
+                        decode_layers(files, idx, device, batch, models)
+
+                    def plain(n=n, batch=batch, eager=eager) -> None:
+                        with torch.inference_mode():
+                            for i in range(0, n, batch):
+                                eager(frame_times(torch.arange(i, min(i + batch, n)), n))
+
+                    dec = n / timed(decoder, args.repeats)
+                    ref = n / timed(plain, args.repeats)
+                    share = conv_share(decoder)
+                    row = {
+                        "shape": shape,
+                        "size": size,
+                        "params": count_params(cfg),
+                        "batch": batch,
+                        "decoder_fps": dec,
+                        "eager_fps": ref,
+                        "decoder_vs_eager": dec / ref,
+                        "of_ceiling": dec * flops_per_frame / ceiling,
+                        "ceiling_gflops": ceiling / 1e9,
+                        **share,
+                    }
+                    rows.append(row)
+                    print(
+                        f"{shape} {size} ({row['params'] / 1e6:.3f}M) batch {batch}: decoder "
+                        f"{dec:.1f} fps, eager {ref:.1f} fps ({dec / ref:.2f}x), "
+                        f"{row['of_ceiling']:.0%} of ceiling, convs {share['conv_share']:.0%}",
+                        flush=True,
+                    )
+    print(
+        "\n| frame | params | batch | decoder fps | eager fps | ratio | of conv ceiling | convs |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['decoder_fps']:.1f} | "
+            f"{r['eager_fps']:.1f} | {r['decoder_vs_eager']:.2f}x | {r['of_ceiling']:.0%} | "
+            f"{r['conv_share']:.0%} |"
+        )
+    result = {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "capability": torch.backends.cpu.get_cpu_capability(),
+        },
+        "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(sys.argv),
+        "rows": rows,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
