@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_entropy import median_seconds  # noqa: E402
 from bench_train import conv_ceiling, dominant_conv  # noqa: E402
 
 from gnerv import bitstream as bs  # noqa: E402
@@ -46,17 +46,6 @@ from gnerv.model import (  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 CONV_OPS = ("conv", "mkldnn_convolution", "onednn", "convolution")
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() over `repeats`, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def conv_share(fn) -> dict[str, float]:
@@ -121,8 +110,8 @@ def main() -> None:
                             for i in range(0, n, batch):
                                 eager(frame_times(torch.arange(i, min(i + batch, n)), n))
 
-                    dec = n / timed(decoder, args.repeats)
-                    ref = n / timed(plain, args.repeats)
+                    dec = n / median_seconds(decoder, args.repeats)
+                    ref = n / median_seconds(plain, args.repeats)
                     share = conv_share(decoder)
                     row = {
                         "shape": shape,
