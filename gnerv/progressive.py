@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from gnerv.bitstream import next_stage
-from gnerv.decode import DEFAULT_BATCH, decode_float, load_layers
+from gnerv.decode import DEFAULT_BATCH, decode_float, decode_layers, load_layers
 from gnerv.encode import compress_checkpoint, encode_single
 from gnerv.errors import GnervError
+from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, c0_for_size, count_params
 from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
@@ -160,14 +161,51 @@ def compute_residual(
     return meta
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where `encode_progressive` may stop adding stages: a decoded prefix at or above `psnr`
+    dB, or the last prefix at or below `bpp` (file sizes) before the next stage would exceed it.
+    The stage list is the plan and its length the limit."""
+
+    psnr: float | None = None
+    bpp: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.psnr is None) == (self.bpp is None):
+            raise GnervError("give one target: a PSNR in dB or a rate in bits per pixel")
+        if self.psnr is not None and not 0 < self.psnr < 100:
+            raise GnervError(f"target PSNR {self.psnr} dB is not in (0, 100): give e.g. 35")
+        if self.bpp is not None and not self.bpp > 0:
+            raise GnervError(f"target rate {self.bpp} bpp must be more than 0: give e.g. 0.1")
+
+    def describe(self) -> str:
+        return f"{self.psnr:g} dB" if self.psnr is not None else f"{self.bpp:g} bpp"
+
+
+def prefix_figures(
+    frames: np.ndarray, layers: list[Path], device: str, batch_size: int
+) -> dict[str, float]:
+    """Decoded PSNR and bpp (the files' sizes) of a prefix of layers, as a decoder shows it."""
+    n, height, width, _ = frames.shape
+    decoded = decode_layers(load_layers(layers), list(range(n)), device, batch_size)
+    size = sum(Path(p).stat().st_size for p in layers)
+    return {"psnr": mean_psnr(frames, decoded), "bpp": 8 * size / (n * height * width)}
+
+
 def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
     frames: np.ndarray, meta: dict, stages: list[StageSpec], base_model: GNeRVConfig,
     base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
     resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
+    target: Target | None = None,
 ) -> list[dict]:  # fmt: skip
     """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work).
 
-    Returns one figures dict per stage (from compress_checkpoint, plus fit figures)."""
+    Returns one figures dict per stage (from compress_checkpoint, plus fit figures). With a
+    `target`, each stage's decoded prefix is measured (`prefix_psnr`, `prefix_bpp`) and encoding
+    stops at the first prefix that meets a PSNR target, or before the stage that would take the
+    prefix above a bpp target (its layer is removed); the last figures' `target` entry says
+    which: met, or not met within the stage limit (a bpp target no prefix meets is an error,
+    nothing kept)."""
     check_stages(stages)
     out_dir = Path(out_dir)
     video_id = video_fingerprint(frames)
@@ -179,17 +217,17 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
         work = out_dir / f"stage{j}.work"
         output = out_dir / f"stage{j}.gnerv"
         if j == 1:
-            target, scale, stage = frames, 1.0, None
+            goal, scale, stage = frames, 1.0, None
             fit_meta = {**meta, "video_id": video_id}
         else:
             res_path = work / "residual.npy"
             fit_meta = compute_residual(
                 frames, layers, spec.residual_scale, res_path, base_train.device, batch_size
             )
-            target, scale = np.load(res_path, allow_pickle=False), spec.residual_scale
+            goal, scale = np.load(res_path, allow_pickle=False), spec.residual_scale
             stage = fit_meta["stage"]
         result = fit(
-            target,
+            goal,
             model_cfg,
             train_cfg,
             work,
@@ -217,7 +255,57 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
         )
         layers.append(output)
         results.append(figures)
+        if target is None:
+            continue
+        prefix = prefix_figures(frames, layers, base_train.device, batch_size)
+        figures.update(prefix_psnr=prefix["psnr"], prefix_bpp=prefix["bpp"])
+        if target.bpp is not None and prefix["bpp"] > target.bpp:
+            output.unlink()
+            layers.pop()
+            results.pop()
+            if not layers:
+                raise GnervError(
+                    f"stage 1 alone takes {prefix['bpp']:.4f} bpp, above the target "
+                    f"{target.describe()}: give a smaller base (--size or --stage-sizes)"
+                )
+            results[-1]["target"] = _outcome(target, True, len(layers), results[-1], j)
+            return results
+        if target.psnr is not None and prefix["psnr"] >= target.psnr:
+            figures["target"] = _outcome(target, True, j, figures)
+            return results
+    if target is not None:
+        results[-1]["target"] = _outcome(target, target.bpp is not None, len(layers), results[-1])
     return results
+
+
+def _outcome(
+    target: Target, met: bool, stages: int, figures: dict, over_at: int | None = None
+) -> dict:
+    """What the target came to: met or not, after how many stages, at what PSNR and rate."""
+    if target.psnr is not None:
+        why = (
+            f"{figures['prefix_psnr']:.2f} dB >= {target.describe()} after {stages} stage(s)"
+            if met
+            else f"{figures['prefix_psnr']:.2f} dB after all {stages} stage(s), the stage limit: "
+            "add stages (--stages, --stage-sizes) or make them larger"
+        )
+    elif over_at is not None:
+        why = (
+            f"{figures['prefix_bpp']:.4f} bpp <= {target.describe()} with {stages} stage(s); "
+            f"stage {over_at} would exceed it and was left out"
+        )
+    else:
+        why = (
+            f"all {stages} stage(s) fit in {target.describe()} ({figures['prefix_bpp']:.4f} bpp): "
+            "the stage limit was hit first"
+        )
+    return {
+        "kind": "psnr" if target.psnr is not None else "bpp",
+        "value": target.psnr or target.bpp,
+        "met": met,
+        "stages": stages,
+        "message": why,
+    }
 
 
 def respective_sizes(stages: list[StageSpec], base_model: GNeRVConfig) -> list[int]:

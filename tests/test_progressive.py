@@ -2,6 +2,7 @@
 decoding to the encoder's figures, and refusals of broken chains."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from gnerv.progressive import (
 )
 from gnerv.residual import load_residual, residual_target
 from gnerv.train import TrainConfig
+from gnerv.video import read_video
 
 # Stage 1 is kept short so that residual stages have something to fix; residual stages use a
 # higher lr than the paper's 2e-4 so that a few epochs show the effect.
@@ -239,3 +241,50 @@ def test_prepared_models_decode_the_same_bits(progressive_run):
     )
     with pytest.raises(GnervError, match="prepared models"):
         decode_layers(files, idx, "cpu", models=models[:1])
+
+
+def test_encode_to_a_target(cockatoo_path, tmp_path, capsys):
+    """--target-psnr stops adding stages once the decoded prefix reaches it, and says when the
+    stage limit came first; --target-bpp keeps the stages that fit and drops the one that would
+    not (or refuses when stage 1 alone is over). The prefix figures are the decoder's."""
+
+    def encode(out, *target):
+        return main(
+            ["encode", str(cockatoo_path), "-o", str(out), "--frames", "0:8", "--resize", "36x64",
+             "--stages", "3", "--stage-sizes", "12k,12k,12k", "--stage-epochs", "4,4,4",
+             "--min-channels", "8", "--auto-resume", "--quiet", *target]
+        )  # fmt: skip
+
+    out = tmp_path / "psnr"
+    assert encode(out, "--target-psnr", "5") == 0
+    said = capsys.readouterr().out
+    assert "target 5 dB met" in said and "after 1 stage(s)" in said
+    assert (out / "stage1.gnerv").exists() and not (out / "stage2.gnerv").exists()
+
+    assert encode(out, "--target-psnr", "99") != 0
+    said, err = capsys.readouterr()
+    assert "target 99 dB not met" in err and "after all 3 stage(s)" in err
+    assert [line for line in err.splitlines() if not line.startswith("fit: ")] == [
+        err.strip().splitlines()[-1]
+    ]  # one error line (beside the fits' progress lines)
+    layers = [out / f"stage{j}.gnerv" for j in (1, 2, 3)]
+    assert all(p.exists() for p in layers)
+    prefix = [float(v) for v in re.findall(r"decoded: [0-9.]+ dB, ([0-9.]+) bpp", said)]
+    psnrs = [float(v) for v in re.findall(r"decoded: ([0-9.]+) dB", said)]
+    assert len(prefix) == 3 and prefix == sorted(prefix)
+    frames = read_video(cockatoo_path, frame_range=(0, 8), resize=(36, 64), progress=False)[0]
+    top = decode_layers(load_layers(layers), range(8), "cpu")
+    assert mean_psnr(frames, top) == pytest.approx(psnrs[-1], abs=0.01)
+
+    # a rate between stage 1+2 and 1+2+3: stage 3 is left out (training resumes from the work)
+    assert encode(out, "--target-bpp", f"{(prefix[1] + prefix[2]) / 2:.6f}") == 0
+    said = capsys.readouterr().out
+    assert "with 2 stage(s); stage 3 would exceed it" in said
+    assert not (out / "stage3.gnerv").exists() and (out / "stage2.gnerv").exists()
+    assert encode(out, "--target-bpp", "100") == 0
+    assert "the stage limit was hit first" in capsys.readouterr().out
+
+    assert encode(tmp_path / "small", "--target-bpp", f"{prefix[0] / 2:.6f}") != 0
+    err = capsys.readouterr().err
+    assert "stage 1 alone takes" in err and "give a smaller base" in err
+    assert not (tmp_path / "small" / "stage1.gnerv").exists()

@@ -69,7 +69,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.encode import default_workdir, encode_single
     from gnerv.model import describe
 
-    if args.stages != 1 or args.respective:
+    if args.stages != 1 or args.respective or target_of(args) is not None:
         return cmd_encode_layers(args)
     check_suffix(args.output, GNERV_SUFFIX)
     workdir = args.workdir or default_workdir(args.output)
@@ -99,11 +99,24 @@ def cmd_encode(args: argparse.Namespace) -> None:
     print_figures(fig)
 
 
+def target_of(args: argparse.Namespace):
+    """The --target-psnr / --target-bpp of `encode`, or None."""
+    from gnerv.progressive import Target
+
+    if args.target_psnr is None and args.target_bpp is None:
+        return None
+    if args.respective:
+        raise GnervError("--target-psnr/--target-bpp add progressive stages: drop --respective")
+    return Target(psnr=args.target_psnr, bpp=args.target_bpp)
+
+
 def cmd_encode_layers(args: argparse.Namespace) -> None:
-    """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv)."""
+    """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv); with
+    a target, stages are added until it is met or N is reached."""
     from gnerv.model import parse_param_count
     from gnerv.progressive import encode_progressive, encode_respective, stage_specs
 
+    target = target_of(args)
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
     sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
@@ -132,10 +145,24 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         bits=settings.get("bits", DEFAULT_BITS),
         resume=resume_mode(args),
         progress=not args.quiet,
+        **({"target": target} if target is not None else {}),
     )
     for fig in figures:
         print(f"stage {fig['stage']}: {fig['params']} params, fit PSNR {fig['fit_psnr']:.2f} dB")
         print_figures(fig)
+        if "prefix_psnr" in fig:
+            print(
+                f"  stages 1..{fig['stage']} decoded: {fig['prefix_psnr']:.2f} dB, "
+                f"{fig['prefix_bpp']:.4f} bpp"
+            )
+    if target is not None:
+        outcome = figures[-1]["target"]
+        if not outcome["met"]:
+            raise GnervError(
+                f"target {target.describe()} not met: {outcome['message']} "
+                f"({len(figures)} layer(s) kept in {args.output})"
+            )
+        print(f"target {target.describe()} met: {outcome['message']}")
 
 
 def decode_limits(args: argparse.Namespace) -> DecodeLimits:
@@ -305,6 +332,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--respective",
         action="store_true",
         help="instead: separate models sized like the progressive prefixes (paper Table 3)",
+    )
+    aim = g.add_mutually_exclusive_group()
+    aim.add_argument(
+        "--target-psnr",
+        type=float,
+        metavar="DB",
+        help="stop adding stages once the decoded prefix reaches DB (--stages is the limit)",
+    )
+    aim.add_argument(
+        "--target-bpp",
+        type=float,
+        metavar="BPP",
+        help="add stages while the prefix's files stay within BPP (--stages is the limit)",
     )
     add_bits_arg(p)
     add_rate_args(p)
