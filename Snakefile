@@ -65,6 +65,7 @@ localrules:
     all,
     track,
     ablations,
+    ablation_track,
 
 
 rule all:

@@ -13,6 +13,7 @@ result is a wildcard pattern::
     results/<video>/benchmarks/<job>.tsv              Snakemake's per-job timings
     results/<video>/mlflow_run.json                   which MLflow run holds the pipeline
     results/<video>/ablations/<name>.json, .md, .png  the paper's ablations (4.3), by name
+    results/<video>/ablations/mlflow_run.json        their MLflow runs (mlflow.enabled)
     results/<video>/ablations/fits/<branch>_c<C0>_e<epochs>/   their fitted models
     results/<video>/ablations/progressive/            Fig. 8's pipeline and its one-model rival
     logs/<video>/<job>.log                            each job's output
@@ -160,6 +161,11 @@ def ablations_dir(video: str) -> str:
 def ablation_files(video: str, name: str) -> dict[str, str]:
     """One ablation's results by kind: json, md (the table), png (the plot)."""
     return {kind: f"{ablations_dir(video)}/{name}.{kind}" for kind in ("json", "md", "png")}
+
+
+def ablation_run_record(video: str) -> str:
+    """Where `gnerv track-ablations` records the MLflow runs of a video's ablations."""
+    return f"{ablations_dir(video)}/{RUN_RECORD_NAME}"
 
 
 def ablation_fit(video: str, branch: str, c0: int | str, epochs: int | str) -> str:

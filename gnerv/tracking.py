@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -63,6 +64,9 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # Tags of the runs: a pipeline run's parameter fingerprint, a stage run's stage number.
 PIPELINE_TAG = "pipeline"
+ABLATION_TAG = "ablation"  # the ablation's name (time_branch, epochs, progressive)
+# Fields of an ablation row that say where on its x axis it sits (the metric's step).
+ABLATION_STEP_KEYS = ("epochs", "c0", "stage")
 STAGE_TAG = "stage"
 # Written by a tracked fit beside its checkpoint: which run holds the fit.
 STAGE_RUN_FILE = "mlflow.json"
@@ -707,3 +711,113 @@ def _log_stage(
         log.metrics_from(point_numbers(by_prefix[index]))
     log.flush()
     client.log_artifact(run_id, str(fit_path))
+
+
+def ablation_key(video: str, name: str, params: Mapping[str, Any]) -> str:
+    """Fingerprint of one ablation of one video: what it was run with (its own settings and the
+    model and train sections it shares with the pipeline, and the source)."""
+    import hashlib
+
+    values = {
+        "ablation": (params.get("ablations") or {}).get(name),
+        "model": params.get("model"),
+        "train": params.get("train"),
+        "extract": params.get("extract"),
+        "stage1": (params.get("stages") or [None])[0],
+        "source": params.get("videos", {}).get(video),
+    }
+    text = json.dumps([video, name, values], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def metric_name(text: str) -> str:
+    """`text` with the characters MLflow refuses in a metric name (e.g. ",") as "_"."""
+    return re.sub(r"[^A-Za-z0-9_\-. /]", "_", text)
+
+
+def ablation_numbers(result: Mapping[str, Any]) -> list[tuple[int, dict[str, float]]]:
+    """(step, numbers) of each row of an ablation's JSON (its list of row objects): the step is
+    the row's epochs, C0 or stage where it has one, else its position; the numbers are its
+    numeric fields, under the row's text fields as a prefix ("one model.psnr") so that rows of
+    two curves at one step stay apart."""
+    lists = (
+        [v for v in result.values() if isinstance(v, list)] if isinstance(result, Mapping) else []
+    )
+    rows = next((v for v in lists if v and all(isinstance(r, Mapping) for r in v)), [])
+    found = []
+    for position, row in enumerate(rows, start=1):
+        step = next((int(row[k]) for k in ABLATION_STEP_KEYS if numeric(row.get(k))), position)
+        prefix = ".".join(str(v) for v in row.values() if isinstance(v, str))
+        values = {metric_name(k): v for k, v in numbers(row, prefix).items()}
+        found.append((step, values))
+    return found
+
+
+def track_ablations(
+    video: str,
+    results_json: Sequence[Path],
+    params: dict[str, Any],
+    record: Path,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+) -> dict[str, str]:
+    """Log each ablation of `video` (its X.json, with X.md and X.png beside it) as a run of its
+    own: its settings as params, each row's numbers as metrics (step: C0, epochs or stage), the
+    table as the run's note and the three files as artifacts. Logging the same results again
+    updates the same runs; other settings open new ones. Writes `record`; returns the run ids."""
+    client, uri, experiment_id = open_store(tracking_uri, experiment)
+    run_ids: dict[str, str] = {}
+    for path in results_json:
+        path = Path(path)
+        result = read_json(path, "an ablation's results (gnerv ablation)")
+        name = str(result.get("ablation") or path.stem)
+        key = ablation_key(video, name, params)
+        found = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{ABLATION_TAG} = '{name}' and tags.{PIPELINE_TAG} = '{key}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+        else:
+            tags = {"video": video, ABLATION_TAG: name, PIPELINE_TAG: key}
+            commit = git_commit(Path.cwd())
+            if commit:
+                tags[GIT_COMMIT_TAG] = commit
+            run_id = client.create_run(
+                experiment_id, run_name=f"{video}/ablation/{name}", tags=tags
+            ).info.run_id
+        try:
+            log = _Logger(client, run_id, dedupe=True)
+            log.param("video", video)
+            log.param("ablation", name)
+            log.params_from((params.get("ablations") or {}).get(name) or {}, "ablation")
+            log.params_from(params.get("model") or {}, "model")
+            for step, values in ablation_numbers(result):
+                log.metrics_from(values, step=step)
+            table = path.with_suffix(".md")
+            if table.is_file():
+                log.tags[NOTE_TAG] = table.read_text()[:MAX_PARAM_LENGTH]
+            log.flush()
+            for artifact in _artifacts([path, table, path.with_suffix(".png")]):
+                client.log_artifact(run_id, str(artifact), artifact_path="ablation")
+            if client.get_run(run_id).info.status != "FINISHED":
+                client.set_terminated(run_id, "FINISHED")
+        except BaseException:
+            try:
+                client.set_terminated(run_id, "FAILED")
+            except Exception:  # the original error matters more than this one
+                pass
+            raise
+        run_ids[name] = run_id
+    write_json(
+        record,
+        {
+            "video": video,
+            "tracking_uri": public_uri(uri),
+            "experiment": experiment,
+            "experiment_id": experiment_id,
+            "ablation_run_ids": run_ids,
+        },
+    )
+    return run_ids

@@ -382,3 +382,97 @@ def test_fit_logs_while_it_trains_and_resumes_its_run(tmp_path: Path, store: str
     assert steps == set(range(1, epochs + 1))
     parent = client.get_run(run.data.tags["mlflow.parentRunId"])
     assert parent.info.run_name == VIDEO and parent.info.status == "RUNNING"  # track ends it
+
+
+def fake_ablations(root: Path) -> list[Path]:
+    """The three ablations' files in the formats `gnerv ablation` writes (json, md, png)."""
+    folder = root / "results" / VIDEO / "ablations"
+    written = {
+        "time_branch": {
+            "ablation": "time_branch",
+            "paper": {"c0": [20, 40], "w. DS": [31.95, 34.19]},
+            "columns": [
+                {"c0": 8, "w. DS": 27.1, "w. DS and M, mask M": 26.5, "params ds": 21000},
+                {"c0": 16, "w. DS": 28.4, "w. DS and M, mask M": 27.9, "params ds": 52000},
+            ],
+        },
+        "epochs": {
+            "ablation": "epochs",
+            "points": [
+                {"epochs": 15, "psnr": 24.0, "c0": 16},
+                {"epochs": 30, "psnr": 26.0, "c0": 16},
+            ],
+        },
+        "progressive": {
+            "ablation": "progressive",
+            "rows": [
+                {"pipeline": "progressive", "stage": 1, "epochs": 40, "psnr": 25.0},
+                {"pipeline": "progressive", "stage": 2, "epochs": 80, "psnr": 26.5},
+                {"pipeline": "one model", "stage": 1, "epochs": 80, "psnr": 27.0},
+            ],
+        },
+    }
+    paths = []
+    for name, result in written.items():
+        write_json(folder / f"{name}.json", result)
+        (folder / f"{name}.md").write_text(f"| {name} |\n|---|\n")
+        (folder / f"{name}.png").write_bytes(FAKE_PNG)
+        paths.append(folder / f"{name}.json")
+    return paths
+
+
+def test_ablations_are_runs_of_their_own(tmp_path: Path, store: str) -> None:
+    """Each ablation becomes one run: its settings, per-row metrics at the row's step (C0 or
+    epochs; two curves at one step kept apart), its table as the note, its files as artifacts.
+    Logging again updates those runs; changed settings open new ones."""
+    from mlflow.tracking import MlflowClient
+
+    from gnerv.tracking import track_ablations
+
+    paths = fake_ablations(tmp_path)
+    params = {**PARAMS, "ablations": {"time_branch": {"c0": "8,16", "epochs": 60}}}
+    record = tmp_path / "runs.json"
+    runs = track_ablations(VIDEO, paths, params, record, "gnerv-test", store)
+    assert set(runs) == {"time_branch", "epochs", "progressive"}
+    assert json.loads(record.read_text())["ablation_run_ids"] == runs
+
+    client = MlflowClient(tracking_uri=store)
+    table4 = client.get_run(runs["time_branch"])
+    assert (
+        table4.info.status == "FINISHED" and table4.info.run_name == f"{VIDEO}/ablation/time_branch"
+    )
+    assert table4.data.params["ablation.c0"] == "8,16"
+    assert table4.data.tags["mlflow.note.content"].startswith("| time_branch |")
+    history = client.get_metric_history(runs["time_branch"], "w. DS and M_ mask M")
+    assert sorted((m.step, m.value) for m in history) == [(8, 26.5), (16, 27.9)]
+    fig8 = runs["progressive"]
+    assert [(m.step, m.value) for m in client.get_metric_history(fig8, "one model.psnr")] == [
+        (80, 27.0)
+    ]
+    assert sorted(m.step for m in client.get_metric_history(fig8, "progressive.psnr")) == [40, 80]
+    artifacts = {a.path for a in client.list_artifacts(runs["epochs"], "ablation")}
+    assert artifacts == {"ablation/epochs.json", "ablation/epochs.md", "ablation/epochs.png"}
+
+    again = track_ablations(VIDEO, paths, params, record, "gnerv-test", store)
+    assert again == runs
+    assert len(client.get_metric_history(runs["epochs"], "psnr")) == 2  # not logged twice
+    changed = {**params, "ablations": {"time_branch": {"c0": "8,16", "epochs": 90}}}
+    other = track_ablations(VIDEO, paths[:1], changed, record, "gnerv-test", store)
+    assert other["time_branch"] != runs["time_branch"]
+
+
+def test_track_ablations_command(tmp_path: Path, store: str, capsys) -> None:
+    import yaml
+
+    from gnerv.cli import main
+
+    paths = fake_ablations(tmp_path)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(PARAMS))
+    record = tmp_path / "results" / VIDEO / "ablations" / RUN_RECORD_NAME
+    argv = ["track-ablations", "--video", VIDEO, "--params", str(params_file), "--results"]
+    assert main([*argv, *map(str, paths), "-o", str(record), "--tracking-uri", store]) == 0
+    assert json.loads(record.read_text())["experiment"] == PARAMS["mlflow"]["experiment"]
+    assert capsys.readouterr().out.count("MLflow run ") == 3
+    assert main([*argv, str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.json")]) == 2
+    assert "missing.json" in capsys.readouterr().err and not (tmp_path / "x.json").exists()

@@ -273,6 +273,7 @@ def test_ablations_target_plans_the_paper_ablations(wf: Path) -> None:
         "ablation_long": 1,
         "ablation_evaluate": 2,
         "ablation_progressive": 1,
+        "ablation_track": 1,  # each ablation as an MLflow run of its own (mlflow.enabled)
         "ablations": 1,
     }
     fits = [shlex.split(LOG_SUFFIX.sub("", j.shell)) for j in jobs if j.rule == "ablation_fit"]

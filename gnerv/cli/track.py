@@ -33,6 +33,27 @@ def cmd_track(args: argparse.Namespace) -> None:
     print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s pipeline")
 
 
+def cmd_track_ablations(args: argparse.Namespace) -> None:
+    from gnerv.params import load_params
+    from gnerv.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_ablations
+
+    params = load_params(args.params)
+    experiment = args.experiment or params.get("mlflow", {}).get("experiment", DEFAULT_EXPERIMENT)
+    uri = args.tracking_uri or default_tracking_uri()
+    runs = track_ablations(args.video, args.results, params, args.output, experiment, uri)
+    for name, run_id in runs.items():
+        print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s {name}")
+
+
+def add_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
+    p.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("track", help="log a finished pipeline (one video) to MLflow")
     p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
@@ -57,10 +78,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "-o", "--output", required=True, type=Path, metavar="RUN.json", help="run record to write"
     )
-    p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
-    p.add_argument(
-        "--tracking-uri",
-        metavar="URI",
-        help="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here",
-    )
+    add_store_args(p)
     p.set_defaults(func=cmd_track)
+
+    p = sub.add_parser(
+        "track-ablations", help="log a video's ablations (gnerv ablation) to MLflow, a run each"
+    )
+    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
+    p.add_argument(
+        "--params",
+        required=True,
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help="workflow parameters (params.yaml, then any --configfile merged into it)",
+    )
+    p.add_argument(
+        "--results",
+        nargs="+",
+        required=True,
+        type=Path,
+        metavar="X.json",
+        help="the ablations' JSON (X.md and X.png beside each are logged too)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUNS.json", help="record to write"
+    )
+    add_store_args(p)
+    p.set_defaults(func=cmd_track_ablations)

@@ -156,6 +156,31 @@ rule ablation_progressive:
         " -o {output.json:q} > {log:q} 2>&1"
 
 
+rule ablation_track:
+    """The ablations of one video into MLflow, a run each (params, per-row metrics, the table
+    as the note, json/md/png as artifacts); running it again updates the same runs. On the
+    submitting host (localrules), like `track`."""
+    input:
+        results=lambda wildcards: [
+            results.ablation_files(wildcards.video, name)["json"]
+            for name in results.ABLATION_NAMES
+        ],
+    output:
+        record=results.ablation_run_record("{video}"),
+    params:
+        params_files=params_files(),
+        values=lambda wildcards: {
+            key: config.get(key) for key in ("ablations", "model", "train", "extract", "mlflow")
+        },
+    log:
+        results.log("{video}", "ablation_track"),
+    conda:
+        GNERV_ENV
+    shell:
+        "gnerv track-ablations --video {wildcards.video} --params {params.params_files:q}"
+        " --results {input.results:q} -o {output.record:q} > {log:q} 2>&1"
+
+
 rule ablations:
     """Target: every ablation of every video (`snakemake ablations --cores all`)."""
     input:

@@ -66,9 +66,12 @@ def ablation_targets() -> list[str]:
             "the parameters have no `ablations:` section: add one (params.yaml has the demo's, "
             "configs/paper-bunny.yaml the paper's)"
         )
-    return [
+    targets = [
         path
         for video in VIDEOS
         for name in results.ABLATION_NAMES
         for path in results.ablation_files(video, name).values()
     ]
+    if config["mlflow"]["enabled"]:  # each ablation also as an MLflow run
+        targets += [results.ablation_run_record(video) for video in VIDEOS]
+    return targets
