@@ -33,7 +33,7 @@ from gnerv.progressive import (
     encode_respective,
     stage_model_config,
 )
-from gnerv.train import TrainConfig
+from gnerv.train import PAPER_LR, TrainConfig
 from gnerv.video import read_video
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,7 @@ def main() -> None:
     ap.add_argument("--min-channels", type=int, default=30)
     ap.add_argument("--sizes", default="0.05M,0.1M,0.2M", help="table1: the size ladder")
     ap.add_argument("--epochs", type=int, default=300, help="table1: epochs per model")
-    ap.add_argument("--lr", type=float, default=2e-3, help="lr of frame models (paper: 2e-3)")
+    ap.add_argument("--lr", type=float, default=PAPER_LR, help="lr of frame models (the paper's)")
     ap.add_argument("--stage-sizes", default="0.1M,0.1M,0.1M", help="table3: per-stage params")
     ap.add_argument("--stage-epochs", default="300,150,150", help="table3: per-stage epochs")
     ap.add_argument("--residual-lr", type=float, default=2e-4, help="table3 (paper: 2e-4)")

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from gnerv.train import PAPER_LR
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 GNERV = str(Path(sys.executable).parent / "gnerv")
@@ -35,7 +37,7 @@ CLIPS = {
     "realshort": (str(ROOT / "data" / "raw" / "realshort.mp4"), "0:32", "90x160"),
     "bunny": (None, "0:", "180x320"),
 }
-BUILT_IN = {"paper": "--lr 2e-3", "default": ""}
+BUILT_IN = {"paper": f"--lr {PAPER_LR:g}", "default": ""}  # paper: its frame recipe
 
 
 def gnerv(*args: str) -> None:

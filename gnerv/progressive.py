@@ -22,11 +22,11 @@ from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, c0_for_size, count_params
 from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
-from gnerv.train import TrainConfig, fit
+from gnerv.train import PAPER_RESIDUAL_LR, TrainConfig, fit
 from gnerv.video import video_fingerprint
 
 DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
-RESIDUAL_LR = 2e-4  # paper 4.1
+RESIDUAL_LR = PAPER_RESIDUAL_LR  # paper 4.1
 RESIDUAL_ALPHA = 1.0  # paper: no SSIM term on residuals
 
 

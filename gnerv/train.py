@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -32,12 +32,29 @@ from gnerv.results import FIT_SUMMARY_NAME as SUMMARY_NAME
 
 PROGRESS_EVERY_S = 30.0  # at most this long between two progress lines of a quiet fit
 
+# The learning rate of a frame stage when none is given (lr "auto"): the paper's 2e-3, tuned for
+# its 0.5M-12M models, raised for smaller ones as (AUTO_LR_FROM / params) ** AUTO_LR_POWER, at
+# most AUTO_LR_MAX_FACTOR times. Measured with benchmarks/quality.py: docs/model.md.
+PAPER_LR = 2e-3
+PAPER_RESIDUAL_LR = 2e-4  # paper 4.1: residual stages; lr "auto" keeps it for them
+AUTO_LR = "auto"
+AUTO_LR_FROM = 800_000  # parameters from which the paper's lr is kept
+AUTO_LR_POWER = 1.0
+AUTO_LR_MAX_FACTOR = 4.0  # 8e-3: the best of 2e-3..1.6e-2 at 0.05-0.2M on the demo clip
+
+
+def auto_lr(params: int) -> float:
+    """The peak learning rate for a frame model of `params` parameters (see AUTO_LR_*)."""
+    factor = min(max((AUTO_LR_FROM / max(params, 1)) ** AUTO_LR_POWER, 1.0), AUTO_LR_MAX_FACTOR)
+    return PAPER_LR * factor
+
 
 @dataclass
 class TrainConfig:
     epochs: int = 300  # paper 4.1
     batch_size: int = 4  # paper 4.1
-    lr: float = 2e-3  # paper: 2e-3 for frames, 2e-4 for residual stages
+    # peak learning rate; "auto": auto_lr(the model's size) (paper: 2e-3 frames, 2e-4 residuals)
+    lr: float | str = AUTO_LR
     betas: tuple[float, float] = (0.5, 0.999)  # Adam betas, paper 4.1
     warmup_fraction: float = 0.2  # share of steps with linear warm-up before the cosine decay
     loss_alpha: float = 0.7  # a in a*D + (1-a)*(1-SSIM); paper: 0.7 frames, 1.0 residuals
@@ -55,8 +72,8 @@ class TrainConfig:
             raise GnervError(f"epochs = {self.epochs}: train for at least 1 epoch")
         if self.batch_size < 1:
             raise GnervError(f"batch size = {self.batch_size}: use a batch of at least 1")
-        if not self.lr > 0:
-            raise GnervError(f"learning rate = {self.lr} must be positive")
+        if self.lr != AUTO_LR and not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise GnervError(f"learning rate = {self.lr} must be positive, or auto")
         if not 0 <= self.warmup_fraction < 1:
             raise GnervError(f"warm-up fraction = {self.warmup_fraction} must be in [0, 1)")
         if not 0 <= self.loss_alpha <= 1:
@@ -65,6 +82,16 @@ class TrainConfig:
             raise GnervError(f"distortion '{self.distortion}' unknown: use l1 or mse")
         if self.checkpoint_every < 1:
             raise GnervError(f"checkpoint_every = {self.checkpoint_every} must be >= 1")
+
+
+def resolve_lr(cfg: TrainConfig, model_cfg: GNeRVConfig) -> TrainConfig:
+    """`cfg` with an "auto" learning rate replaced by auto_lr of the model's size (a residual
+    model keeps the paper's residual rate)."""
+    if cfg.lr != AUTO_LR:
+        return cfg
+    if model_cfg.residual:
+        return replace(cfg, lr=PAPER_RESIDUAL_LR)
+    return replace(cfg, lr=auto_lr(count_params(model_cfg)))
 
 
 def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
@@ -408,6 +435,7 @@ def fit(
     data; "auto" starts over in that case (what a workflow wants after a parameter change).
     """
     cfg.validate()
+    cfg = resolve_lr(cfg, model_cfg)
     out_dir = Path(out_dir)
     device = select_device(cfg.device)
     _check_target(target, model_cfg, cfg, device)

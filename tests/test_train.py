@@ -218,3 +218,34 @@ def test_a_quiet_fit_still_logs_progress_lines(tiny_cockatoo, tmp_path, capsys):
     epochs = [int(x.split()[2].split("/")[0]) for x in lines]
     assert epochs[0] == 1 and epochs[-1] == 20 and {2, 10} <= set(epochs)
     assert all("PSNR" in x and "s/epoch" in x and "ETA" in x for x in lines)
+
+
+def test_auto_lr_keeps_the_papers_rate_for_its_sizes_and_raises_it_below():
+    """lr auto: the paper's 2e-3 from AUTO_LR_FROM parameters up (its 0.5M-12M models), more
+    for smaller models, never more than AUTO_LR_MAX_FACTOR times."""
+    from gnerv.train import AUTO_LR_FROM, AUTO_LR_MAX_FACTOR, PAPER_LR, auto_lr
+
+    for params in (AUTO_LR_FROM, 3_170_000, 12_420_000):
+        assert auto_lr(params) == PAPER_LR
+    sizes = [1_000, 20_000, 50_000, 100_000, 200_000, AUTO_LR_FROM]
+    rates = [auto_lr(p) for p in sizes]
+    assert rates == sorted(rates, reverse=True) and rates[4] > PAPER_LR
+    assert max(rates) == pytest.approx(PAPER_LR * AUTO_LR_MAX_FACTOR)
+
+
+def test_fit_resolves_auto_lr_from_the_model_size_and_records_it(tiny_cockatoo, tmp_path):
+    from gnerv.model import count_params
+    from gnerv.train import auto_lr
+
+    frames, _ = tiny_cockatoo
+    cfg = small_cfg(frames)
+    assert TrainConfig().lr == "auto"
+    fit(frames, cfg, TrainConfig(epochs=1), tmp_path / "auto", progress=False)
+    recorded = load_checkpoint(tmp_path / "auto" / "checkpoint.pt")
+    assert recorded["settings"]["train"]["lr"] == pytest.approx(auto_lr(count_params(cfg)))
+    # an explicit rate is kept as given (the paper's recipe: --lr 2e-3)
+    fit(frames, cfg, TrainConfig(epochs=1, lr=2e-3), tmp_path / "paper", progress=False)
+    recorded = load_checkpoint(tmp_path / "paper" / "checkpoint.pt")
+    assert recorded["settings"]["train"]["lr"] == 2e-3
+    with pytest.raises(GnervError, match="must be positive, or auto"):
+        TrainConfig(lr="fast").validate()

@@ -21,7 +21,7 @@ from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig
 from gnerv.progressive import RESIDUAL_ALPHA, RESIDUAL_LR
 from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS, SCHEME_ALIASES, SCHEMES
-from gnerv.train import TrainConfig
+from gnerv.train import AUTO_LR_FROM, PAPER_LR, TrainConfig
 
 SUPPRESS = argparse.SUPPRESS
 DEFAULT_SIZE = "0.5M"  # --size when neither --size, --c0 nor a --params stage gives one
@@ -44,7 +44,12 @@ MODEL_HELP = {
 TRAIN_OPTIONS = (
     ("--epochs", "epochs", "training epochs"),
     ("--batch", "batch_size", "frames per training step"),
-    ("--lr", "lr", f"peak learning rate (residual stages: {RESIDUAL_LR:g})"),
+    (
+        "--lr",
+        "lr",
+        f"peak learning rate, or auto: the paper's {PAPER_LR:g} raised for models under "
+        f"{AUTO_LR_FROM / 1e6:g}M (residual stages: {RESIDUAL_LR:g})",
+    ),
     ("--warmup", "warmup_fraction", "warm-up share of the steps before the cosine decay"),
     (
         "--alpha",
@@ -74,6 +79,19 @@ SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "
 # --------------------------------------------------------------------------------------------
 # Small parsers
 # --------------------------------------------------------------------------------------------
+
+
+def learning_rate(text: str) -> float | str:
+    """--lr: a positive number, or auto (from the model's size: gnerv.train.auto_lr)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number or auto") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be more than 0 (or auto)")
+    return value
 
 
 def parse_factors(text: str | Sequence[int] | None) -> tuple[int, ...]:
@@ -282,6 +300,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     for flag, name, text in TRAIN_OPTIONS:
         default = TRAIN_DEFAULTS[name]
         kind = positive_int(flag) if isinstance(default, int) else type(default)
+        if name == "lr":
+            kind = learning_rate
         extra = {"choices": ["l1", "mse"]} if name == "distortion" else {}
         text = f"{text} (default {default})"
         metavar = flag.lstrip("-").upper().replace("-", "_") if not extra else None
