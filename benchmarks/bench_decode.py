@@ -17,12 +17,8 @@ Random weights (speed does not depend on them). Prints a table; writes benchmark
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -30,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_entropy import median_seconds  # noqa: E402
 from bench_train import conv_ceiling, dominant_conv  # noqa: E402
+from record import write_record  # noqa: E402
 
 from gnerv import bitstream as bs  # noqa: E402
 from gnerv.decode import decode_layers, load_layers, prepare_layers  # noqa: E402
@@ -142,20 +139,14 @@ def main() -> None:
             f"{r['eager_fps']:.1f} | {r['decoder_vs_eager']:.2f}x | {r['of_ceiling']:.0%} | "
             f"{r['conv_share']:.0%} |"
         )
-    result = {
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "torch": torch.__version__,
+    write_record(
+        args.out,
+        torch={
+            "version": torch.__version__,
             "capability": torch.backends.cpu.get_cpu_capability(),
         },
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
-        "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+        rows=rows,
+    )
 
 
 if __name__ == "__main__":

@@ -17,13 +17,14 @@ import argparse
 import json
 import multiprocessing as mp
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from record import write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -163,17 +164,12 @@ def main() -> None:
             f"{e.get('train_slowdown', float('nan')):.2f}x | {e['decode_fps']:.1f} | "
             f"{e.get('decode_slowdown', float('nan')):.2f}x |"
         )
-    result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
-        "command": " ".join(sys.argv),
-        "settings": vars(args),
-        "table": table,
-        "runs": {f"{v}/{h}": r for (v, h), r in rows.items()},
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_record(
+        args.out,
+        settings=vars(args),
+        table=table,
+        runs={f"{v}/{h}": r for (v, h), r in rows.items()},
+    )
 
 
 if __name__ == "__main__":

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from record import write_record
 
 from gnerv.train import PAPER_LR
 
@@ -134,16 +133,7 @@ def main() -> None:
         gains = [r["gain_db"] for r in rows if r["recipe"] == name and r["gain_db"] is not None]
         if gains and name != "paper":
             print(f"{name}: mean {sum(gains) / len(gains):+.2f} dB, worst {min(gains):+.2f} dB")
-    result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
-        "date": time.strftime("%Y-%m-%d"),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "epochs": args.epochs,
-        "rows": rows,
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2))
-    print(f"wrote {args.out}")
+    write_record(args.out, epochs=args.epochs, rows=rows)
 
 
 if __name__ == "__main__":

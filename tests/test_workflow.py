@@ -746,6 +746,19 @@ def test_killed_fit_resumes_from_its_checkpoint(wf: Path) -> None:
     assert torch.load(wf / FIT1_CHECKPOINT, weights_only=True)["epoch"] == epochs
 
 
+# What `dvc repro` reruns after stages[1].residual_scale changes: stage 2 and what follows it.
+STAGE2_SCALE_RERUNS = {
+    "residual-cockatoo-stage2",
+    "fit-cockatoo-stage2",
+    "compress-cockatoo-stage2",
+    "evaluate-cockatoo",
+    "decode-cockatoo",
+    "report-cockatoo",
+    "track-cockatoo",
+    "snakemake-state",
+}
+
+
 def ran_stages(output: str) -> set[str]:
     return set(re.findall(r"Running stage '([^']+)'", output))
 
@@ -766,16 +779,7 @@ def test_dvc_repro_reruns_only_what_a_stage_param_touches(wf: Path) -> None:
     assert "residual-cockatoo-stage2" in status and "stages.1.residual_scale" in status
     assert "fit-cockatoo-stage1" not in status and "extract-cockatoo" not in status
     rerun = ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
-    assert rerun == {
-        "residual-cockatoo-stage2",
-        "fit-cockatoo-stage2",
-        "compress-cockatoo-stage2",
-        "evaluate-cockatoo",
-        "decode-cockatoo",
-        "report-cockatoo",
-        "track-cockatoo",
-        "snakemake-state",
-    }
+    assert rerun == STAGE2_SCALE_RERUNS
 
     ok(run(wf, "git", "add", "-A"))
     ok(run(wf, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "scale"))
@@ -835,16 +839,7 @@ def test_snakemake_and_dvc_share_one_state(wf: Path) -> None:
     params = yaml.safe_load((wf / "params.yaml").read_text())
     params["stages"][1]["residual_scale"] = 50
     (wf / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S))) == {
-        "residual-cockatoo-stage2",
-        "fit-cockatoo-stage2",
-        "compress-cockatoo-stage2",
-        "evaluate-cockatoo",
-        "decode-cockatoo",
-        "report-cockatoo",
-        "track-cockatoo",
-        "snakemake-state",
-    }
+    assert ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S))) == STAGE2_SCALE_RERUNS
     # DVC's last stage recorded the run in Snakemake's metadata: Snakemake plans nothing
     assert "Nothing to be done" in ok(snakemake(wf, "-n"))
     assert not ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
