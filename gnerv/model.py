@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from gnerv.errors import GnervError
+from gnerv.params import parse_param_count  # noqa: F401 (re-exported: a size in parameters)
 
 # --------------------------------------------------------------------------------------------
 # Geometry: embedding shape and upscale factors from the frame size (paper 3.1 and 4.1)
@@ -473,22 +474,6 @@ def macs_per_frame(cfg: GNeRVConfig) -> int:
         h, w = h * r, w * r
     macs += cfg.head_kernel**2 * chans[-1] * 3 * h * w
     return macs
-
-
-def parse_param_count(text: str | float | int) -> int:
-    """'0.5M' -> 500000, '300k' -> 300000, 1e6 -> 1000000."""
-    if isinstance(text, int | float):
-        value = float(text)
-    else:
-        s = str(text).strip().upper()
-        mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1.0)
-        try:
-            value = float(s[:-1] if s[-1:] in "KMG" else s) * mult
-        except ValueError:
-            raise GnervError(f"model size '{text}' is not a parameter count like 0.5M or 300k")
-    if value <= 0:
-        raise GnervError(f"model size '{text}' must be positive")
-    return int(round(value))
 
 
 def c0_for_size(target_params: int, **cfg_kwargs) -> int:

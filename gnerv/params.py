@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gnerv import results
 from gnerv.errors import GnervError
 
 # params.yaml section.key -> the setting's name in the package (GNeRVConfig / TrainConfig field,
@@ -147,3 +149,90 @@ def command_params(params: Mapping[str, Any], command: str, stage: int) -> list[
             present = params.get(section, {})
             keys += [f"{section}.{key}" for key in table if key in present]
     return keys
+
+
+def parse_param_count(text: str | float | int) -> int:
+    """'0.5M' -> 500000, '300k' -> 300000, 1e6 -> 1000000."""
+    if isinstance(text, int | float):
+        value = float(text)
+    else:
+        s = str(text).strip().upper()
+        mult = {"K": 1e3, "M": 1e6, "G": 1e9}.get(s[-1:], 1.0)
+        try:
+            value = float(s[:-1] if s[-1:] in "KMG" else s) * mult
+        except ValueError:
+            raise GnervError(f"model size '{text}' is not a parameter count like 0.5M or 300k")
+    if value <= 0:
+        raise GnervError(f"model size '{text}' must be positive")
+    return int(round(value))
+
+
+def _comma_ints(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in str(value).replace(" ", "").split(","))
+
+
+@dataclass(frozen=True)
+class AblationPlan:
+    """The `ablations:` section (the paper's section 4.3) as the jobs it asks for: what the
+    Snakemake rules (workflow/rules/ablations*.smk) and workflow/ablations/dvc.yaml both run."""
+
+    time_branch_c0: tuple[int, ...]  # Table 4: a DS-only and a DS+M model per C0 ...
+    time_branch_epochs: int  # ... each trained this long
+    epochs_c0: int  # Fig. 7: one DS model ...
+    epoch_values: tuple[int, ...]  # ... one run per epoch count
+    stage_sizes: tuple[str, ...]  # Fig. 8: the pipeline's stage sizes ...
+    stage_epochs: tuple[int, ...]  # ... and epochs
+
+    # Table 4 compares these two models at each C0.
+    TIME_BRANCHES = ("ds", "ds+m")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> AblationPlan | None:
+        """None when the parameters have no `ablations:` section (the schema checked its form)."""
+        section = params.get("ablations")
+        if not section:
+            return None
+        return cls(
+            time_branch_c0=_comma_ints(section["time_branch"]["c0"]),
+            time_branch_epochs=int(section["time_branch"]["epochs"]),
+            epochs_c0=int(section["epochs"]["c0"]),
+            epoch_values=_comma_ints(section["epochs"]["values"]),
+            stage_sizes=tuple(str(section["progressive"]["sizes"]).replace(" ", "").split(",")),
+            stage_epochs=_comma_ints(section["progressive"]["epochs"]),
+        )
+
+    def time_branch_models(self) -> list[tuple[str, int, int]]:
+        """Table 4's models as (time branch, C0, epochs)."""
+        return [
+            (branch, c0, self.time_branch_epochs)
+            for c0 in self.time_branch_c0
+            for branch in self.TIME_BRANCHES
+        ]
+
+    def epoch_models(self) -> list[tuple[str, int, int]]:
+        """Fig. 7's: separate runs, each with its own schedule (not checkpoints of one run)."""
+        return [("ds", self.epochs_c0, epochs) for epochs in self.epoch_values]
+
+    def models(self) -> list[tuple[str, int, int]]:
+        """Every ablation model once (Table 4 and Fig. 7 may share one)."""
+        return list(dict.fromkeys(self.time_branch_models() + self.epoch_models()))
+
+    def time_branch_fits(self, video: str) -> list[str]:
+        return [results.ablation_fit(video, *model) for model in self.time_branch_models()]
+
+    def epoch_fits(self, video: str) -> list[str]:
+        return [results.ablation_fit(video, *model) for model in self.epoch_models()]
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stage_sizes)
+
+    @property
+    def long_size(self) -> int:
+        """Fig. 8's one model: the pipeline's stage sizes added up (parameters) ..."""
+        return sum(parse_param_count(size) for size in self.stage_sizes)
+
+    @property
+    def long_epochs(self) -> int:
+        """... trained for the pipeline's epochs added up."""
+        return sum(self.stage_epochs)

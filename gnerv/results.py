@@ -35,6 +35,9 @@ EVAL_DIR = "eval"
 BENCHMARKS_DIR = "benchmarks"
 RUN_RECORD_NAME = "mlflow_run.json"
 ABLATIONS_DIR = "ablations"
+# The DVC pipeline files, by the Snakemake target they spell: `dvc repro` runs dvc.yaml (the
+# default target `all`), `dvc repro workflow/ablations/dvc.yaml` the ablations.
+DVC_FILES = {"all": "dvc.yaml", "ablations": "workflow/ablations/dvc.yaml"}
 # The ablations (paper 4.3) by name: Table 4, Fig. 7, Fig. 8.
 ABLATION_NAMES = ("time_branch", "epochs", "progressive")
 # The report's files in eval/ (gnerv report writes them under these names).
@@ -166,6 +169,13 @@ def ablation_files(video: str, name: str) -> dict[str, str]:
 def ablation_run_record(video: str) -> str:
     """Where `gnerv track-ablations` records the MLflow runs of a video's ablations."""
     return f"{ablations_dir(video)}/{RUN_RECORD_NAME}"
+
+
+def ablation_final_files(video: str, tracked: bool) -> list[str]:
+    """What `snakemake ablations` leaves for one video, and what the last stage of the
+    ablations' DVC file waits for."""
+    files = [path for name in ABLATION_NAMES for path in ablation_files(video, name).values()]
+    return files + ([ablation_run_record(video)] if tracked else [])
 
 
 def ablation_fit(video: str, branch: str, c0: int | str, epochs: int | str) -> str:

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from gnerv.params import command_settings, load_params
+from gnerv.results import DVC_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -41,6 +42,14 @@ WORKFLOW_FILES = (
     "data/raw",
 )
 CI_CONFIG = "configs/ci-tiny.yaml"
+ABLATIONS_DVC = DVC_FILES["ablations"]
+# The ablations at CI size (seconds each): Table 4 at one C0, Fig. 7 at two epoch counts
+# (sharing Table 4's DS model), Fig. 8 with two stages.
+TINY_ABLATIONS = {
+    "time_branch": {"c0": "2", "epochs": 1},
+    "epochs": {"c0": 2, "values": "1,2"},
+    "progressive": {"sizes": "6k,6k", "epochs": "1,1"},
+}
 DRY_RUN_TIMEOUT_S = 120
 RUN_TIMEOUT_S = 900
 LOCK_WAIT_S = 120
@@ -173,16 +182,20 @@ def git_init(cwd: Path) -> None:
         ok(run(cwd, "git", *args))
 
 
-def dvc_stages(cwd: Path) -> dict[str, dict]:
-    """DVC's own view of dvc.yaml, after interpolating params.yaml: name -> cmd/deps/outs/params."""
+def dvc_stages(cwd: Path, dvc_file: str = "dvc.yaml") -> dict[str, dict]:
+    """DVC's own view of one pipeline file, after interpolating params.yaml: name ->
+    cmd/deps/outs/params (paths as the stage writes them, relative to its wdir)."""
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
     if not (cwd / ".git").exists():
         ok(run(cwd, "git", "init", "-q"))  # DVC needs a git repository around dvc.yaml
     stages = {}
+    wanted = (cwd / dvc_file).resolve()
     with Repo(str(cwd)) as repo:
         for stage in repo.index.stages:
+            if Path(stage.dvcfile.path).resolve() != wanted:
+                continue
             params = [d for d in stage.deps if isinstance(d, ParamsDependency)]
             stages[stage.name] = {
                 "cmd": stage.cmd,
@@ -613,6 +626,88 @@ def test_dvc_yaml_generator_refuses_bad_params(tmp_path: Path) -> None:
     )
     assert done.returncode != 0 and "quant: Additional properties" in done.stdout
     assert not (tmp_path / "dvc.yaml").exists()
+
+
+def ablation_jobs_and_stages(wf: Path) -> tuple[list[Job], dict[str, dict]]:
+    """`snakemake ablations`'s jobs (less `extract`, which dvc.yaml holds) and the stages of
+    the ablations' DVC file, with its `snakemake-state` checked against the `ablations` job."""
+    jobs = [j for j in dry_run_jobs(wf, "ablations") if j.rule != "extract"]
+    stages = dvc_stages(wf, ABLATIONS_DVC)
+    (final,) = [j for j in jobs if j.rule == "ablations"]
+    jobs.remove(final)
+    state = stages.pop("snakemake-state")
+    assert sorted(state["deps"]) == sorted(final.inputs) and not state["outs"]
+    assert shlex.split(state["cmd"]) == ["snakemake", "--touch", "--cores", "1", "ablations"]
+    return jobs, stages
+
+
+def test_dvc_ablation_stages_agree_with_snakemake_jobs(wf: Path) -> None:
+    """workflow/ablations/dvc.yaml spells `snakemake ablations` job for job: same commands,
+    inputs and outputs (plus each ablation model's persisted checkpoint.pt, as in dvc.yaml,
+    which the Table 4 stage reads), params that exist in params.yaml."""
+    use_as_params(wf, "params.yaml")
+    jobs, stages = ablation_jobs_and_stages(wf)
+    assert len(stages) == len(jobs)
+    persisted = {path for s in stages.values() for path in s["persist"]}
+    fit_dirs = {str(Path(o).parent) for j in jobs if j.rule == "ablation_fit" for o in j.outputs}
+    assert persisted == {f"{d}/checkpoint.pt" for d in fit_dirs} != set()
+
+    def without_checkpoints(paths: list[str]) -> list[str]:
+        return sorted(set(paths) - persisted)
+
+    by_outputs = {tuple(without_checkpoints(s["outs"])): (n, s) for n, s in stages.items()}
+    cfg = yaml.safe_load((wf / "params.yaml").read_text())
+    for job in jobs:
+        name, stage = by_outputs.pop(tuple(sorted(job.outputs)))
+        assert name.split("-")[0] == job.rule
+        assert without_checkpoints(stage["deps"]) == sorted(job.inputs), name
+        assert shlex.split(stage["cmd"]) == shlex.split(LOG_SUFFIX.sub("", job.shell)), name
+        for key in stage["params"]:
+            node = cfg
+            for part in key.split("."):
+                node = node[int(part)] if isinstance(node, list) else node[part]
+    assert not by_outputs
+    # a plain `dvc repro` (dvc.yaml) is the pipeline only, as a plain `snakemake` is
+    assert not set(dvc_stages(wf)) & set(stages)
+
+
+def test_dvc_yaml_generator_drops_the_ablations_file_without_ablations(wf: Path) -> None:
+    assert (wf / ABLATIONS_DVC).is_file()
+    use_as_params(wf, CI_CONFIG)  # no `ablations:` section
+    assert not (wf / ABLATIONS_DVC).exists()
+    assert run(wf, sys.executable, "workflow/scripts/dvc_yaml.py", "--check").returncode == 0
+
+
+@needs_cli
+@pytest.mark.slow
+def test_snakemake_and_dvc_share_the_ablations(wf: Path) -> None:
+    """On a tiny clip: after `snakemake ablations` (which ends with `dvc commit` of the
+    ablations' DVC file) `dvc repro workflow/ablations/dvc.yaml` runs nothing; a change to
+    Fig. 8's stage sizes reruns exactly Fig. 8's stages under DVC, after which Snakemake plans
+    nothing; dvc.yaml's own stages never ran."""
+    tiny = yaml.safe_load((wf / CI_CONFIG).read_text())
+    tiny["ablations"] = TINY_ABLATIONS
+    (wf / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    use_as_params(wf, "params.yaml")
+    git_init(wf)
+    _, stages = ablation_jobs_and_stages(wf)
+    ok(snakemake(wf, "ablations", "--cores", "2", timeout=RUN_TIMEOUT_S))
+    for path in [out for s in stages.values() for out in s["outs"]]:
+        assert (wf / path).is_file(), path
+    assert not ran_stages(ok(dvc(wf, "repro", ABLATIONS_DVC, timeout=RUN_TIMEOUT_S)))
+
+    tiny["ablations"]["progressive"]["sizes"] = "6k,8k"  # the long model's size is their sum
+    (wf / "params.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    use_as_params(wf, "params.yaml")
+    rerun = ran_stages(ok(dvc(wf, "repro", ABLATIONS_DVC, timeout=RUN_TIMEOUT_S)))
+    fig8 = ("ablation_pipeline", "ablation_long", "ablation_evaluate", "ablation_progressive")
+    assert rerun == {
+        f"{ABLATIONS_DVC}:{name}"
+        for name in stages
+        if name.startswith(fig8) or name.startswith("ablation_track")
+    } | {f"{ABLATIONS_DVC}:snakemake-state"}
+    assert "Nothing to be done" in ok(snakemake(wf, "-n", "ablations"))
+    assert "fit-cockatoo-stage1" in ok(dvc(wf, "status", "dvc.yaml"))  # never ran
 
 
 # --------------------------------------------------------------------------------------------

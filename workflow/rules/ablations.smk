@@ -76,8 +76,8 @@ rule ablation_pipeline:
         params_files=params_files(),
         outdir=lambda wildcards, output: Path(output.layers[0]).parent,
         stages=ablation_pipeline_stages(),
-        sizes=ABLATIONS["progressive"]["sizes"] if ABLATIONS else "",
-        epochs=ABLATIONS["progressive"]["epochs"] if ABLATIONS else "",
+        sizes=",".join(ABLATIONS.stage_sizes) if ABLATIONS else "",
+        epochs=",".join(map(str, ABLATIONS.stage_epochs)) if ABLATIONS else "",
         extract=config["extract"],
         settings=lambda wildcards: command_settings(config, "fit", 1),
     log:
@@ -103,8 +103,8 @@ rule ablation_long:
         layer=results.ablation_long_layer("{video}"),
     params:
         params_files=params_files(),
-        size=ablation_long_size() if ABLATIONS else 0,
-        epochs=ablation_long_epochs() if ABLATIONS else 0,
+        size=ABLATIONS.long_size if ABLATIONS else 0,
+        epochs=ABLATIONS.long_epochs if ABLATIONS else 0,
         extract=config["extract"],
         settings=lambda wildcards: command_settings(config, "fit", 1),
     log:

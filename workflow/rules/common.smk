@@ -7,7 +7,8 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from gnerv import cluster, results
-from gnerv.params import command_settings
+from gnerv.errors import GnervError
+from gnerv.params import command_settings, parse_param_count
 
 # Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
 FRAMES = results.frames("{video}")
@@ -31,17 +32,12 @@ TORCH_THREADS = 4
 # The software every rule runs (used with --sdm conda; otherwise the active environment).
 GNERV_ENV = "../envs/gnerv.yaml"
 
-# "0.5M", "300k", "12M" or a plain number of parameters.
-SIZE_RE = re.compile(r"^([0-9]*[.]?[0-9]+)([kKmMgG]?)$")
-SIZE_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9}
-
-
-def param_count(size) -> float:
-    """A stage's `size` as a number of parameters (the schema has checked its form)."""
-    match = SIZE_RE.match(str(size).strip())
-    if match is None:
-        return float("nan")
-    return float(match.group(1)) * SIZE_UNITS[match.group(2).upper()]
+def positive_size(size) -> bool:
+    """Whether a stage's `size` ("0.5M", "300k", 12000) is more than 0 parameters."""
+    try:
+        return parse_param_count(size) > 0
+    except GnervError:
+        return False
 
 
 def config_problems(cfg: dict) -> list[str]:
@@ -61,7 +57,7 @@ def config_problems(cfg: dict) -> list[str]:
             )
     for index, stage in enumerate(cfg["stages"]):
         key = f"stages[{index}] (stage {index + 1})"
-        if "size" in stage and not param_count(stage["size"]) > 0:
+        if "size" in stage and not positive_size(stage["size"]):
             problems.append(f"{key}: size {stage['size']} must be more than 0 parameters")
         scale = stage.get("residual_scale")
         if index == 0 and scale is not None:
@@ -158,7 +154,9 @@ def track_flag(wildcards) -> list[str]:
 
 
 def dvc_commit_command() -> str | None:
-    """`dvc commit --force` when this run's results are what dvc.yaml describes: a DVC
+    """`dvc commit --force` of the DVC file that spells this run's target (dvc.yaml for the
+    default target, workflow/ablations/dvc.yaml for `ablations`: committing a file whose
+    outputs were not made fails) when its results are what that file describes: a DVC
     repository (.dvc/ inside a git one), the config being params.yaml alone (a --configfile
     gives results dvc.yaml's params do not), and DVC installed. Run by `onsuccess` (Snakefile),
     it records the outputs in dvc.lock without rewriting them (their mtimes stay, so Snakemake
@@ -172,7 +170,11 @@ def dvc_commit_command() -> str | None:
         return None
     if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
         return None
-    return "dvc commit --force --quiet"
+    targets = set(workflow.dag_settings.targets) or {"all"}
+    files = [path for target, path in results.DVC_FILES.items() if target in targets]
+    if not files or not all(Path(path).is_file() for path in files):
+        return None  # a target of its own (a file, one rule): no DVC file spells it
+    return "dvc commit --force --with-deps --quiet " + " ".join(files)  # with upstream stages
 
 
 def final_targets() -> list[str]:
