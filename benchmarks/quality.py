@@ -26,6 +26,8 @@ from pathlib import Path
 
 from record import write_record
 
+from gnerv.bd import bd_psnr, bd_rate
+from gnerv.errors import GnervError
 from gnerv.train import PAPER_LR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -94,8 +96,19 @@ def main() -> None:
     p.add_argument("--sizes", nargs="+", default=["0.05M", "0.1M", "0.2M"])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--recipes", nargs="+", default=["paper", "default"])
+    p.add_argument(
+        "--reference",
+        default="paper",
+        help="recipe the others are measured against: dB at each size, and BD-rate / BD-PSNR "
+        "over the sizes per clip",
+    )
     p.add_argument("--out", default=str(OUT / "quality.json"))
+    p.add_argument("--summarize", metavar="JSON", help="only print the tables of a written JSON")
     args = p.parse_args()
+    if args.summarize:
+        rows = json.loads(Path(args.summarize).read_text())["rows"]
+        summarize(rows, args.reference)
+        return
     recipes = parse_recipes(args.recipes)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,27 +126,70 @@ def main() -> None:
                     row = {"clip": clip, "size": size, "recipe": name, "flags": shlex.join(flags)}
                     row.update(point(frames, work, size, args.epochs, flags))
                     rows.append(row)
+                    write_record(args.out, epochs=args.epochs, rows=rows)  # so far
                     print(
                         f"{clip} {size} {name}: {row['psnr']:.2f} dB, {row['bpp']:.4f} bpp, "
                         f"{row['seconds_per_epoch']:.2f} s/epoch",
                         flush=True,
                     )
-    paper = {(r["clip"], r["size"]): r["psnr"] for r in rows if r["recipe"] == "paper"}
-    print("\n| clip | size | recipe | PSNR dB | vs paper | bpp | s/epoch |")
-    print("|---|---|---|---|---|---|---|")
+    bd = summarize(rows, args.reference)
+    write_record(args.out, epochs=args.epochs, rows=rows, bd=bd)
+
+
+def summarize(rows: list[dict], reference: str) -> list[dict]:
+    """Print the table (each row's gain over the reference recipe at its size), each recipe's
+    mean and worst gain, and the BD figures; sets each row's gain_db; returns the BD rows."""
+    ref = {(r["clip"], r["size"]): r["psnr"] for r in rows if r["recipe"] == reference}
+    print(f"\n| clip | size | recipe | params | PSNR dB | vs {reference} | bpp | s/epoch |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        ref = paper.get((r["clip"], r["size"]))
-        r["gain_db"] = None if ref is None else r["psnr"] - ref
+        base = ref.get((r["clip"], r["size"]))
+        r["gain_db"] = None if base is None else r["psnr"] - base
         gain = "" if r["gain_db"] is None else f"{r['gain_db']:+.2f}"
         print(
-            f"| {r['clip']} | {r['size']} | {r['recipe']} | {r['psnr']:.2f} | {gain} | "
-            f"{r['bpp']:.4f} | {r['seconds_per_epoch']:.2f} |"
+            f"| {r['clip']} | {r['size']} | {r['recipe']} | {r['params'] / 1e6:.3f}M | "
+            f"{r['psnr']:.2f} | {gain} | {r['bpp']:.4f} | {r['seconds_per_epoch']:.2f} |"
         )
-    for name in recipes:
+    for name in dict.fromkeys(r["recipe"] for r in rows):
         gains = [r["gain_db"] for r in rows if r["recipe"] == name and r["gain_db"] is not None]
-        if gains and name != "paper":
+        if gains and name != reference:
             print(f"{name}: mean {sum(gains) / len(gains):+.2f} dB, worst {min(gains):+.2f} dB")
-    write_record(args.out, epochs=args.epochs, rows=rows)
+    return bd_rows(rows, reference)
+
+
+def bd_rows(rows: list[dict], reference: str) -> list[dict]:
+    """Per clip, each recipe's R-D curve over the sizes against the reference recipe's: what a
+    comparison at unequal sizes (e.g. two layouts whose C0 steps differ) comes down to."""
+    out = []
+    for clip in dict.fromkeys(r["clip"] for r in rows):
+        curves: dict[str, tuple[list[float], list[float]]] = {}
+        for r in rows:
+            if r["clip"] == clip:
+                curve = curves.setdefault(r["recipe"], ([], []))
+                curve[0].append(r["bpp"])
+                curve[1].append(r["psnr"])
+        if reference not in curves:
+            continue
+        for name, (rate, psnr) in curves.items():
+            if name == reference:
+                continue
+            try:
+                row = {
+                    "clip": clip,
+                    "recipe": name,
+                    "against": reference,
+                    "bd_rate_percent": bd_rate(*curves[reference], rate, psnr),
+                    "bd_psnr_db": bd_psnr(*curves[reference], rate, psnr),
+                }
+            except GnervError as e:  # one size, or curves that do not overlap
+                print(f"{clip} {name}: no BD figures against {reference} ({e})")
+                continue
+            out.append(row)
+            print(
+                f"{clip} {name} against {reference}: BD-rate {row['bd_rate_percent']:+.1f} %, "
+                f"BD-PSNR {row['bd_psnr_db']:+.2f} dB"
+            )
+    return out
 
 
 if __name__ == "__main__":

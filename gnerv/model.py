@@ -26,6 +26,7 @@ from torch import nn
 
 from gnerv.errors import GnervError
 from gnerv.params import parse_param_count  # noqa: F401 (re-exported: a size in parameters)
+from gnerv.threads import one_thread
 
 # --------------------------------------------------------------------------------------------
 # Geometry: embedding shape and upscale factors from the frame size (paper 3.1 and 4.1)
@@ -389,15 +390,22 @@ class GNeRV(nn.Module):
         (no normalisation, no shift): Table 4's "mask M" and "mask DS" (ds+m models only)."""
         cfg = self.cfg
         check_mask(cfg, mask)
-        pe = positional_encoding(t, cfg.pe_base, cfg.pe_levels)
-        x = self.embedding.expand(t.shape[0], -1, -1, -1)
-        if cfg.has_m and mask != "m":
-            x = x + self.m_branch(pe)
+        use_m = cfg.has_m and mask != "m"
         use_ds = cfg.has_ds and mask != "ds"
-        z = self.act(self.ds_shared(pe)) if use_ds else pe
+        # The time path: tiny matrix products whose sums a multi-threaded BLAS splits by thread
+        # count (3+ threads changed them), run on one thread so that what a decoder shows does
+        # not depend on its machine's thread count (tests/test_model.py).
+        with one_thread():
+            pe = positional_encoding(t, cfg.pe_base, cfg.pe_levels)
+            shift = self.m_branch(pe) if use_m else None
+            z = self.act(self.ds_shared(pe)) if use_ds else None
+            stats = [head(z).chunk(2, dim=1) for head in self.ds_heads] if use_ds else None
+        x = self.embedding.expand(t.shape[0], -1, -1, -1)
+        if shift is not None:
+            x = x + shift
         for j, block in enumerate(self.blocks):
-            if use_ds:
-                mean, std = self.ds_heads[j](z).chunk(2, dim=1)
+            if stats is not None:
+                mean, std = stats[j]
                 # std is learned as an offset from 1: a fresh model starts near plain normalisation.
                 x = distribution_shift(x, mean, 1.0 + std)
             x = block(x)

@@ -11,11 +11,11 @@ between the many small parallel regions); docs/performance.md has the figures.
 OMP_WAIT_POLICY=ACTIVE in the environment takes it back.
 
 The thread count itself is left as torch sets it (OMP_NUM_THREADS, Snakemake's `threads`, else
-every core): it changes results. Gradients are summed across threads, and so are the spatial
-means and variances of the distribution shift, also when decoding (float outputs of a small
-model differed between 1 and 2 threads), while the same parameters and seed must give the same
-bitstream and an encoder computes residuals from what the decoder will show. Choosing the count
-from the load would trade that away.
+every core). Training results depend on it (gradients are summed across threads); what a decoder
+shows does not: the only decode-side sums a thread count split were the time path's small
+matrix products (from 3 threads on), which `one_thread` runs on one thread (gnerv.model), so an
+encoder's residual is computed from the very floats a decoder with any thread count shows
+(tests/test_threads.py). Choosing the count from the load would still change a fit's bits.
 
 GNERV_THREADS=plain leaves the policy to torch (the behaviour before, for
 benchmarks/bench_load.py's comparison).
@@ -24,6 +24,8 @@ benchmarks/bench_load.py's comparison).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 PLAIN_ENV = "GNERV_THREADS"
 WAIT_POLICY = "PASSIVE"
@@ -37,3 +39,19 @@ def prepare_environment() -> None:
     """Set OMP_WAIT_POLICY=PASSIVE unless the user set it (call before torch is imported)."""
     if not plain():
         os.environ.setdefault("OMP_WAIT_POLICY", WAIT_POLICY)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one CPU thread, then restore the count (about 0.5 us)."""
+    import torch
+
+    count = torch.get_num_threads()
+    if count == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(count)
