@@ -164,23 +164,33 @@ def prepare_model(
     train_cfg: TrainConfig | None = None,
     resume: bool | str = "auto",
     progress: bool = True,
+    residual_target: str | os.PathLike | None = None,
 ) -> tuple[Path, int | dict[str, int], dict]:
     """The steps between fit and coding that ``cfg`` asks for: a bit allocation (``bits``
     auto, measured on the fitted model), then the quantization-aware fine-tune (with pruning)
-    into ``finetune_dir``. Returns the model folder to code, the bits to code it with, and
-    figures (allocation, fine-tune time)."""
+    into ``finetune_dir``. A residual stage's fine-tune fits its own target, the residual file
+    ``residual_target`` (read only then), as its fit did. Returns the model folder to code, the
+    bits to code it with, and figures (allocation, fine-tune time)."""
     cfg.validate()
     figures: dict = {}
     if not cfg.needs_frames:
         return Path(model_dir), int(cfg.bits), figures
+    if model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)[0].cfg.residual:
+        if cfg.bits == "auto":
+            raise GnervError(
+                f"{model_dir} holds a residual stage: --bits auto measures PSNR on the frames, "
+                "so code it with a fixed --bits (its fine-tune works: --qat-epochs)"
+            )
+        if residual_target is None:
+            raise GnervError(
+                f"{model_dir} holds a residual stage: its fine-tune fits the stage's own target; "
+                "pass --target-file (the residual.npy `gnerv residual` wrote for it)"
+            )
+        from gnerv.residual import load_residual
+
+        frames = load_residual(residual_target)[0]
     if frames is None:
         raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
-    if model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)[0].cfg.residual:
-        raise GnervError(
-            f"{model_dir} holds a residual stage: its fine-tune and --bits auto would need its "
-            "residual target; code it with a fixed --bits (fine-tuning residual stages is not "
-            "supported yet)"
-        )
     bits: int | dict[str, int]
     if cfg.bits == "auto":
         model, _ = model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)

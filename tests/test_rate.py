@@ -209,3 +209,88 @@ def test_cli_compress_with_qat_and_auto_bits(fitted, tmp_path, capsys) -> None:
         main(["compress", str(fit_dir), "-o", str(tmp_path / "p.gnerv"), "--qat-epochs", "2"]) != 0
     )
     assert "symmetric" in capsys.readouterr().err
+
+
+def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -> None:
+    """A residual stage's quantization-aware fine-tune fits the residual it was fitted to
+    (--target-file): its 4-bit layer reproduces that residual better than the same model
+    rounded to 4 bits, and the chain still decodes. Without the target, or with --bits auto
+    (which measures PSNR on frames), compress says what to do."""
+    from gnerv.cli import main
+    from gnerv.residual import load_residual
+
+    frames, _ = fitted
+    np.save(tmp_path / "frames.npy", frames)
+    small = ["--c0", "8", "--min-channels", "8", "--device", "cpu", "--quiet"]
+
+    def gnerv(*args: str) -> None:
+        assert main([str(a) for a in args]) == 0, capsys.readouterr().err
+
+    gnerv("fit", tmp_path / "frames.npy", "-o", tmp_path / "s1", "--epochs", 8, *small)
+    gnerv(
+        "compress",
+        tmp_path / "s1",
+        "-o",
+        tmp_path / "stage1.gnerv",
+        "--frames-file",
+        tmp_path / "frames.npy",
+    )
+    residual = tmp_path / "r2.npy"
+    gnerv(
+        "residual", tmp_path / "frames.npy", "--layers", tmp_path / "stage1.gnerv", "-o", residual
+    )
+    gnerv("fit", residual, "-o", tmp_path / "s2", "--epochs", 20, "--lr", "5e-3", *small)
+    coded = ["--scheme", "symmetric", "--bits", "4", "--frames-file", tmp_path / "frames.npy"]
+    gnerv("compress", tmp_path / "s2", "-o", tmp_path / "plain.gnerv", *coded)
+    gnerv(
+        "compress",
+        tmp_path / "s2",
+        "-o",
+        tmp_path / "qat.gnerv",
+        *coded,
+        "--qat-epochs",
+        6,
+        "--qat-lr",
+        "5e-4",
+        "--target-file",
+        residual,
+    )
+
+    target = load_residual(residual)[0]
+    base = bs.read_gnerv(tmp_path / "stage1.gnerv")
+
+    def residual_error(layer: str) -> float:
+        f = bs.read_gnerv(tmp_path / layer)
+        out = render(build_model(f).eval(), list(range(len(frames))), len(frames))
+        return float(((out.permute(0, 2, 3, 1).numpy() - target) ** 2).mean())
+
+    assert residual_error("qat.gnerv") < residual_error("plain.gnerv")
+    from gnerv.decode import check_chain
+
+    check_chain([base, bs.read_gnerv(tmp_path / "qat.gnerv")])
+    gnerv("decode", tmp_path / "stage1.gnerv", tmp_path / "qat.gnerv", "-o", tmp_path / "d.npy")
+
+    for extra, message in (
+        ([], "pass --target-file"),
+        (["--target-file", residual, "--bits", "auto"], "fixed --bits"),
+    ):
+        assert (
+            main(
+                [
+                    str(a)
+                    for a in [
+                        "compress",
+                        tmp_path / "s2",
+                        "-o",
+                        tmp_path / "x.gnerv",
+                        *coded,
+                        "--qat-epochs",
+                        1,
+                        *extra,
+                    ]
+                ]
+            )
+            != 0
+        )
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "x.gnerv").exists()

@@ -43,7 +43,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
     check_suffix(args.output, GNERV_SUFFIX)
     cfg = compress_config(resolve_settings(args, "compress"))
     cfg.validate()
-    if cfg.needs_frames and not args.frames_file:
+    if cfg.needs_frames and not (args.frames_file or args.target_file):
         raise GnervError("--qat-epochs and --bits auto need --frames-file (the fitted frames)")
     frames = load_frames(args.frames_file)[0] if args.frames_file else None
     model_dir, bits, extra = prepare_model(
@@ -52,6 +52,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         cfg,
         args.finetune_dir or default_finetune_dir(args.output),
         TrainConfig(device=args.device),
+        residual_target=args.target_file,
     )
     fig = compress_checkpoint(
         model_dir,
@@ -298,6 +299,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FRAMES",
         help="the frames the model was fitted to (.npy): prints PSNR before/after quantization; "
         "needed by --qat-epochs and --bits auto",
+    )
+    p.add_argument(
+        "--target-file",
+        metavar="RESIDUAL",
+        help="a residual stage's own target (the residual.npy `gnerv residual` wrote for it): "
+        "what its --qat-epochs fine-tune fits; read only then",
     )
     p.add_argument(
         "--finetune-dir",

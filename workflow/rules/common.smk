@@ -120,14 +120,21 @@ def fit_inputs(wildcards) -> dict[str, str]:
 def compress_inputs(wildcards) -> dict[str, str]:
     """The fitted model (its fit.json: the checkpoint.pt beside it is not a declared file, see
     rule fit), the frames it was fitted for, and for stage j >= 2 the residual's sidecar, which
-    names the layer it refines."""
+    names the layer it refines, and the residual itself."""
     inputs = {
         "summary": FIT_SUMMARY.format(**wildcards),
         "frames": FRAMES.format(video=wildcards.video),
     }
     if int(wildcards.stage) > 1:
         inputs["sidecar"] = RESIDUAL_META.format(**wildcards)
+        inputs["target"] = RESIDUAL.format(**wildcards)  # what a fine-tune of the stage fits
     return inputs
+
+
+def compress_target_option(wildcards, input) -> str:
+    """`--target-file RESIDUAL` for a residual stage (read by gnerv compress only when it
+    fine-tunes the stage: compress.qat_epochs > 0); nothing for the base stage."""
+    return f"--target-file {input.target}" if "target" in input.keys() else ""
 
 
 def params_files() -> list[str]:

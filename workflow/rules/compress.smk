@@ -8,6 +8,7 @@ rule compress:
         params_files=params_files(),
         model_dir=lambda wildcards, input: Path(input.summary).parent,
         settings=stage_settings("compress"),
+        target=compress_target_option,
     log:
         results.log("{video}", "compress_stage{stage}"),
     benchmark:
@@ -20,4 +21,4 @@ rule compress:
     shell:
         "gnerv compress {params.model_dir:q} -o {output.bitstream:q}"
         " --params {params.params_files:q} --stage {wildcards.stage}"
-        " --frames-file {input.frames:q} > {log:q} 2>&1"
+        " --frames-file {input.frames:q} {params.target} > {log:q} 2>&1"

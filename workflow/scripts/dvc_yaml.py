@@ -135,10 +135,13 @@ def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
             [{checkpoint: dict(PERSISTED_CHECKPOINT)}, results.fit_summary(video, j)],
             params=command_params(cfg, "fit", j),
         )
+        # a residual stage's fine-tune (compress.qat_epochs > 0) fits the stage's own target
+        target_option = "" if j == 1 else f" --target-file {results.residual(video, j)}"
         stages[f"compress-{video}-stage{j}"] = _stage(
             f"gnerv compress {stage_dir} -o {layers[j - 1]} {from_params} --stage {j}"
-            f" --frames-file {frames}",
-            [results.fit_summary(video, j), checkpoint, frames, *sidecar],
+            f" --frames-file {frames}{target_option}",
+            [results.fit_summary(video, j), checkpoint, frames, *sidecar]
+            + ([] if j == 1 else [results.residual(video, j)]),
             [layers[j - 1]],
             params=command_params(cfg, "compress", j),
         )
