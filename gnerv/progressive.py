@@ -16,7 +16,7 @@ import numpy as np
 
 from gnerv.bitstream import next_stage
 from gnerv.decode import DEFAULT_BATCH, decode_float, decode_layers, load_layers
-from gnerv.encode import compress_checkpoint, encode_single
+from gnerv.encode import CompressConfig, compress_checkpoint, encode_single, prepare_model
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, c0_for_size, count_params
@@ -196,9 +196,11 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
     frames: np.ndarray, meta: dict, stages: list[StageSpec], base_model: GNeRVConfig,
     base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
     resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
-    target: Target | None = None,
+    target: Target | None = None, compress: CompressConfig | None = None,
 ) -> list[dict]:  # fmt: skip
-    """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work).
+    """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work;
+    with `compress`, which replaces `bits`, each stage is coded by the rate path: a residual
+    stage's fine-tune fits its own residual).
 
     Returns one figures dict per stage (from compress_checkpoint, plus fit figures). With a
     `target`, each stage's decoded prefix is measured (`prefix_psnr`, `prefix_bpp`) and encoding
@@ -207,6 +209,8 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
     which: met, or not met within the stage limit (a bpp target no prefix meets is an error,
     nothing kept)."""
     check_stages(stages)
+    compress = compress or CompressConfig(bits=bits)
+    compress.validate()
     out_dir = Path(out_dir)
     video_id = video_fingerprint(frames)
     layers: list[Path] = []
@@ -216,6 +220,7 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
         train_cfg = stage_train_config(spec, base_train, j)
         work = out_dir / f"stage{j}.work"
         output = out_dir / f"stage{j}.gnerv"
+        res_path = None
         if j == 1:
             goal, scale, stage = frames, 1.0, None
             fit_meta = {**meta, "video_id": video_id}
@@ -236,15 +241,21 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
             video_meta=fit_meta,
             progress=progress,
         )
+        model_dir, coded_bits, extra = prepare_model(
+            work, frames, compress, work / "finetune", train_cfg, resume or "auto", progress,
+            residual_target=res_path,
+        )  # fmt: skip
         figures = compress_checkpoint(
-            work,
+            model_dir,
             output,
-            bits,
+            coded_bits,
             frames=frames if j == 1 else None,
             stage=stage,
             device=base_train.device,
             batch_size=batch_size,
+            scheme=compress.scheme,
         )
+        figures.update(extra)
         figures.update(
             stage=j,
             fit_psnr=result.psnr,
@@ -321,6 +332,7 @@ def encode_respective(  # resume: True, or "auto" (see gnerv.train.fit)
     frames: np.ndarray, meta: dict, stages: list[StageSpec], base_model: GNeRVConfig,
     base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
     resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
+    compress: CompressConfig | None = None,
 ) -> list[dict]:  # fmt: skip
     """The paper's "respective" baseline: for each progressive prefix 1..j, one separately
     trained single-stage model with as many parameters as the prefix has in total, trained for
@@ -343,6 +355,7 @@ def encode_respective(  # resume: True, or "auto" (see gnerv.train.fit)
             resume=resume,
             progress=progress,
             batch_size=batch_size,
+            compress=compress,
         )
         figures.update(stage=j, params=count_params(stage_model_config(spec, base_model, 1)))
         results.append(figures)

@@ -7,8 +7,9 @@ import re
 import numpy as np
 import pytest
 
+from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.decode import decode_layers, load_layers
+from gnerv.decode import build_model, decode_layers, load_layers
 from gnerv.errors import GnervError
 from gnerv.evaluate import evaluate_layers
 from gnerv.metrics import mean_psnr
@@ -21,6 +22,7 @@ from gnerv.progressive import (
     respective_sizes,
     stage_model_config,
 )
+from gnerv.quantize import SYMMETRIC_SCHEME
 from gnerv.residual import load_residual, residual_target
 from gnerv.train import TrainConfig
 from gnerv.video import read_video
@@ -288,3 +290,24 @@ def test_encode_to_a_target(cockatoo_path, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "stage 1 alone takes" in err and "give a smaller base" in err
     assert not (tmp_path / "small" / "stage1.gnerv").exists()
+
+
+def test_cli_progressive_encode_takes_the_rate_path(cockatoo_path, tmp_path, capsys):
+    """`encode --stages N` with the rate path's switches codes every layer with them (the
+    residual stage's fine-tune fits its own residual), and the chain decodes."""
+    out = tmp_path / "layers"
+    args = ["encode", str(cockatoo_path), "-o", str(out), "--frames", "0:8", "--resize", "36x64"]
+    args += ["--stages", "2", "--stage-sizes", "12k,12k", "--stage-epochs", "4,4"]
+    args += ["--min-channels", "8", "--quiet", "--scheme", "symmetric", "--bits", "5"]
+    assert main([*args, "--qat-epochs", "2", "--prune", "0.2"]) == 0, capsys.readouterr().err
+    files = [bs.read_gnerv(out / f"stage{j}.gnerv") for j in (1, 2)]
+    assert [(f.scheme, f.bits) for f in files] == [(SYMMETRIC_SCHEME, 5)] * 2
+    for j in (1, 2):  # each stage was fine-tuned (pruned zeros are kept through the file)
+        assert (out / f"stage{j}.work" / "finetune" / "fit.json").is_file()
+        weight = build_model(files[j - 1]).state_dict()["blocks.0.conv1.weight"]
+        assert float((weight == 0).float().mean()) >= 0.2
+    top = tmp_path / "top.npy"
+    assert (
+        main(["decode", str(out / "stage1.gnerv"), str(out / "stage2.gnerv"), "-o", str(top)]) == 0
+    )
+    assert np.load(top).shape == (8, 36, 64, 3)

@@ -30,7 +30,6 @@ from gnerv.cli.common import (
 )
 from gnerv.errors import GnervError
 from gnerv.progressive import DEFAULT_RESIDUAL_SCALE
-from gnerv.quantize import DEFAULT_BITS
 
 GNERV_SUFFIX = (".gnerv",)
 
@@ -120,6 +119,8 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
     target = target_of(args)
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
+    compress = compress_config(settings)
+    compress.validate()  # before the video is read
     sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
     specs = stage_specs(
         args.stages,
@@ -143,9 +144,9 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         model_config(settings, h, w, residual=False, n_frames=n),
         train_config(settings, args, residual=False),
         args.output,
-        bits=settings.get("bits", DEFAULT_BITS),
         resume=resume_mode(args),
         progress=not args.quiet,
+        compress=compress,
         **({"target": target} if target is not None else {}),
     )
     for fig in figures:
