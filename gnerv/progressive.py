@@ -13,16 +13,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from gnerv.bitstream import next_stage
 from gnerv.decode import DEFAULT_BATCH, decode_float, decode_layers, load_layers
 from gnerv.encode import CompressConfig, compress_checkpoint, encode_single, prepare_model
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRVConfig, c0_for_size, count_params
+from gnerv.model import GNeRV, GNeRVConfig, c0_for_size, count_params
 from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
-from gnerv.train import PAPER_RESIDUAL_LR, TrainConfig, fit
+from gnerv.results import CHECKPOINT_NAME
+from gnerv.train import PAPER_RESIDUAL_LR, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import video_fingerprint
 
 DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
@@ -197,10 +199,13 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
     base_train: TrainConfig, out_dir: str | os.PathLike, bits: int = DEFAULT_BITS,
     resume: bool | str = False, progress: bool = True, batch_size: int = DEFAULT_BATCH,
     target: Target | None = None, compress: CompressConfig | None = None,
+    warm_start: bool = False,
 ) -> list[dict]:  # fmt: skip
     """Fit and code every stage into out_dir/stage<j>.gnerv (work in out_dir/stage<j>.work;
     with `compress`, which replaces `bits`, each stage is coded by the rate path: a residual
-    stage's fine-tune fits its own residual).
+    stage's fine-tune fits its own residual). With `warm_start` (beyond the paper, whose stages
+    start from random weights) stage j >= 2 starts from stage j-1's fitted weights with a zero
+    head (see warm_start_weights).
 
     Returns one figures dict per stage (from compress_checkpoint, plus fit figures). With a
     `target`, each stage's decoded prefix is measured (`prefix_psnr`, `prefix_bpp`) and encoding
@@ -231,6 +236,9 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
             )
             goal, scale = np.load(res_path, allow_pickle=False), spec.residual_scale
             stage = fit_meta["stage"]
+        init = None
+        if warm_start and j > 1:
+            init = warm_start_weights(out_dir / f"stage{j - 1}.work", model_cfg, j)
         result = fit(
             goal,
             model_cfg,
@@ -240,6 +248,7 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
             target_scale=scale,
             video_meta=fit_meta,
             progress=progress,
+            init=init,
         )
         model_dir, coded_bits, extra = prepare_model(
             work, frames, compress, work / "finetune", train_cfg, resume or "auto", progress,
@@ -287,6 +296,25 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
     if target is not None:
         results[-1]["target"] = _outcome(target, target.bpp is not None, len(layers), results[-1])
     return results
+
+
+def warm_start_weights(previous_work: Path, model_cfg: GNeRVConfig, index: int) -> dict:
+    """Stage `index`'s starting weights: stage index-1's fitted ones (its embedding and blocks
+    already describe the video), the head zeroed so that the new stage first adds nothing, as a
+    cold residual stage does. Needs stages of one architecture (equal sizes)."""
+    previous, _ = model_from_checkpoint(previous_work / CHECKPOINT_NAME)
+    state = previous.state_dict()
+    fresh = GNeRV(model_cfg).state_dict()
+    if {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in fresh.items()}:
+        raise GnervError(
+            f"--warm-start starts stage {index} from stage {index - 1}'s weights, so the two must "
+            f"be the same size (C0 {previous.cfg.c0} against {model_cfg.c0}): give equal "
+            "--stage-sizes"
+        )
+    init = {k: v.detach().clone().contiguous() for k, v in state.items()}
+    for name in ("head.weight", "head.bias"):
+        init[name] = torch.zeros_like(init[name])
+    return init
 
 
 def _outcome(

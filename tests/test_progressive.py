@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
 from gnerv import bitstream as bs
 from gnerv.cli import main
@@ -311,3 +312,29 @@ def test_cli_progressive_encode_takes_the_rate_path(cockatoo_path, tmp_path, cap
         main(["decode", str(out / "stage1.gnerv"), str(out / "stage2.gnerv"), "-o", str(top)]) == 0
     )
     assert np.load(top).shape == (8, 36, 64, 3)
+
+
+def test_warm_start_begins_each_stage_from_the_one_before(cockatoo_path, tmp_path, capsys):
+    """--warm-start (beyond the paper): stage 2's fit starts from stage 1's weights with a zero
+    head, so before any training it adds nothing and already has stage 1's features; the
+    layers decode as a chain. Unequal stage sizes are refused with the fix named."""
+    from gnerv.progressive import warm_start_weights
+    from gnerv.train import model_from_checkpoint
+
+    out = tmp_path / "warm"
+    args = ["encode", str(cockatoo_path), "-o", str(out), "--frames", "0:8", "--resize", "36x64"]
+    args += ["--stages", "2", "--stage-epochs", "3,2", "--min-channels", "8", "--quiet"]
+    assert main([*args, "--stage-sizes", "12k,12k", "--warm-start"]) == 0, capsys.readouterr()
+    base, _ = model_from_checkpoint(out / "stage1.work" / "checkpoint.pt")
+    second = base.cfg.__class__(**{**base.cfg.to_dict(), "residual": True})
+    init = warm_start_weights(out / "stage1.work", second, 2)
+    for name, value in base.state_dict().items():
+        expected = torch.zeros_like(value) if name.startswith("head.") else value
+        assert torch.equal(init[name], expected.contiguous()), name
+    fitted, _ = model_from_checkpoint(out / "stage2.work" / "checkpoint.pt")
+    embedding = fitted.state_dict()["embedding"]
+    assert not torch.equal(embedding, base.state_dict()["embedding"])  # it trained from there
+    files = [str(out / f"stage{j}.gnerv") for j in (1, 2)]
+    assert main(["decode", *files, "-o", str(tmp_path / "d.npy")]) == 0
+    assert main([*args, "-o", str(tmp_path / "x"), "--stage-sizes", "12k,6k", "--warm-start"]) != 0
+    assert "give equal --stage-sizes" in capsys.readouterr().err

@@ -71,6 +71,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     if args.stages != 1 or args.respective or target_of(args) is not None:
         return cmd_encode_layers(args)
+    if args.warm_start:
+        raise GnervError("--warm-start applies to progressive stages: give --stages N >= 2")
     check_suffix(args.output, GNERV_SUFFIX)
     workdir = args.workdir or default_workdir(args.output)
     check_writable(args.output)
@@ -117,6 +119,8 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
     from gnerv.progressive import encode_progressive, encode_respective, stage_specs
 
     target = target_of(args)
+    if args.warm_start and args.respective:
+        raise GnervError("--warm-start starts each stage from the one before: drop --respective")
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
     compress = compress_config(settings)
@@ -148,6 +152,7 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         progress=not args.quiet,
         compress=compress,
         **({"target": target} if target is not None else {}),
+        **({"warm_start": True} if args.warm_start else {}),
     )
     for fig in figures:
         print(f"stage {fig['stage']}: {fig['params']} params, fit PSNR {fig['fit_psnr']:.2f} dB")
@@ -340,6 +345,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--respective",
         action="store_true",
         help="instead: separate models sized like the progressive prefixes (paper Table 3)",
+    )
+    g.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="beyond the paper: stage j >= 2 starts from stage j-1's weights (head zeroed); "
+        "needs equal stage sizes",
     )
     aim = g.add_mutually_exclusive_group()
     aim.add_argument(
