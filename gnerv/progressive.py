@@ -97,16 +97,22 @@ def stage_specs(
     residual_scales: list[float] | None = None,
     base_size: int | None = None,
     base_c0: int | None = None,
-    base_lr: float | None = None,
+    base_lr: float | str | None = None,
     base_alpha: float | None = None,
+    lrs: list[float] | None = None,
 ) -> list[StageSpec]:
-    """The stage list of `encode --stages N`: per-stage sizes / epochs lists (one value per
-    stage), residual scales (one for all, or one per stage after the first). Without `sizes`
-    only stage 1 has a size (base_size or base_c0); base_lr/alpha apply to stage 1."""
+    """The stage list of `encode --stages N`: per-stage sizes / epochs / learning rates (one
+    value per stage), residual scales (one for all, or one per stage after the first). Without
+    `sizes` only stage 1 has a size (base_size or base_c0); base_lr/alpha apply to stage 1 (lrs
+    replace base_lr)."""
     if n_stages < 1:
         raise GnervError(f"--stages {n_stages}: give at least 1 stage")
     scales = residual_scales or [DEFAULT_RESIDUAL_SCALE]
-    for name, values in (("--stage-sizes", sizes), ("--stage-epochs", epochs)):
+    for name, values in (
+        ("--stage-sizes", sizes),
+        ("--stage-epochs", epochs),
+        ("--stage-lrs", lrs),
+    ):
         if values is not None and len(values) != n_stages:
             raise GnervError(f"{name} lists {len(values)} values for --stages {n_stages}")
     if len(scales) not in (1, max(n_stages - 1, 1)):
@@ -122,7 +128,7 @@ def stage_specs(
                 size=size if base_c0 is None or sizes else None,
                 c0=base_c0 if j == 0 and not sizes else None,
                 epochs=epochs[j] if epochs else None,
-                lr=base_lr if j == 0 else None,
+                lr=lrs[j] if lrs else (base_lr if j == 0 else None),
                 alpha=base_alpha if j == 0 else None,
                 residual_scale=scales[min(max(j - 1, 0), len(scales) - 1)],
             )

@@ -30,6 +30,7 @@ from gnerv.cli.common import (
 )
 from gnerv.errors import GnervError
 from gnerv.progressive import DEFAULT_RESIDUAL_SCALE
+from gnerv.train import AUTO_LR
 
 GNERV_SUFFIX = (".gnerv",)
 
@@ -112,6 +113,12 @@ def target_of(args: argparse.Namespace):
     return Target(psnr=args.target_psnr, bpp=args.target_bpp)
 
 
+def parse_lrs(text: str) -> list[float | str]:
+    """--stage-lrs: one learning rate per stage, a number or auto."""
+    words = parse_list(text, str, "--stage-lrs")
+    return [AUTO_LR if w == AUTO_LR else parse_list(w, float, "--stage-lrs")[0] for w in words]
+
+
 def cmd_encode_layers(args: argparse.Namespace) -> None:
     """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv); with
     a target, stages are added until it is met or N is reached."""
@@ -130,6 +137,7 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
         args.stages,
         sizes=[parse_param_count(s) for s in sizes] if sizes else None,
         epochs=parse_list(args.stage_epochs, int, "--stage-epochs") if args.stage_epochs else None,
+        lrs=parse_lrs(args.stage_lrs) if args.stage_lrs else None,
         residual_scales=parse_list(args.residual_scale, float, "--residual-scale"),
         base_size=None
         if "c0" in settings
@@ -335,6 +343,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stages", type=int, default=1, help="number of progressive stages (1)")
     g.add_argument("--stage-sizes", metavar="0.1M,0.05M,...", help="params of each stage")
     g.add_argument("--stage-epochs", metavar="300,100,...", help="epochs of each stage")
+    g.add_argument(
+        "--stage-lrs",
+        metavar="2e-3,2e-4,...",
+        help="peak learning rate of each stage (default: --lr for stage 1, the paper's 2e-4 "
+        "for residual stages)",
+    )
     g.add_argument(
         "--residual-scale",
         default=f"{DEFAULT_RESIDUAL_SCALE:g}",
