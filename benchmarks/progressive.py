@@ -82,7 +82,8 @@ def run_clip(clip: str, video: str, work: Path, args, variants: dict, rows: list
     common = [video, "--frames", frame_range, "--resize", resize, "--quiet"]
     common += ["--stages", str(n), "--stage-sizes", args.stage_sizes]
     common += ["--stage-epochs", ",".join([str(args.epochs)] * n), *shlex.split(args.flags)]
-    for name, flags in {"respective": ["--respective"], **variants}.items():
+    runs = variants if args.no_respective else {"respective": ["--respective"], **variants}
+    for name, flags in runs.items():
         out = work / name
         gnerv("encode", *common, "-o", str(out), *flags)
         if name == "respective":
@@ -123,7 +124,8 @@ def table(rows: list[dict]) -> None:
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         is_respective = r["variant"] == "respective"
-        gain = "" if is_respective else f"{r['psnr'] - respective[r['clip'], r['stages']]:+.2f}"
+        base = respective.get((r["clip"], r["stages"]))
+        gain = "" if is_respective or base is None else f"{r['psnr'] - base:+.2f}"
         model = f"respective {r['stages']}" if is_respective else f"{r['variant']} 1..{r['stages']}"
         seconds = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         print(
@@ -142,6 +144,9 @@ def main() -> None:
     p.add_argument("--sweep", choices=list(SWEEPS), help="the paper variant at each value")
     p.add_argument(
         "--flags", default="", help="encode flags for every run (e.g. --min-channels 12)"
+    )
+    p.add_argument(
+        "--no-respective", action="store_true", help="variants only (respective models known)"
     )
     p.add_argument("--out", default=str(OUT / "progressive.json"))
     args = p.parse_args()

@@ -103,11 +103,17 @@ def main() -> None:
         "over the sizes per clip",
     )
     p.add_argument("--out", default=str(OUT / "quality.json"))
-    p.add_argument("--summarize", metavar="JSON", help="only print the tables of a written JSON")
+    p.add_argument(
+        "--summarize",
+        nargs="+",
+        metavar="JSON",
+        help="only print the tables of written JSONs (their rows together: one run's sizes "
+        "split over several)",
+    )
     args = p.parse_args()
     if args.summarize:
-        rows = json.loads(Path(args.summarize).read_text())["rows"]
-        summarize(rows, args.reference)
+        rows = [r for path in args.summarize for r in json.loads(Path(path).read_text())["rows"]]
+        summarize(sorted(rows, key=lambda r: (r["clip"], r["params"])), args.reference)
         return
     recipes = parse_recipes(args.recipes)
     rows = []

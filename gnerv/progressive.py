@@ -24,11 +24,11 @@ from gnerv.model import GNeRV, GNeRVConfig, c0_for_size, count_params
 from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
 from gnerv.results import CHECKPOINT_NAME
-from gnerv.train import PAPER_RESIDUAL_LR, TrainConfig, fit, model_from_checkpoint
+from gnerv.train import AUTO_LR, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import video_fingerprint
 
 DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
-RESIDUAL_LR = PAPER_RESIDUAL_LR  # paper 4.1
+RESIDUAL_LR = AUTO_LR  # the frames' size rule (paper 4.1: PAPER_RESIDUAL_LR, 2e-4)
 RESIDUAL_ALPHA = 1.0  # paper: no SSIM term on residuals
 
 

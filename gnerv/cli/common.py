@@ -19,9 +19,9 @@ from gnerv.device import DEFAULT_DEVICE
 from gnerv.encode import CompressConfig
 from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig
-from gnerv.progressive import RESIDUAL_ALPHA, RESIDUAL_LR
+from gnerv.progressive import RESIDUAL_ALPHA
 from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS, SCHEME_ALIASES, SCHEMES
-from gnerv.train import AUTO_LR_FROM, PAPER_LR, TrainConfig
+from gnerv.train import AUTO_LR_FROM, PAPER_LR, PAPER_RESIDUAL_LR, TrainConfig
 
 SUPPRESS = argparse.SUPPRESS
 DEFAULT_SIZE = "0.5M"  # --size when neither --size, --c0 nor a --params stage gives one
@@ -48,7 +48,8 @@ TRAIN_OPTIONS = (
         "--lr",
         "lr",
         f"peak learning rate, or auto: the paper's {PAPER_LR:g} raised for models under "
-        f"{AUTO_LR_FROM / 1e6:g}M (residual stages: {RESIDUAL_LR:g})",
+        f"{AUTO_LR_FROM / 1e6:g}M, residual stages too (the paper's for them: "
+        f"{PAPER_RESIDUAL_LR:g})",
     ),
     ("--warmup", "warmup_fraction", "warm-up share of the steps before the cosine decay"),
     (
@@ -393,8 +394,10 @@ def model_config(
     try:
         check_encodable(cfg, n_frames)
     except GnervError as e:
-        raise GnervError(f"{e}; a .gnerv file could not hold this model or a decoder would refuse "
-                         "it: change its size") from None
+        raise GnervError(
+            f"{e}; a .gnerv file could not hold this model or a decoder would refuse "
+            "it: change its size"
+        ) from None
     return cfg
 
 
