@@ -345,9 +345,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--stage-epochs", metavar="300,100,...", help="epochs of each stage")
     g.add_argument(
         "--stage-lrs",
-        metavar="2e-3,2e-4,...",
-        help="peak learning rate of each stage (default: --lr for stage 1, the paper's 2e-4 "
-        "for residual stages)",
+        metavar="auto,8e-3,...",
+        help="peak learning rate of each stage, a number or auto (default: --lr for stage 1, "
+        "auto for residual stages; the paper's: 2e-3,2e-4,...)",
     )
     g.add_argument(
         "--residual-scale",
