@@ -99,7 +99,7 @@ def stage_specs(
     base_c0: int | None = None,
     base_lr: float | str | None = None,
     base_alpha: float | None = None,
-    lrs: list[float] | None = None,
+    lrs: list[float | str] | None = None,
 ) -> list[StageSpec]:
     """The stage list of `encode --stages N`: per-stage sizes / epochs / learning rates (one
     value per stage), residual scales (one for all, or one per stage after the first). Without
