@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from record import write_record
+from record import gnerv, named_flags, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-GNERV = str(Path(sys.executable).parent / "gnerv")
 CLIPS = {  # name -> (video, frame range, size)
     "demo": (str(ROOT / "data" / "raw" / "cockatoo.mp4"), "0:32", "90x160"),
     "realshort": (str(ROOT / "data" / "raw" / "realshort.mp4"), "0:32", "90x160"),
@@ -41,22 +38,6 @@ SWEEPS = {
     "scale": ("--residual-scale", ["1", "10", "100", "1e4", "1e5"]),
     "lr": ("--stage-lrs", ["2e-4", "1e-3", "2e-3", "8e-3"]),  # residual stages' rate
 }
-
-
-def gnerv(*args: str) -> None:
-    done = subprocess.run([GNERV, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"gnerv {shlex.join(args)} failed:\n{done.stderr[-2000:]}")
-
-
-def parse_variants(items: list[str]) -> dict[str, list[str]]:
-    variants = {}
-    for item in items:
-        name, sep, flags = item.partition("=")
-        if not sep and name != "paper":
-            raise SystemExit(f"variant {name!r}: use paper or NAME=FLAGS")
-        variants[name] = shlex.split(flags)
-    return variants
 
 
 def sweep_variants(sweep: str, n_stages: int) -> dict[str, list[str]]:
@@ -151,7 +132,10 @@ def main() -> None:
     p.add_argument("--out", default=str(OUT / "progressive.json"))
     args = p.parse_args()
     n = len(args.stage_sizes.split(","))
-    variants = sweep_variants(args.sweep, n) if args.sweep else parse_variants(args.variants)
+    if args.sweep:
+        variants = sweep_variants(args.sweep, n)
+    else:  # paper: no flags, the package's progressive stages as the paper runs them
+        variants = named_flags(args.variants, {"paper": ""}, "variant")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:

@@ -19,12 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from record import write_record
+from record import gnerv, named_flags, write_record
 
 from gnerv.bd import bd_psnr, bd_rate
 from gnerv.errors import GnervError
@@ -32,31 +30,12 @@ from gnerv.train import PAPER_LR
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-GNERV = str(Path(sys.executable).parent / "gnerv")
 CLIPS = {
     "demo": (str(ROOT / "data" / "raw" / "cockatoo.mp4"), "0:32", "90x160"),
     "realshort": (str(ROOT / "data" / "raw" / "realshort.mp4"), "0:32", "90x160"),
     "bunny": (None, "0:", "180x320"),
 }
 BUILT_IN = {"paper": f"--lr {PAPER_LR:g}", "default": ""}  # paper: its frame recipe
-
-
-def gnerv(*args: str) -> None:
-    done = subprocess.run([GNERV, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"gnerv {shlex.join(args)} failed:\n{done.stderr[-2000:]}")
-
-
-def parse_recipes(items: list[str]) -> dict[str, list[str]]:
-    recipes = {}
-    for item in items:
-        name, sep, flags = item.partition("=")
-        if not sep:
-            if name not in BUILT_IN:
-                raise SystemExit(f"recipe {name!r}: use paper, default or NAME=FLAGS")
-            flags = BUILT_IN[name]
-        recipes[name] = shlex.split(flags)
-    return recipes
 
 
 def point(frames: Path, work: Path, size: str, epochs: int, flags: list[str]) -> dict:
@@ -115,7 +94,7 @@ def main() -> None:
         rows = [r for path in args.summarize for r in json.loads(Path(path).read_text())["rows"]]
         summarize(sorted(rows, key=lambda r: (r["clip"], r["params"])), args.reference)
         return
-    recipes = parse_recipes(args.recipes)
+    recipes = named_flags(args.recipes, BUILT_IN, "recipe")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips:

@@ -1,4 +1,5 @@
-"""The JSON record every benchmark writes: its figures, with the machine, date and command."""
+"""What the benchmarks share: the JSON record each writes (its figures, with the machine, date and
+command), the `gnerv` CLI as a subprocess, and NAME=FLAGS arguments."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,3 +25,26 @@ def write_record(out: str | os.PathLike, **figures: Any) -> None:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(record, indent=2))
     print(f"wrote {out}")
+
+
+GNERV = str(Path(sys.executable).parent / "gnerv")
+
+
+def gnerv(*args: str) -> None:
+    """Run one `gnerv` command; its error tail ends the benchmark."""
+    done = subprocess.run([GNERV, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"gnerv {shlex.join(args)} failed:\n{done.stderr[-2000:]}")
+
+
+def named_flags(items: list[str], built_in: dict[str, str], what: str) -> dict[str, list[str]]:
+    """`NAME=FLAGS` arguments (or a built-in NAME) as name -> flag list."""
+    out = {}
+    for item in items:
+        name, sep, flags = item.partition("=")
+        if not sep:
+            if name not in built_in:
+                raise SystemExit(f"{what} {name!r}: use {', '.join(built_in)} or NAME=FLAGS")
+            flags = built_in[name]
+        out[name] = shlex.split(flags)
+    return out
