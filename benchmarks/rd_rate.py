@@ -28,7 +28,7 @@ from gnerv.encode import compress_checkpoint
 from gnerv.model import GNeRVConfig, c0_for_size, parse_param_count
 from gnerv.qat import finetune
 from gnerv.quantize import MINMAX_SCHEME, SYMMETRIC_SCHEME
-from gnerv.train import TrainConfig, fit, model_from_checkpoint
+from gnerv.train import AUTO_LR, TrainConfig, auto_lr, fit, model_from_checkpoint
 from gnerv.video import load_frames, read_video, video_fingerprint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +44,7 @@ class Clip:
     resize: tuple[int, int]
     sizes: tuple[str, ...]
     min_channels: int
-    lr: float
+    lr: float | str  # or "auto": the fit's default size rule (gnerv.train.auto_lr)
 
 
 @dataclass(frozen=True)
@@ -99,22 +99,34 @@ def code(
     }
 
 
-def run_model(clip: Clip, size: str, epochs: int, frames: np.ndarray) -> dict:
+def run_model(
+    clip: Clip, size: str, epochs: int, frames: np.ndarray, points: tuple[Point, ...] = POINTS
+) -> dict:
     n, h, w, _ = frames.shape
     common = {"height": h, "width": w, "min_channels": clip.min_channels}
     cfg = GNeRVConfig(c0=c0_for_size(parse_param_count(size), **common), **common)
-    fit_dir = CACHE / f"fit_{clip.name}_{size}_e{epochs}"
+    # the cache's names: earlier runs' (lr 5e-3) stay valid; other lrs get a tag of their own
+    tag = f"{clip.name}_{size}_e{epochs}" + ("" if clip.lr == 5e-3 else f"_lr{clip.lr}")
+    fit_dir = CACHE / f"fit_{tag}"
     meta = {"fps": 20.0, "video_id": video_fingerprint(frames)}
     if not (fit_dir / "fit.json").exists():  # a finished fit is reused as it is
-        fit(frames, cfg, TrainConfig(epochs=epochs, lr=clip.lr, device="cpu"), fit_dir,
-            resume=True, video_meta=meta, progress=False)
+        fit(
+            frames,
+            cfg,
+            TrainConfig(epochs=epochs, lr=clip.lr, device="cpu"),
+            fit_dir,
+            resume=True,
+            video_meta=meta,
+            progress=False,
+        )
     fitted = json.loads((fit_dir / "fit.json").read_text())
     fit_seconds = float(fitted["train_seconds"])
-    paper = code(fit_dir, CACHE / f"{clip.name}_{size}_paper8.gnerv", 8, MINMAX_SCHEME, frames)
+    paper = code(fit_dir, CACHE / f"{tag}_paper8.gnerv", 8, MINMAX_SCHEME, frames)
     params = int(fitted["params"])
     paper.update(label="paper8", size=size, params=params)
+    fit_lr = auto_lr(params) if clip.lr == AUTO_LR else float(clip.lr)
     rows = [paper]
-    for point in POINTS:
+    for point in points:
         model_dir = fit_dir
         seconds = 0.0
         bits: int | dict[str, int] = point.bits if isinstance(point.bits, int) else 8
@@ -127,27 +139,44 @@ def run_model(clip: Clip, size: str, epochs: int, frames: np.ndarray) -> dict:
             print(f"  allocation ({alloc_seconds:.0f} s): {bits}", flush=True)
         if point.qat_share:
             qat_epochs = max(1, round(point.qat_share * epochs))
-            model_dir = CACHE / f"qat_{clip.name}_{size}_e{epochs}_{point.label}_q{qat_epochs}"
-            qat_cfg = TrainConfig(epochs=qat_epochs, lr=clip.lr / 10, warmup_fraction=0.0,
-                                  device="cpu")
+            model_dir = CACHE / f"qat_{tag}_{point.label}_q{qat_epochs}"
+            qat_cfg = TrainConfig(
+                epochs=qat_epochs, lr=fit_lr / 10, warmup_fraction=0.0, device="cpu"
+            )
             t0 = time.perf_counter()
-            done = finetune(frames, fit_dir, model_dir, qat_cfg, bits, point.prune,
-                            resume=True, progress=False)
+            done = finetune(
+                frames, fit_dir, model_dir, qat_cfg, bits, point.prune, resume=True, progress=False
+            )
             seconds = done.train_seconds
-            print(f"  {point.label}: fine-tune {seconds:.0f} s ({time.perf_counter() - t0:.0f} s "
-                  "this run)", flush=True)
-        row = code(model_dir, CACHE / f"{clip.name}_{size}_{point.label}.gnerv", bits,
-                   SYMMETRIC_SCHEME, frames)
-        row.update(label=point.label, size=size, params=paper["params"],
-                   finetune_share=seconds / fit_seconds, alloc_seconds=alloc_seconds,
-                   psnr_vs_paper8=row["psnr"] - paper["psnr"],
-                   bytes_vs_paper8=row["bytes"] / paper["bytes"])
+            print(
+                f"  {point.label}: fine-tune {seconds:.0f} s ({time.perf_counter() - t0:.0f} s "
+                "this run)",
+                flush=True,
+            )
+        row = code(model_dir, CACHE / f"{tag}_{point.label}.gnerv", bits, SYMMETRIC_SCHEME, frames)
+        row.update(
+            label=point.label,
+            size=size,
+            params=paper["params"],
+            finetune_share=seconds / fit_seconds,
+            alloc_seconds=alloc_seconds,
+            psnr_vs_paper8=row["psnr"] - paper["psnr"],
+            bytes_vs_paper8=row["bytes"] / paper["bytes"],
+        )
         rows.append(row)
     for r in rows:
-        print(f"  {clip.name} {size} {r['label']:<18} {r['bytes']:>7} B {r['bpp']:.4f} bpp "
-              f"{r['psnr']:.2f} dB  side {100 * r['side_share']:.2f} %", flush=True)
-    return {"size": size, "epochs": epochs, "fit_seconds": fit_seconds,
-            "fit_psnr": float(fitted["psnr"]), "rows": rows}
+        print(
+            f"  {clip.name} {size} {r['label']:<18} {r['bytes']:>7} B {r['bpp']:.4f} bpp "
+            f"{r['psnr']:.2f} dB  side {100 * r['side_share']:.2f} %",
+            flush=True,
+        )
+    return {
+        "size": size,
+        "epochs": epochs,
+        "fit_seconds": fit_seconds,
+        "fit_psnr": float(fitted["psnr"]),
+        "rows": rows,
+    }
 
 
 def envelope(rows: list[dict]) -> list[dict]:
@@ -163,11 +192,17 @@ def envelope(rows: list[dict]) -> list[dict]:
 def summarize(models: list[dict]) -> dict:
     paper = sorted((m["rows"][0] for m in models), key=lambda r: r["bpp"])
     new = envelope([r for m in models for r in m["rows"][1:]])
-    out = {"paper_curve": [r["label"] + "@" + r["size"] for r in paper],
-           "new_envelope": [r["label"] + "@" + r["size"] for r in new]}
+    out = {
+        "paper_curve": [r["label"] + "@" + r["size"] for r in paper],
+        "new_envelope": [r["label"] + "@" + r["size"] for r in new],
+    }
     if len(paper) >= 2 and len(new) >= 2:
-        args = ([r["bpp"] for r in paper], [r["psnr"] for r in paper],
-                [r["bpp"] for r in new], [r["psnr"] for r in new])
+        args = (
+            [r["bpp"] for r in paper],
+            [r["psnr"] for r in paper],
+            [r["bpp"] for r in new],
+            [r["psnr"] for r in new],
+        )
         try:
             out["bd_rate_percent"] = bd_rate(*args)
             out["bd_psnr_db"] = bd_psnr(*args)
@@ -203,11 +238,20 @@ def plot(results: dict, path: Path) -> None:
         ax.plot([r["bpp"] for r in paper], [r["psnr"] for r in paper], "o-", label="paper: 8-bit")
         for m in res["models"]:
             rows = m["rows"][1:]
-            ax.scatter([r["bpp"] for r in rows], [r["psnr"] for r in rows], s=14,
-                       label=f"new path, {m['size']}")
+            ax.scatter(
+                [r["bpp"] for r in rows],
+                [r["psnr"] for r in rows],
+                s=14,
+                label=f"new path, {m['size']}",
+            )
         env = envelope([r for m in res["models"] for r in m["rows"][1:]])
-        ax.plot([r["bpp"] for r in env], [r["psnr"] for r in env], "k--", lw=1,
-                label="new path, envelope")
+        ax.plot(
+            [r["bpp"] for r in env],
+            [r["psnr"] for r in env],
+            "k--",
+            lw=1,
+            label="new path, envelope",
+        )
         ax.set(xlabel="bpp (file size)", ylabel="PSNR (dB, decoded)", title=name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -224,25 +268,66 @@ def main() -> None:
     ap.add_argument("--bunny-sizes", default="0.05M,0.1M,0.2M")
     ap.add_argument("--demo-epochs", type=int, default=100)
     ap.add_argument("--bunny-epochs", type=int, default=60)
+    ap.add_argument("--bunny-min-channels", type=int, default=16)
+    ap.add_argument("--lr", default="5e-3", help="the fits' peak lr, or auto (the size rule)")
+    ap.add_argument(
+        "--points",
+        default=",".join(p.label for p in POINTS),
+        help="operating points of the new path, by label (default: all of "
+        + ", ".join(p.label for p in POINTS)
+        + ")",
+    )
     ap.add_argument("--plot", type=Path, help="write the R-D plot here (PNG)")
     args = ap.parse_args()
+    by_label = {p.label: p for p in POINTS}
+    unknown = [x for x in args.points.split(",") if x not in by_label]
+    if unknown:
+        ap.error(f"--points: unknown {unknown}; choose from {sorted(by_label)}")
+    points = tuple(by_label[x] for x in args.points.split(","))
+    lr = args.lr if args.lr == AUTO_LR else float(args.lr)
     clips = {
-        "demo": (Clip("demo", ROOT / "data/raw/cockatoo.mp4", (0, 32), (90, 160),
-                      tuple(args.demo_sizes.split(",")), 30, 5e-3), args.demo_epochs),
-        "bunny": (Clip("bunny", Path(args.bunny), None, (180, 320),
-                       tuple(args.bunny_sizes.split(",")), 16, 5e-3), args.bunny_epochs),
+        "demo": (
+            Clip(
+                "demo",
+                ROOT / "data/raw/cockatoo.mp4",
+                (0, 32),
+                (90, 160),
+                tuple(args.demo_sizes.split(",")),
+                30,
+                lr,
+            ),
+            args.demo_epochs,
+        ),
+        "bunny": (
+            Clip(
+                "bunny",
+                Path(args.bunny),
+                None,
+                (180, 320),
+                tuple(args.bunny_sizes.split(",")),
+                args.bunny_min_channels,
+                lr,
+            ),
+            args.bunny_epochs,
+        ),
     }
     out_path = OUT / "rd_rate.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.clips.split(","):
         clip, epochs = clips[name]
         frames = load_clip(clip)
-        print(f"{name}: {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}, "
-              f"{epochs} epochs per fit", flush=True)
-        models = [run_model(clip, size, epochs, frames) for size in clip.sizes]
-        results[name] = {"models": models, "summary": summarize(models),
-                         "machine": "2-core x86_64 CPU dev VM",
-                         "date": time.strftime("%Y-%m-%d")}
+        print(
+            f"{name}: {frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]}, "
+            f"{epochs} epochs per fit",
+            flush=True,
+        )
+        models = [run_model(clip, size, epochs, frames, points) for size in clip.sizes]
+        results[name] = {
+            "models": models,
+            "summary": summarize(models),
+            "machine": "2-core x86_64 CPU dev VM",
+            "date": time.strftime("%Y-%m-%d"),
+        }
         print(json.dumps(results[name]["summary"], indent=2), flush=True)
         OUT.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2))

@@ -3,7 +3,7 @@
 Layout (all integers little-endian; docs/bitstream.md has the full description)::
 
     offset 0    4 bytes   magic b"GNRV"
-    offset 4    u16       format version (FORMAT_VERSION = 2; format 1 files are still read)
+    offset 4    u16       format version (FORMAT_VERSION = 3; formats 1 and 2 are still read)
     offset 6    u32       header length H (<= MAX_HEADER_BYTES)
     offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
     ...         body      for each tensor of the header's table, in order:
@@ -72,7 +72,12 @@ from gnerv.quantize import (
 )
 
 MAGIC = b"GNRV"
-FORMAT_VERSION = 2  # 2 added model.layout and model.time_branch; format 1 reads as "wide", "ds"
+# 2 added model.layout and model.time_branch (format 1 reads as "wide", "ds"); 3 added the
+# entropy coder's scaled tables (gnerv.entropy, mode ANS_SCALED), which the symmetric scheme's
+# files may use. Files of the paper's min/max scheme never do: they are still written as format
+# 2, byte for byte as before, so that earlier readers read them.
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 SUFFIX = ".gnerv"
 QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.quantize)
 _STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
@@ -658,7 +663,8 @@ def pack(
     if len(text) > MAX_HEADER_BYTES:
         raise GnervError(f"header of {len(text)} bytes exceeds {MAX_HEADER_BYTES}")
     _validate_header(json.loads(text))
-    data = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(text)) + text + b"".join(body)
+    version = FORMAT_VERSION if scheme == SYMMETRIC_SCHEME else 2
+    data = _PREFIX.pack(MAGIC, version, len(text)) + text + b"".join(body)
     data += _CRC.pack(zlib.crc32(data))
     for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>"):
         _check_ranges(r, "<new file>")
@@ -687,7 +693,9 @@ def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
     if codes.shape != (num_channels(q.shape),):
         raise GnervError(f"tensor {q.name!r}: step codes do not match its shape")
     unit = np.asarray([q.unit], dtype="<f4").tobytes()
-    return unit + (encode_symbols(codes, _STEP_CODE_ALPHABET) if codes.size >= 2 else b"")
+    if codes.size < 2:
+        return unit
+    return unit + encode_symbols(codes, _STEP_CODE_ALPHABET, parametric=True)
 
 
 def _read_symmetric_ranges(record: bytes, channels: int) -> tuple[float, np.ndarray]:
@@ -794,7 +802,7 @@ def unpack(
             f"{name}: written by a newer gnerv (format {version}); upgrade gnerv "
             f"(this one reads format {FORMAT_VERSION})"
         )
-    if version not in (1, FORMAT_VERSION):  # format 1 differs only in the model config
+    if version not in READ_VERSIONS:
         raise GnervError(f"{name}: unknown .gnerv format version {version}")
     if size < MIN_FILE_BYTES:
         raise GnervError(f"{name}: truncated .gnerv file ({size} bytes)")

@@ -25,6 +25,12 @@ are unsigned LEB128, at most 5 bytes, minimal length)::
                  themselves; lo <= mean <= lo + n - 1, scale in [2**-8, 2**16], both finite;
                  lo + n <= alphabet_size. Symbols outside the range cannot be coded.
     GAUSSIAN (4): as LAPLACE with QuantizedGaussian(lo, lo + n - 1, mean, scale = std).
+    ANS_SCALED (5): as ANS, but the n counts are the frequencies at a lower precision: any
+                 non-negative integers (count_0 and count_{n-1} > 0) whose ratios are the
+                 model, not occurrences (so no sum check). The encoder scales the occurrences
+                 to at most 2**p - 1 (every present symbol at least 1), p chosen to minimise
+                 table + payload: a table of mostly one-byte entries, at a payload cost of the
+                 rounding's KL divergence. Written by format 3 (the rate path) only.
 
 Every blob is self-delimiting given ``count``, so blobs can be concatenated without framing; the
 decoder insists on the exact length. Corrupt input raises :class:`GnervError` (never another
@@ -48,6 +54,7 @@ MODE_RAW = 1
 MODE_ANS = 2
 MODE_LAPLACE = 3
 MODE_GAUSSIAN = 4
+MODE_ANS_SCALED = 5
 # The parametric modes: mode byte -> (name, constriction model class name).
 _PARAMETRIC = {
     MODE_LAPLACE: ("laplace", "QuantizedLaplace"),
@@ -58,6 +65,8 @@ _PARAMETRIC = {
 PARAMETRIC_MIN_SCALE = 2.0**-8
 PARAMETRIC_MAX_SCALE = 2.0**16
 _PARAMETRIC_TRIES = tuple(2.0 ** (k / 8) for k in range(-4, 5))
+# Precisions (bits of the largest entry) tried for an ANS_SCALED table.
+_SCALED_PRECISIONS = range(2, 15)
 
 MAX_ALPHABET = 1 << 16
 MAX_COUNT = 1 << 31
@@ -117,9 +126,10 @@ class _Reader:
 
     def take(self, n: int, what: str) -> memoryview:
         if n < 0 or n > self.remaining():
-            raise GnervError(f"entropy blob truncated: {what} needs {n} bytes, "
-                             f"{self.remaining()} left")
-        out = self.buf[self.pos:self.pos + n]
+            raise GnervError(
+                f"entropy blob truncated: {what} needs {n} bytes, {self.remaining()} left"
+            )
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -139,8 +149,9 @@ class _Reader:
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         # each varint is 1..5 bytes: look at no more than 5 * n bytes
-        window = np.frombuffer(self.buf[self.pos:self.pos + _MAX_VARINT_BYTES * n],
-                               dtype=np.uint8)
+        window = np.frombuffer(
+            self.buf[self.pos : self.pos + _MAX_VARINT_BYTES * n], dtype=np.uint8
+        )
         ends = np.flatnonzero(window < 0x80)
         if ends.size < n:
             raise GnervError(f"entropy blob truncated in {what} ({ends.size} of {n} entries)")
@@ -148,8 +159,9 @@ class _Reader:
         starts = np.concatenate(([0], ends[:-1] + 1))
         lengths = ends - starts + 1
         if lengths.max() > _MAX_VARINT_BYTES:
-            raise GnervError(f"entropy blob: varint in {what} longer than "
-                             f"{_MAX_VARINT_BYTES} bytes")
+            raise GnervError(
+                f"entropy blob: varint in {what} longer than {_MAX_VARINT_BYTES} bytes"
+            )
         if ((window[ends] == 0) & (lengths > 1)).any():
             raise GnervError(f"entropy blob: non-minimal varint in {what}")
         values = np.zeros(n, dtype=np.int64)
@@ -185,8 +197,9 @@ def _as_symbols(symbols: np.ndarray, alphabet_size: int) -> np.ndarray:
     s = s.reshape(-1)
     _check_count(s.size)
     if s.size and (int(s.min()) < 0 or int(s.max()) >= alphabet_size):
-        raise GnervError(f"symbols must be in 0..{alphabet_size - 1}, "
-                         f"got {int(s.min())}..{int(s.max())}")
+        raise GnervError(
+            f"symbols must be in 0..{alphabet_size - 1}, got {int(s.min())}..{int(s.max())}"
+        )
     return s.astype(np.int32, copy=False)
 
 
@@ -212,7 +225,7 @@ def _pack_bits(values: np.ndarray, width: int) -> bytes:
     shifts = np.arange(width - 1, -1, -1, dtype=np.int32)
     parts = []
     for start in range(0, values.size, _RAW_CHUNK):
-        chunk = values[start:start + _RAW_CHUNK]
+        chunk = values[start : start + _RAW_CHUNK]
         bits = ((chunk[:, None] >> shifts) & 1).astype(np.uint8)
         parts.append(np.packbits(bits.reshape(-1)).tobytes())
     return b"".join(parts)
@@ -226,26 +239,49 @@ def _unpack_bits(data: memoryview, count: int, width: int) -> np.ndarray:
     if width == 16:
         return raw.view(">u2").astype(np.int32)
     out = np.empty(count, dtype=np.int32)
-    weights = (1 << np.arange(width - 1, -1, -1, dtype=np.int32))
+    weights = 1 << np.arange(width - 1, -1, -1, dtype=np.int32)
     step = _RAW_CHUNK * width // 8
     for i, start in enumerate(range(0, count, _RAW_CHUNK)):
         n = min(_RAW_CHUNK, count - start)
-        bits = np.unpackbits(raw[i * step:(i + 1) * step])
-        if bits[n * width:].any():
+        bits = np.unpackbits(raw[i * step : (i + 1) * step])
+        if bits[n * width :].any():
             raise GnervError("entropy blob: non-zero padding bits in raw payload")
-        out[start:start + n] = bits[:n * width].reshape(n, width).astype(np.int32) @ weights
+        out[start : start + n] = bits[: n * width].reshape(n, width).astype(np.int32) @ weights
     return out
 
 
-def _encode_ans(sym: np.ndarray, lo: int, counts: np.ndarray) -> bytes:
+def _encode_ans(sym: np.ndarray, lo: int, counts: np.ndarray, mode: int = MODE_ANS) -> bytes:
     model = constriction.stream.model.Categorical(_probabilities(counts), perfect=False)
     coder = constriction.stream.stack.AnsCoder()
     shifted = sym - np.int32(lo) if lo else sym
     coder.encode_reverse(shifted, model)
     words = coder.get_compressed()
-    head = (bytes([MODE_ANS]) + _varint(lo) + _varint(counts.size) + _varints(counts)
-            + _varint(words.size))
+    head = (
+        bytes([mode]) + _varint(lo) + _varint(counts.size) + _varints(counts) + _varint(words.size)
+    )
     return head + words.astype("<u4", copy=False).tobytes()
+
+
+def _cross_entropy_bytes(counts: np.ndarray, table: np.ndarray) -> float:
+    """Ideal payload (bytes) of symbols with occurrences ``counts`` coded under ``table``."""
+    present = counts > 0
+    q = table[present] / table.sum()
+    return float(-(counts[present] * np.log2(q)).sum()) / 8
+
+
+def _scaled_table(counts: np.ndarray) -> tuple[np.ndarray, float]:
+    """The ANS_SCALED table whose table + ideal payload is shortest, and that length."""
+    best: tuple[np.ndarray, float] | None = None
+    present = counts > 0
+    for p in _SCALED_PRECISIONS:
+        top = (1 << p) - 1
+        table = np.where(present, np.maximum(1, np.rint(counts * (top / counts.max()))), 0)
+        table = table.astype(np.int64)
+        size = len(_varints(table)) + _cross_entropy_bytes(counts, table)
+        if best is None or size < best[1]:
+            best = (table, size)
+    assert best is not None
+    return best
 
 
 def _parametric_model(mode: int, lo: int, n: int, mean: float, scale: float) -> object:
@@ -267,9 +303,14 @@ def _encode_parametric(sym: np.ndarray, lo: int, hi: int) -> bytes:
             coder = constriction.stream.stack.AnsCoder()
             coder.encode_reverse(sym, _parametric_model(mode, lo, hi - lo + 1, mean, scale))
             words = coder.get_compressed()
-            blob = (bytes([mode]) + _varint(lo) + _varint(hi - lo + 1)
-                    + struct.pack("<ff", mean, scale) + _varint(words.size)
-                    + words.astype("<u4", copy=False).tobytes())
+            blob = (
+                bytes([mode])
+                + _varint(lo)
+                + _varint(hi - lo + 1)
+                + struct.pack("<ff", mean, scale)
+                + _varint(words.size)
+                + words.astype("<u4", copy=False).tobytes()
+            )
             if not best or len(blob) < len(best):
                 best = blob
     return best
@@ -280,14 +321,18 @@ def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, flo
     lo = r.varint("lowest symbol")
     n = r.varint("symbol range")
     if n < 2 or lo + n > alphabet_size:
-        raise GnervError(f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
-                         f"of size {alphabet_size}")
+        raise GnervError(
+            f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
+            f"of size {alphabet_size}"
+        )
     mean, scale = struct.unpack("<ff", r.take(8, "model parameters"))
     if not (math.isfinite(mean) and lo <= mean <= lo + n - 1):
         raise GnervError(f"entropy blob: model mean {mean!r} outside {lo}..{lo + n - 1}")
     if not (math.isfinite(scale) and PARAMETRIC_MIN_SCALE <= scale <= PARAMETRIC_MAX_SCALE):
-        raise GnervError(f"entropy blob: model scale {scale!r} outside "
-                         f"{PARAMETRIC_MIN_SCALE:g}..{PARAMETRIC_MAX_SCALE:g}")
+        raise GnervError(
+            f"entropy blob: model scale {scale!r} outside "
+            f"{PARAMETRIC_MIN_SCALE:g}..{PARAMETRIC_MAX_SCALE:g}"
+        )
     return lo, n, mean, scale
 
 
@@ -340,6 +385,12 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = F
     best = b""
     if table_len + ideal < raw_len:
         best = _encode_ans(sym, lo, counts)
+    if parametric:  # the rate path: a table at lower precision when it is shorter overall
+        scaled, scaled_len = _scaled_table(counts)
+        if scaled_len < len(_varints(counts)) + ideal and not np.array_equal(scaled, counts):
+            blob = _encode_ans(sym, lo, scaled, MODE_ANS_SCALED)
+            if not best or len(blob) < len(best):
+                best = blob
     if parametric and 12 + ideal < min(raw_len, len(best) or raw_len):  # LAPLACE head ~12 B
         parametric_blob = _encode_parametric(sym, lo, hi)
         if not best or len(parametric_blob) < len(best):
@@ -368,8 +419,9 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
     if mode == MODE_CONST:
         value = r.varint("constant symbol")
         if value >= alphabet_size:
-            raise GnervError(f"entropy blob: constant symbol {value} outside alphabet "
-                             f"of size {alphabet_size}")
+            raise GnervError(
+                f"entropy blob: constant symbol {value} outside alphabet of size {alphabet_size}"
+            )
         out = np.full(count, value, dtype=np.int32)
     elif mode == MODE_RAW:
         lo = r.varint("raw lowest symbol")
@@ -384,8 +436,8 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
             out += np.int32(lo)
         if int(out.max()) >= alphabet_size:
             raise GnervError("entropy blob: raw symbol outside alphabet")
-    elif mode == MODE_ANS:
-        out = _decode_ans(r, count, alphabet_size)
+    elif mode in (MODE_ANS, MODE_ANS_SCALED):
+        out = _decode_ans(r, count, alphabet_size, exact=mode == MODE_ANS)
     elif mode in _PARAMETRIC:
         out = _decode_parametric(mode, r, count, alphabet_size)
     else:
@@ -395,20 +447,25 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
     return out
 
 
-def _decode_ans(r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
+def _decode_ans(r: _Reader, count: int, alphabet_size: int, exact: bool = True) -> np.ndarray:
+    """An ANS blob after its mode byte; ``exact``: its table holds the occurrences (mode ANS),
+    else frequencies at any scale (ANS_SCALED)."""
     lo = r.varint("lowest symbol")
     n = r.varint("symbol range")
     if n < 2 or lo + n > alphabet_size:
-        raise GnervError(f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
-                         f"of size {alphabet_size}")
+        raise GnervError(
+            f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
+            f"of size {alphabet_size}"
+        )
     if n > r.remaining():
         raise GnervError("entropy blob truncated in frequency table")
     counts = r.varints(n, "frequency table")
     if counts[0] == 0 or counts[-1] == 0:
         raise GnervError("entropy blob: frequency table has zero count at its ends")
-    if int(counts.sum()) != count:
-        raise GnervError(f"entropy blob: frequencies sum to {int(counts.sum())}, "
-                         f"expected {count} symbols")
+    if exact and int(counts.sum()) != count:
+        raise GnervError(
+            f"entropy blob: frequencies sum to {int(counts.sum())}, expected {count} symbols"
+        )
     n_words = r.varint("payload length")
     data = r.take(4 * n_words, "ANS payload")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
@@ -440,7 +497,7 @@ def empirical_entropy_bits(symbols: np.ndarray, alphabet_size: int) -> float:
 class BlobInfo:
     """What a blob is made of, for reports (``gnerv info``) and efficiency checks."""
 
-    mode: str  # empty | const | raw | ans | laplace | gaussian
+    mode: str  # empty | const | raw | ans | ans-scaled | laplace | gaussian
     table_bytes: int  # bytes that are not payload: mode byte, parameters, frequency table
     payload_bytes: int
 
@@ -467,14 +524,14 @@ def blob_info(blob: bytes, count: int) -> BlobInfo:
         r.varint("raw lowest symbol")
         r.u8("raw bit width")
         return BlobInfo("raw", r.pos, len(blob) - r.pos)
-    if mode == MODE_ANS:
+    if mode in (MODE_ANS, MODE_ANS_SCALED):
         r.varint("lowest symbol")
         n = r.varint("symbol range")
         if n > r.remaining():
             raise GnervError("entropy blob truncated in frequency table")
         r.varints(n, "frequency table")
         r.varint("payload length")
-        return BlobInfo("ans", r.pos, len(blob) - r.pos)
+        return BlobInfo("ans" if mode == MODE_ANS else "ans-scaled", r.pos, len(blob) - r.pos)
     if mode in _PARAMETRIC:
         r.varint("lowest symbol")
         r.varint("symbol range")

@@ -141,7 +141,7 @@ def test_sizes_add_up(model: GNeRV, data: bytes) -> None:
 
 def test_header_is_canonical_json_with_the_documented_fields(data: bytes) -> None:
     version, header, body = split(data)
-    assert version == bs.FORMAT_VERSION == 2 and data[:4] == b"GNRV"
+    assert version == 2 and data[:4] == b"GNRV"  # the paper's scheme: format 2 as before
     assert set(header) == {"encoder", "model", "quantization", "stage", "tensors", "video"}
     assert header["quantization"] == {"bits": 8, "scheme": bs.QUANT_SCHEME}
     assert header["tensors"][0] == {
@@ -202,10 +202,11 @@ def test_empty_wrong_magic_future_version(data: bytes) -> None:
     refused(b"\x1aE\xdf\xa3" + data[4:], "not a .gnerv file")
     refused(b"\x93NUMPY" + bytes(100), "not a .gnerv file")
     future = bytearray(data)
-    struct.pack_into("<H", future, 4, 3)
-    refused(bytes(future), "written by a newer gnerv (format 3); upgrade")  # CRC now wrong too
+    newer = bs.FORMAT_VERSION + 1
+    struct.pack_into("<H", future, 4, newer)
+    refused(bytes(future), f"written by a newer gnerv (format {newer}); upgrade")  # CRC wrong too
     _, header, body = split(data)
-    refused(join(header, body, version=3), "newer gnerv (format 3)")
+    refused(join(header, body, version=newer), f"newer gnerv (format {newer})")
     refused(join(header, body, version=0), "unknown .gnerv format version 0")
 
 
@@ -425,7 +426,8 @@ def test_layout_is_recorded_and_format_1_reads_as_wide(data: bytes) -> None:
     assert old.model_config == new.model_config and old.model_config.layout == "wide"
     assert old.model_config.time_branch == "ds"
     assert [r.blob for r in old.records] == [r.blob for r in new.records]
-    refused(join(header, body, version=3), "newer gnerv (format 3); upgrade gnerv")
+    newer = bs.FORMAT_VERSION + 1
+    refused(join(header, body, version=newer), f"newer gnerv (format {newer}); upgrade gnerv")
 
 
 def test_each_format_has_its_own_model_keys(data: bytes) -> None:

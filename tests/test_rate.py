@@ -68,6 +68,57 @@ def test_parametric_entropy_model_round_trips_near_the_entropy() -> None:
     assert encode_symbols(sym, 64) == encode_symbols(sym, 64, parametric=False)  # paper's path
 
 
+def spike_symbols(n: int = 50_000, seed: int = 2) -> np.ndarray:
+    """5-bit symbols of a pruned tensor: a third exact zeros (symbol 16), the rest Laplacian."""
+    rng = np.random.default_rng(seed)
+    sym = np.clip(np.rint(rng.laplace(0, 3.0, n)), -15, 15) + 16
+    sym[rng.random(n) < 1 / 3] = 16
+    return sym.astype(np.int32)
+
+
+def test_scaled_table_round_trips_and_costs_less_than_counts() -> None:
+    sym = spike_symbols()
+    blob = encode_symbols(sym, 32, parametric=True)
+    info = blob_info(blob, sym.size)
+    assert info.mode == "ans-scaled", info  # a spike: no parametric fit, a cheaper table
+    assert np.array_equal(decode_symbols(blob, sym.size, 32), sym)
+    exact = encode_symbols(sym, 32)  # the paper's path: occurrences, mode ANS
+    assert blob_info(exact, sym.size).mode == "ans" and len(blob) < len(exact)
+    assert info.table_bytes < 0.7 * blob_info(exact, sym.size).table_bytes
+    assert len(blob) <= empirical_entropy_bits(sym, 32) / 8 + 48  # table + rounding's cost
+
+
+def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
+    from gnerv.entropy import _scaled_table, _varint, _varints
+
+    sym = spike_symbols()
+    blob = encode_symbols(sym, 32, parametric=True)
+    lo = int(sym.min())
+    table, _ = _scaled_table(np.bincount(sym - lo))
+    head = bytes([5]) + _varint(lo) + _varint(table.size)
+    assert blob.startswith(head + _varints(table))
+    rest = blob[len(head) + len(_varints(table)) :]
+    for end in (0, -1):
+        bad = table.copy()
+        bad[end] = 0
+        with pytest.raises(GnervError, match="zero count at its ends"):
+            decode_symbols(head + _varints(bad) + rest, sym.size, 32)
+    with pytest.raises(GnervError, match="unknown mode byte 6"):
+        decode_symbols(b"\x06" + blob[1:], sym.size, 32)
+
+
+def test_paper_files_stay_format_2_and_rate_path_files_are_format_3() -> None:
+    import struct
+
+    model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
+    video = bs.video_facts(4, 36, 64, 20.0)
+    paper = bs.compress_model(model, 8, video, bs.base_stage("ab" * 32))
+    rate = bs.compress_model(model, 5, video, bs.base_stage("ab" * 32), scheme=SYM)
+    assert struct.unpack_from("<H", paper, 4)[0] == 2 and bs.FORMAT_VERSION == 3
+    assert struct.unpack_from("<H", rate, 4)[0] == 3
+    assert bs.unpack(paper).version == 2 and bs.unpack(rate).version == 3
+
+
 @pytest.mark.parametrize("corrupt", [b"\x03\x00\x40\x00\x00\xc0\x7f", b"\x03\x05\x03"])
 def test_parametric_blob_refuses_bad_parameters(corrupt: bytes) -> None:
     with pytest.raises(GnervError):
