@@ -10,14 +10,17 @@ decoder's.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from gnerv.allocate import DEFAULT_TARGET_PSNR_DROP, allocate_bits
+from gnerv.atomic import write_json
 from gnerv.bitstream import (
     GnervFile,
     base_stage,
@@ -34,6 +37,7 @@ from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, for_inference, render, to_uint8
 from gnerv.qat import DEFAULT_PRUNE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR, finetune
 from gnerv.quantize import DEFAULT_BITS, DEFAULT_SCHEME, SYMMETRIC_SCHEME, check_scheme
+from gnerv.results import FINETUNE_SUMMARY_NAME
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import DEFAULT_FPS, video_fingerprint
 
@@ -192,7 +196,14 @@ def prepare_model(
     if frames is None:
         raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
     bits: int | dict[str, int]
-    if cfg.bits == "auto":
+    record_path = Path(finetune_dir) / FINETUNE_SUMMARY_NAME
+    source = _file_sha256(Path(model_dir) / CHECKPOINT_NAME)
+    key = {"compress": asdict(cfg), "source_sha256": source}
+    record = _read_record(record_path) if cfg.qat_epochs else None
+    if record is not None and record.get("key") == key and cfg.bits == "auto":
+        bits = record["bits"]  # this very allocation was measured before (gnerv finetune)
+        figures["allocation"] = record.get("allocation")
+    elif cfg.bits == "auto":
         model, _ = model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)
         alloc = allocate_bits(model, frames, cfg.scheme, cfg.target_psnr_drop, cfg.max_bytes)
         bits = alloc.bits
@@ -210,7 +221,27 @@ def prepare_model(
     qat_cfg = replace(base, epochs=cfg.qat_epochs, lr=cfg.qat_lr, warmup_fraction=0.0)
     result = finetune(frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress)
     figures["finetune_seconds"] = result.train_seconds
+    # Written last: the sign (for the workflow's finetune rule) that the fine-tune is complete,
+    # and the allocation it trained at, which a later `gnerv compress` then need not measure.
+    write_json(record_path, {"key": key, "bits": bits, **figures})
     return Path(finetune_dir), bits, figures
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _read_record(path: Path) -> dict | None:
+    """A fine-tune's summary, or None when there is none (or it is unreadable: measured again)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def summary(f: GnervFile) -> dict:

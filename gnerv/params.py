@@ -133,6 +133,13 @@ def command_settings(params: Mapping[str, Any], command: str, stage: int) -> dic
     return settings
 
 
+def fine_tunes(params: Mapping[str, Any]) -> bool:
+    """Whether the pipeline fine-tunes each fitted stage with the quantizer in the loop
+    (compress.qat_epochs > 0): a training step of its own in the workflow (rule finetune)."""
+    section = params.get("compress") or {}
+    return bool(section.get("qat_epochs") or 0)
+
+
 def command_params(params: Mapping[str, Any], command: str, stage: int) -> list[str]:
     """The dotted params.yaml keys whose values `command` reads for stage `stage` (DVC's
     `params:` of that stage; a change to any of them reruns it, to nothing else does not)."""

@@ -8,6 +8,8 @@ result is a wildcard pattern::
     results/<video>/frames.npy, frames.json          extraction
     results/<video>/stage<j>/fit.json, checkpoint.pt  stage j's training
     results/<video>/stage<j>/residual.npy, .json      stage j's target (j >= 2)
+    results/<video>/stage<j>/finetune/finetune.json, checkpoint.pt
+                                                      its quantization-aware fine-tune
     results/<video>/stage<j>/stage<j>.gnerv           stage j's coded layer
     results/<video>/eval/...                          evaluation, decode, baselines, report
     results/<video>/benchmarks/<job>.tsv              Snakemake's per-job timings
@@ -31,6 +33,8 @@ FIT_SUMMARY_NAME = "fit.json"
 CHECKPOINT_NAME = "checkpoint.pt"
 RESIDUAL_NAME = "residual.npy"
 RESIDUAL_META_NAME = "residual.json"
+FINETUNE_DIR = "finetune"
+FINETUNE_SUMMARY_NAME = "finetune.json"  # written last by a fine-tune (gnerv.encode)
 EVAL_DIR = "eval"
 BENCHMARKS_DIR = "benchmarks"
 RUN_RECORD_NAME = "mlflow_run.json"
@@ -86,6 +90,18 @@ def fit_summary(video: str, stage: int | str) -> str:
 
 def checkpoint(video: str, stage: int | str) -> str:
     return f"{stage_dir(video, stage)}/{CHECKPOINT_NAME}"
+
+
+def finetune_dir(video: str, stage: int | str) -> str:
+    return f"{stage_dir(video, stage)}/{FINETUNE_DIR}"
+
+
+def finetune_summary(video: str, stage: int | str) -> str:
+    return f"{finetune_dir(video, stage)}/{FINETUNE_SUMMARY_NAME}"
+
+
+def finetune_checkpoint(video: str, stage: int | str) -> str:
+    return f"{finetune_dir(video, stage)}/{CHECKPOINT_NAME}"
 
 
 def residual(video: str, stage: int | str) -> str:

@@ -3,6 +3,8 @@ bounded side information), quantization-aware fine-tuning, pruning, bit allocati
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -345,3 +347,45 @@ def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -
         )
         assert message in capsys.readouterr().err
         assert not (tmp_path / "x.gnerv").exists()
+
+
+def test_finetune_command_then_compress_trains_and_allocates_once(
+    fitted, tmp_path, capsys, monkeypatch
+) -> None:
+    """`gnerv finetune` (the workflow's rule finetune) runs the allocation and the fine-tune;
+    `gnerv compress --finetune-dir` with the same settings then codes the result without
+    measuring or training again, and gives the same file as compress doing it all."""
+    import gnerv.encode
+    import gnerv.train
+    from gnerv.cli import main
+
+    frames, fit_dir = fitted
+    np.save(tmp_path / "frames.npy", frames)
+    rate = ["--scheme", "symmetric", "--bits", "auto", "--target-psnr-drop", "0.5"]
+    rate += ["--qat-epochs", "2", "--frames-file", str(tmp_path / "frames.npy"), "--device", "cpu"]
+    ft = tmp_path / "ft"
+    assert main(["finetune", str(fit_dir), "-o", str(ft), *rate, "--quiet"]) == 0
+    assert "fine-tuned 2 epochs" in capsys.readouterr().out
+    record = json.loads((ft / "finetune.json").read_text())
+    assert record["key"]["compress"]["qat_epochs"] == 2 and min(record["bits"].values()) < 8
+    trained = (ft / "checkpoint.pt").read_bytes()
+
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("measured or trained again")
+
+    monkeypatch.setattr(gnerv.encode, "allocate_bits", forbidden)
+    monkeypatch.setattr(gnerv.train, "_train_epoch", forbidden)
+    out = tmp_path / "coded.gnerv"
+    assert main(["compress", str(fit_dir), "-o", str(out), "--finetune-dir", str(ft), *rate]) == 0
+    assert (ft / "checkpoint.pt").read_bytes() == trained
+    assert {r.name: r.bits for r in bs.read_gnerv(out).records} == record["bits"]
+    monkeypatch.undo()
+    at_once = tmp_path / "at_once.gnerv"
+    assert main(["compress", str(fit_dir), "-o", str(at_once), *rate]) == 0
+    assert at_once.read_bytes() == out.read_bytes()  # same settings + seed: same bitstream
+
+    capsys.readouterr()
+    assert main(["finetune", str(fit_dir), "-o", str(tmp_path / "no"), "--bits", "6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gnerv finetune: error: ") and "nothing to fine-tune" in err, err
+    assert not (tmp_path / "no").exists()

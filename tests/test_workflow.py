@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -554,10 +555,23 @@ def test_committed_dvc_yaml_is_up_to_date() -> None:
     assert done.returncode == 0, done.stdout
 
 
-@pytest.mark.parametrize("config", ["params.yaml", CI_CONFIG])
+def use_rate_path(cwd: Path) -> None:
+    """CI's tiny pipeline coded on the rate path, fine-tuned (rule finetune), as params.yaml."""
+    params = yaml.safe_load((cwd / CI_CONFIG).read_text())
+    params["quant"]["bits"] = 6
+    params["compress"] = {"scheme": "symmetric", "qat_epochs": 1, "qat_lr": 1e-4, "prune": 0.0}
+    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    use_as_params(cwd, "params.yaml")
+
+
+@pytest.mark.parametrize("config", ["params.yaml", CI_CONFIG, "rate"])
 def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
-    use_as_params(wf, config)
+    if config == "rate":
+        use_rate_path(wf)
+    else:
+        use_as_params(wf, config)
     jobs = dry_run_jobs(wf)
+    assert any(j.rule == "finetune" for j in jobs) == (config == "rate")
     stages = dvc_stages(wf)
     # Snakemake's `all` is DVC's last stage, which waits for the same files and records
     # DVC's runs in Snakemake's metadata (`snakemake --touch`)
@@ -568,12 +582,13 @@ def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
     assert shlex.split(state["cmd"])[:2] == ["snakemake", "--touch"]
     assert len(stages) == len(jobs)
 
-    # The one allowed difference: each fit's checkpoint.pt. Snakemake does not declare it (it
-    # would delete it before a rerun); DVC lists it as a cached, persisted out of the fit (not
-    # deleted before a rerun), and as a dep of the same stage's compression, which reads it.
+    # The one allowed difference: each fit's (and fine-tune's) checkpoint.pt. Snakemake does
+    # not declare it (it would delete it before a rerun); DVC lists it as a cached, persisted
+    # out of the fit (not deleted before a rerun), and as a dep of the stages that read it.
     # `gnerv fit --auto-resume` (in both commands) then continues a killed fit.
     persisted = {path for s in stages.values() for path in s["persist"]}
-    fit_dirs = {str(Path(out).parent) for j in jobs if j.rule == "fit" for out in j.outputs}
+    trains = ("fit", "finetune")
+    fit_dirs = {str(Path(out).parent) for j in jobs if j.rule in trains for out in j.outputs}
     assert persisted == {f"{d}/checkpoint.pt" for d in fit_dirs}
     assert not persisted & {path for j in jobs for path in (*j.inputs, *j.outputs)}
     assert not persisted & {path for s in stages.values() for path in s["uncached"]}
@@ -587,14 +602,16 @@ def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
         name, stage = by_outputs.pop(tuple(sorted(job.outputs)))  # same outputs
         assert name.split("-")[0] == job.rule
         assert list(without_checkpoints(stage["deps"])) == sorted(job.inputs), name
-        own = {f"{Path(p).parent}/checkpoint.pt" for p in job.inputs + job.outputs}
-        if job.rule == "fit":
-            assert set(stage["outs"]) & persisted == own & persisted != set(), name
-            assert "--auto-resume" in shlex.split(stage["cmd"]), name
+        read = {f"{Path(p).parent}/checkpoint.pt" for p in job.inputs} & persisted
+        written = {f"{Path(p).parent}/checkpoint.pt" for p in job.outputs} & persisted
+        if job.rule in trains:
+            assert set(stage["outs"]) & persisted == written != set(), name
         else:
             assert not set(stage["outs"]) & persisted, name
-        if job.rule == "compress":
-            assert set(stage["deps"]) & persisted == own & persisted != set(), name
+        if job.rule == "fit":
+            assert "--auto-resume" in shlex.split(stage["cmd"]), name
+        if job.rule in ("compress", "finetune"):
+            assert set(stage["deps"]) & persisted == read != set(), name
         else:
             assert not set(stage["deps"]) & persisted, name
         assert shlex.split(stage["cmd"]) == shlex.split(LOG_SUFFIX.sub("", job.shell)), name
@@ -948,3 +965,31 @@ def test_snakemake_and_dvc_share_one_state(wf: Path) -> None:
     layer.unlink()
     ok(dvc(wf, "pull", timeout=RUN_TIMEOUT_S))
     assert layer.read_bytes() == digest
+
+
+@needs_cli
+@pytest.mark.slow
+def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
+    """compress.qat_epochs > 0: each stage's quantization-aware fine-tune is a job of its own
+    (rule finetune / DVC stage finetune-*), so a change to the compression settings reruns the
+    fine-tunes and the coding but never the base stage's fit."""
+    use_rate_path(wf)
+    git_init(wf)
+    ok(snakemake(wf, "--cores", "2", timeout=RUN_TIMEOUT_S))
+    for j in (1, 2):
+        summary = json.loads((wf / f"results/cockatoo/stage{j}/finetune/finetune.json").read_text())
+        assert summary["key"]["compress"]["qat_epochs"] == 1 and summary["bits"] == 6
+        assert (wf / f"results/cockatoo/stage{j}/finetune/checkpoint.pt").is_file()
+        layer = (wf / f"results/cockatoo/stage{j}/stage{j}.gnerv").read_bytes()
+        assert struct.unpack_from("<H", layer, 4)[0] == 3  # the rate path's format
+    assert not ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
+    fit1 = (wf / FIT1_CHECKPOINT).read_bytes()
+
+    params = yaml.safe_load((wf / "params.yaml").read_text())
+    params["compress"]["qat_lr"] = 2e-4
+    (wf / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    rerun = ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
+    assert {"finetune-cockatoo-stage1", "compress-cockatoo-stage1"} <= rerun
+    assert not rerun & {"extract-cockatoo", "fit-cockatoo-stage1", "baselines-cockatoo"}
+    assert (wf / FIT1_CHECKPOINT).read_bytes() == fit1
+    assert "Nothing to be done" in ok(snakemake(wf, "-n"))

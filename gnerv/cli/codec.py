@@ -66,6 +66,38 @@ def cmd_compress(args: argparse.Namespace) -> None:
     print_figures({**fig, **extra})
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from gnerv.encode import prepare_model
+    from gnerv.train import TrainConfig
+    from gnerv.video import load_frames
+
+    cfg = compress_config(resolve_settings(args, "compress"))
+    cfg.validate()
+    if not cfg.qat_epochs:
+        raise GnervError(
+            "qat_epochs is 0: there is nothing to fine-tune (give --qat-epochs N or set "
+            "compress.qat_epochs in the parameters); gnerv compress codes the fitted model as is"
+        )
+    if not args.frames_file:
+        raise GnervError("give --frames-file: the frames the model was fitted to (.npy)")
+    check_writable(args.output, folder=True)
+    frames = load_frames(args.frames_file)[0]
+    _, bits, extra = prepare_model(
+        args.model_dir,
+        frames,
+        cfg,
+        args.output,
+        TrainConfig(device=args.device),
+        progress=not args.quiet,
+        residual_target=args.target_file,
+    )
+    depths = sorted(set(bits.values())) if isinstance(bits, dict) else [bits]
+    print(
+        f"fine-tuned {cfg.qat_epochs} epochs at {'/'.join(map(str, depths))} bits "
+        f"({extra['finetune_seconds']:.0f} s of training) -> {args.output}"
+    )
+
+
 def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.encode import default_workdir, encode_single
     from gnerv.model import describe
@@ -329,6 +361,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_params_args(p, "compress")
     add_render_args(p)
     p.set_defaults(func=cmd_compress)
+
+    p = sub.add_parser(
+        "finetune",
+        help="quantization-aware fine-tune of a fitted model (the training step of compress)",
+        description="Fine-tune a fitted model with the quantizer in the loop (after --bits auto's "
+        "allocation and --prune), as `gnerv compress` would, and stop: `gnerv compress MODEL_DIR "
+        "--finetune-dir OUT_DIR` with the same settings then codes the result without training.",
+    )
+    p.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by `gnerv fit`")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="OUT_DIR", help="the fine-tune's folder"
+    )
+    add_bits_arg(p)
+    add_rate_args(p)
+    p.add_argument(
+        "--frames-file", metavar="FRAMES", help="the frames the model was fitted to (.npy)"
+    )
+    p.add_argument(
+        "--target-file",
+        metavar="RESIDUAL",
+        help="a residual stage's own target (the residual.npy `gnerv residual` wrote for it)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_params_args(p, "compress")
+    add_render_args(p, batch=False)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("encode", help="video -> .gnerv in one go (extract, fit, compress)")
     p.add_argument("video", help="any video ffmpeg reads (mp4, mkv, avi, mov, y4m)")

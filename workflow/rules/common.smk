@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 
 from gnerv import cluster, results
 from gnerv.errors import GnervError
-from gnerv.params import command_settings, parse_param_count
+from gnerv.params import command_settings, fine_tunes, parse_param_count
 
 # Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
 FRAMES = results.frames("{video}")
@@ -16,6 +16,8 @@ FRAMES_META = results.frames_meta("{video}")
 LAYER = results.layer("{video}", "{stage}")
 FIT_SUMMARY = results.fit_summary("{video}", "{stage}")
 # (checkpoint.pt, beside FIT_SUMMARY, is deliberately not a declared file: see rule fit)
+FINETUNE_SUMMARY = results.finetune_summary("{video}", "{stage}")
+# (likewise its checkpoint.pt: see rule finetune)
 RESIDUAL = results.residual("{video}", "{stage}")
 RESIDUAL_META = results.residual_meta("{video}", "{stage}")
 METRICS = results.metrics("{video}")
@@ -80,6 +82,7 @@ if _problems:
 
 VIDEOS = list(config["videos"])
 N_STAGES = len(config["stages"])
+FINE_TUNES = fine_tunes(config)  # compress.qat_epochs > 0: rule finetune runs before compress
 # The `gpu` resource of the torch rules: 1 unless train.device is cpu. The SLURM profile turns
 # it into `sbatch --gpus=1`, so a CPU run (device: cpu, or the slurm-cpu profile, which sets it
 # to 0) asks no cluster for a card; on a workstation `--resources gpu=1` runs them one at a time.
@@ -117,24 +120,40 @@ def fit_inputs(wildcards) -> dict[str, str]:
     }
 
 
-def compress_inputs(wildcards) -> dict[str, str]:
+def finetune_inputs(wildcards) -> dict[str, str]:
     """The fitted model (its fit.json: the checkpoint.pt beside it is not a declared file, see
-    rule fit), the frames it was fitted for, and for stage j >= 2 the residual's sidecar, which
-    names the layer it refines, and the residual itself."""
+    rule fit), the frames it was fitted for, and for stage j >= 2 the residual itself (what a
+    residual stage fits)."""
     inputs = {
         "summary": FIT_SUMMARY.format(**wildcards),
         "frames": FRAMES.format(video=wildcards.video),
     }
     if int(wildcards.stage) > 1:
-        inputs["sidecar"] = RESIDUAL_META.format(**wildcards)
-        inputs["target"] = RESIDUAL.format(**wildcards)  # what a fine-tune of the stage fits
+        inputs["target"] = RESIDUAL.format(**wildcards)
     return inputs
 
 
-def compress_target_option(wildcards, input) -> str:
-    """`--target-file RESIDUAL` for a residual stage (read by gnerv compress only when it
-    fine-tunes the stage: compress.qat_epochs > 0); nothing for the base stage."""
+def compress_inputs(wildcards) -> dict[str, str]:
+    """What the fine-tune reads, its finetune.json when the pipeline fine-tunes, and for stage
+    j >= 2 the residual's sidecar, which names the layer it refines."""
+    inputs = finetune_inputs(wildcards)
+    if FINE_TUNES:
+        inputs["finetune"] = FINETUNE_SUMMARY.format(**wildcards)
+    if int(wildcards.stage) > 1:
+        inputs["sidecar"] = RESIDUAL_META.format(**wildcards)
+    return inputs
+
+
+def target_option(wildcards, input) -> str:
+    """`--target-file RESIDUAL` for a residual stage (what its fine-tune fits, read only when
+    the stage is fine-tuned: compress.qat_epochs > 0); nothing for the base stage."""
     return f"--target-file {input.target}" if "target" in input.keys() else ""
+
+
+def finetune_option(wildcards, input) -> str:
+    """`--finetune-dir DIR` where rule finetune left the stage's fine-tune (compress finds it
+    finished and codes it), nothing when the pipeline does not fine-tune."""
+    return f"--finetune-dir {Path(input.finetune).parent}" if "finetune" in input.keys() else ""
 
 
 def params_files() -> list[str]:
