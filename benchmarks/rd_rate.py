@@ -278,6 +278,12 @@ def main() -> None:
         + ")",
     )
     ap.add_argument("--plot", type=Path, help="write the R-D plot here (PNG)")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=OUT / "rd_rate.json",
+        help="results file; other clips' results in it are kept (default %(default)s)",
+    )
     args = ap.parse_args()
     by_label = {p.label: p for p in POINTS}
     unknown = [x for x in args.points.split(",") if x not in by_label]
@@ -311,7 +317,7 @@ def main() -> None:
             args.bunny_epochs,
         ),
     }
-    out_path = OUT / "rd_rate.json"
+    out_path = args.json
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     for name in args.clips.split(","):
         clip, epochs = clips[name]
@@ -329,7 +335,7 @@ def main() -> None:
             "date": time.strftime("%Y-%m-%d"),
         }
         print(json.dumps(results[name]["summary"], indent=2), flush=True)
-        OUT.mkdir(parents=True, exist_ok=True)
+        out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(results, indent=2))
     if args.plot:
         plot(results, args.plot)
