@@ -44,6 +44,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/compress.smk"
+include: "workflow/rules/target.smk"
 include: "workflow/rules/residual.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
@@ -70,7 +71,7 @@ localrules:
 
 rule all:
     input:
-        final_targets(),
+        final_targets,
     default_target: True
 
 
@@ -87,6 +88,8 @@ onstart:
 # One state for DVC and Snakemake: after a successful run, dvc.lock records the outputs (see
 # dvc_commit_command in workflow/rules/common.smk), so `dvc repro` reruns nothing.
 onsuccess:
+    for line in target_messages():
+        print(line)
     if dvc_commit_command():
         if subprocess.run(dvc_commit_command(), shell=True).returncode != 0:
             print("dvc commit failed: run `dvc commit --force` after a full run of the pipeline")

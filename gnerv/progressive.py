@@ -24,6 +24,7 @@ from gnerv.model import GNeRV, GNeRVConfig, c0_for_size, count_params
 from gnerv.quantize import DEFAULT_BITS
 from gnerv.residual import check_scale, residual_target, save_residual
 from gnerv.results import CHECKPOINT_NAME
+from gnerv.target import Target, decide
 from gnerv.train import AUTO_LR, TrainConfig, fit, model_from_checkpoint
 from gnerv.video import video_fingerprint
 
@@ -169,27 +170,6 @@ def compute_residual(
     return meta
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where `encode_progressive` may stop adding stages: a decoded prefix at or above `psnr`
-    dB, or the last prefix at or below `bpp` (file sizes) before the next stage would exceed it.
-    The stage list is the plan and its length the limit."""
-
-    psnr: float | None = None
-    bpp: float | None = None
-
-    def __post_init__(self) -> None:
-        if (self.psnr is None) == (self.bpp is None):
-            raise GnervError("give one target: a PSNR in dB or a rate in bits per pixel")
-        if self.psnr is not None and not 0 < self.psnr < 100:
-            raise GnervError(f"target PSNR {self.psnr} dB is not in (0, 100): give e.g. 35")
-        if self.bpp is not None and not self.bpp > 0:
-            raise GnervError(f"target rate {self.bpp} bpp must be more than 0: give e.g. 0.1")
-
-    def describe(self) -> str:
-        return f"{self.psnr:g} dB" if self.psnr is not None else f"{self.bpp:g} bpp"
-
-
 def prefix_figures(
     frames: np.ndarray, layers: list[Path], device: str, batch_size: int
 ) -> dict[str, float]:
@@ -285,22 +265,20 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.train.fit)
             continue
         prefix = prefix_figures(frames, layers, base_train.device, batch_size)
         figures.update(prefix_psnr=prefix["psnr"], prefix_bpp=prefix["bpp"])
-        if target.bpp is not None and prefix["bpp"] > target.bpp:
+        measured = [{"psnr": r["prefix_psnr"], "bpp": r["prefix_bpp"]} for r in results]
+        try:
+            outcome = decide(target, measured, len(stages))
+        except GnervError:  # stage 1 alone is over a bpp target: no layer is left behind
+            output.unlink()
+            raise
+        if outcome is None:
+            continue
+        if outcome["stages"] < len(layers):  # the stage that took a bpp target over
             output.unlink()
             layers.pop()
             results.pop()
-            if not layers:
-                raise GnervError(
-                    f"stage 1 alone takes {prefix['bpp']:.4f} bpp, above the target "
-                    f"{target.describe()}: give a smaller base (--size or --stage-sizes)"
-                )
-            results[-1]["target"] = _outcome(target, True, len(layers), results[-1], j)
-            return results
-        if target.psnr is not None and prefix["psnr"] >= target.psnr:
-            figures["target"] = _outcome(target, True, j, figures)
-            return results
-    if target is not None:
-        results[-1]["target"] = _outcome(target, target.bpp is not None, len(layers), results[-1])
+        results[-1]["target"] = outcome
+        return results
     return results
 
 
@@ -321,36 +299,6 @@ def warm_start_weights(previous_work: Path, model_cfg: GNeRVConfig, index: int) 
     for name in ("head.weight", "head.bias"):
         init[name] = torch.zeros_like(init[name])
     return init
-
-
-def _outcome(
-    target: Target, met: bool, stages: int, figures: dict, over_at: int | None = None
-) -> dict:
-    """What the target came to: met or not, after how many stages, at what PSNR and rate."""
-    if target.psnr is not None:
-        why = (
-            f"{figures['prefix_psnr']:.2f} dB >= {target.describe()} after {stages} stage(s)"
-            if met
-            else f"{figures['prefix_psnr']:.2f} dB after all {stages} stage(s), the stage limit: "
-            "add stages (--stages, --stage-sizes) or make them larger"
-        )
-    elif over_at is not None:
-        why = (
-            f"{figures['prefix_bpp']:.4f} bpp <= {target.describe()} with {stages} stage(s); "
-            f"stage {over_at} would exceed it and was left out"
-        )
-    else:
-        why = (
-            f"all {stages} stage(s) fit in {target.describe()} ({figures['prefix_bpp']:.4f} bpp): "
-            "the stage limit was hit first"
-        )
-    return {
-        "kind": "psnr" if target.psnr is not None else "bpp",
-        "value": target.psnr or target.bpp,
-        "met": met,
-        "stages": stages,
-        "message": why,
-    }
 
 
 def respective_sizes(stages: list[StageSpec], base_model: GNeRVConfig) -> list[int]:

@@ -11,6 +11,7 @@ result is a wildcard pattern::
     results/<video>/stage<j>/finetune/finetune.json, checkpoint.pt
                                                       its quantization-aware fine-tune
     results/<video>/stage<j>/stage<j>.gnerv           stage j's coded layer
+    results/<video>/stage<j>/prefix.json              layers 1..j decoded (with a `target:`)
     results/<video>/eval/...                          evaluation, decode, baselines, report
     results/<video>/benchmarks/<job>.tsv              Snakemake's per-job timings
     results/<video>/mlflow_run.json                   which MLflow run holds the pipeline
@@ -102,6 +103,11 @@ def finetune_summary(video: str, stage: int | str) -> str:
 
 def finetune_checkpoint(video: str, stage: int | str) -> str:
     return f"{finetune_dir(video, stage)}/{CHECKPOINT_NAME}"
+
+
+def prefix_metrics(video: str, stage: int | str) -> str:
+    """`gnerv evaluate` of layers 1..stage: where a `target:` stops adding stages."""
+    return f"{stage_dir(video, stage)}/prefix.json"
 
 
 def residual(video: str, stage: int | str) -> str:

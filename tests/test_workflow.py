@@ -993,3 +993,32 @@ def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
     assert not rerun & {"extract-cockatoo", "fit-cockatoo-stage1", "baselines-cockatoo"}
     assert (wf / FIT1_CHECKPOINT).read_bytes() == fit1
     assert "Nothing to be done" in ok(snakemake(wf, "-n"))
+
+
+@needs_cli
+@pytest.mark.slow
+def test_target_adds_stages_until_it_is_met(wf: Path) -> None:
+    """params.yaml's `target:`: Snakemake measures each prefix (checkpoint prefix) and stops
+    adding stages once the target is met; one out of reach runs every stage and says so. DVC's
+    generator refuses a target (its pipelines have a fixed shape)."""
+    params = yaml.safe_load((wf / CI_CONFIG).read_text())
+    params["mlflow"]["enabled"] = False
+    params["target"] = {"psnr": 5.0}  # any decoded prefix reaches it: stage 1 alone
+    (wf / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = ok(snakemake(wf, "--cores", "2", timeout=RUN_TIMEOUT_S))
+    assert "cockatoo: target 5 dB met: " in done and "after 1 stage(s)" in done
+    assert (wf / "results/cockatoo/stage1/stage1.gnerv").is_file()
+    assert not (wf / "results/cockatoo/stage2").exists()  # never fitted
+    metrics = json.loads((wf / "results/cockatoo/eval/metrics.json").read_text())
+    assert [p["stage"] for p in metrics["points"]] == [1]
+
+    params["target"] = {"psnr": 99.0}  # out of reach: every stage, and the message says so
+    (wf / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    done = ok(snakemake(wf, "--cores", "2", timeout=RUN_TIMEOUT_S))
+    assert "cockatoo: target 99 dB NOT met: " in done and "after all 2 stage(s)" in done
+    assert "add stages (entries in `stages`)" in done
+    metrics = json.loads((wf / "results/cockatoo/eval/metrics.json").read_text())
+    assert [p["stage"] for p in metrics["points"]] == [1, 2]
+
+    refused = run(wf, sys.executable, "workflow/scripts/dvc_yaml.py")
+    assert refused.returncode != 0 and "DVC cannot run a pipeline" in refused.stdout

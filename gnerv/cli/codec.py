@@ -136,7 +136,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def target_of(args: argparse.Namespace):
     """The --target-psnr / --target-bpp of `encode`, or None."""
-    from gnerv.progressive import Target
+    from gnerv.target import Target
 
     if args.target_psnr is None and args.target_bpp is None:
         return None

@@ -9,6 +9,7 @@ from snakemake.exceptions import WorkflowError
 from gnerv import cluster, results
 from gnerv.errors import GnervError
 from gnerv.params import command_settings, fine_tunes, parse_param_count
+from gnerv.target import Target, decide
 
 # Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
 FRAMES = results.frames("{video}")
@@ -20,6 +21,7 @@ FINETUNE_SUMMARY = results.finetune_summary("{video}", "{stage}")
 # (likewise its checkpoint.pt: see rule finetune)
 RESIDUAL = results.residual("{video}", "{stage}")
 RESIDUAL_META = results.residual_meta("{video}", "{stage}")
+PREFIX_METRICS = results.prefix_metrics("{video}", "{stage}")
 METRICS = results.metrics("{video}")
 DECODED = results.decoded("{video}")
 BASELINES = results.baselines("{video}")
@@ -71,6 +73,9 @@ def config_problems(cfg: dict) -> list[str]:
             problems.append(
                 f"{key}: a residual stage needs residual_scale > 0 (paper: 100), got {scale}"
             )
+    target = config.get("target") or {}
+    if target.get("psnr") is not None and target.get("bpp") is not None:
+        problems.append("target: give psnr or bpp, not both")
     return problems
 
 
@@ -83,6 +88,7 @@ if _problems:
 VIDEOS = list(config["videos"])
 N_STAGES = len(config["stages"])
 FINE_TUNES = fine_tunes(config)  # compress.qat_epochs > 0: rule finetune runs before compress
+TARGET = Target.from_params(config)  # target: set: stages are added until it is met
 # The `gpu` resource of the torch rules: 1 unless train.device is cpu. The SLURM profile turns
 # it into `sbatch --gpus=1`, so a CPU run (device: cpu, or the slurm-cpu profile, which sets it
 # to 0) asks no cluster for a card; on a workstation `--resources gpu=1` runs them one at a time.
@@ -100,7 +106,61 @@ def earlier_layers(wildcards) -> list[str]:
 
 
 def all_layers(wildcards) -> list[str]:
-    return layers(wildcards.video, N_STAGES)
+    """The layers the pipeline keeps: every stage's, or with a `target:` the prefix it chose."""
+    return layers(wildcards.video, used_stages(wildcards.video))
+
+
+def prefix_layers(wildcards) -> list[str]:
+    return layers(wildcards.video, int(wildcards.stage))
+
+
+def target_outcome(video: str, prefix_file) -> dict | None:
+    """Where the `target:` leaves the video's stages (gnerv.target.decide), reading stage j's
+    prefix figures from prefix_file(j); None without a target."""
+    if TARGET is None:
+        return None
+    import json
+
+    measured = []
+    for j in range(1, N_STAGES + 1):
+        point = json.loads(Path(prefix_file(j)).read_text())["points"][-1]
+        measured.append({"psnr": point["psnr"], "bpp": point["bpp"]})
+        try:
+            outcome = decide(
+                TARGET, measured, N_STAGES, "stages[0]'s size or c0", "entries in `stages`"
+            )
+        except GnervError as e:
+            raise WorkflowError(f"{video}: {e}") from None
+        if outcome is not None:
+            return outcome
+
+
+def used_stages(video: str) -> int:
+    """How many stages the pipeline keeps: all of them, or with a `target:` as many as it
+    asks for, known only once the prefixes are measured (checkpoint prefix, one stage at a
+    time: a stage after the target is met is never fitted)."""
+    if TARGET is None:
+        return N_STAGES
+    outcome = target_outcome(
+        video, lambda j: checkpoints.prefix.get(video=video, stage=j).output.metrics
+    )
+    return outcome["stages"]
+
+
+def target_messages() -> list[str]:
+    """One line per video on what the `target:` came to (after a run: its prefix files)."""
+    lines = []
+    for video in VIDEOS:
+        try:
+            outcome = target_outcome(video, lambda j: results.prefix_metrics(video, j))
+        except (OSError, ValueError, WorkflowError):
+            continue  # a partial run (a single target): nothing to say
+        if outcome is not None:
+            met = "met" if outcome["met"] else "NOT met"
+            lines.append(
+                f"{video}: target {TARGET.describe()} {met}: {outcome['message']}"
+            )
+    return lines
 
 
 def stage_settings(command: str):
@@ -164,7 +224,7 @@ def params_files() -> list[str]:
 def track_inputs(wildcards) -> dict:
     """Everything `gnerv track` logs for one video (gnerv.results names the files). The
     parameter files are not among them: track_values is the rerun trigger."""
-    return results.track_files(wildcards.video, N_STAGES)
+    return results.track_files(wildcards.video, used_stages(wildcards.video))
 
 
 def track_values(wildcards) -> dict:
@@ -194,6 +254,8 @@ def dvc_commit_command() -> str | None:
         return None
     if workflow.touch:  # `snakemake --touch`, e.g. run by dvc.yaml's snakemake-state stage
         return None
+    if TARGET is not None:  # dvc.yaml spells every stage; a target may leave some out
+        return None
     if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
         return None
     targets = set(workflow.dag_settings.targets) or {"all"}
@@ -203,11 +265,12 @@ def dvc_commit_command() -> str | None:
     return "dvc commit --force --with-deps --quiet " + " ".join(files)  # with upstream stages
 
 
-def final_targets() -> list[str]:
-    """What `snakemake` builds by default, for every video."""
+def final_targets(wildcards=None) -> list[str]:
+    """What `snakemake` builds by default, for every video (an input function: with a
+    `target:` the number of stages is known only as the run goes)."""
     targets = []
     for video in VIDEOS:
-        targets += results.final_files(video, N_STAGES, config["mlflow"]["enabled"])
+        targets += results.final_files(video, used_stages(video), config["mlflow"]["enabled"])
     return targets
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from gnerv import results
 from gnerv.params import AblationPlan, command_params, fine_tunes
+from gnerv.target import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -342,6 +343,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only check that it is up to date")
     args = parser.parse_args(argv)
     cfg = load_params(args.params)
+    if Target.from_params(cfg) is not None:
+        raise SystemExit(
+            f"{args.params}: target: is set, and DVC cannot run a pipeline whose number of "
+            "stages depends on results: run it with snakemake, or set target.psnr and "
+            "target.bpp to null for dvc.yaml"
+        )
     files = {
         args.output: render(build(cfg)),
         args.ablations_output: render(build_ablations(cfg), ABLATIONS_HEADER),
