@@ -35,7 +35,13 @@ from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.metrics import mean_psnr
 from gnerv.model import GNeRVConfig, for_inference, render, to_uint8
-from gnerv.qat import DEFAULT_PRUNE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR, finetune
+from gnerv.qat import (
+    DEFAULT_PRUNE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_QAT_LR,
+    DEFAULT_RATE_LAMBDA,
+    finetune,
+)
 from gnerv.quantize import DEFAULT_BITS, DEFAULT_SCHEME, SYMMETRIC_SCHEME, check_scheme
 from gnerv.results import FINETUNE_SUMMARY_NAME
 from gnerv.train import CHECKPOINT_NAME, TrainConfig, fit, model_from_checkpoint
@@ -136,6 +142,7 @@ class CompressConfig:
     qat_epochs: int = DEFAULT_QAT_EPOCHS  # quantization-aware fine-tune after fit
     qat_lr: float = DEFAULT_QAT_LR
     prune: float = DEFAULT_PRUNE  # share of each convolution's weights set to zero
+    rate_lambda: float = DEFAULT_RATE_LAMBDA  # weight of the fine-tune's rate term (per bpp)
 
     def validate(self) -> None:
         check_scheme(self.scheme)
@@ -147,6 +154,10 @@ class CompressConfig:
             raise GnervError(f"prune = {self.prune} must be in [0, 1)")
         if self.prune and not self.qat_epochs:
             raise GnervError("pruning needs a fine-tune to recover: give qat_epochs >= 1")
+        if self.rate_lambda < 0:
+            raise GnervError(f"rate_lambda = {self.rate_lambda} must be >= 0")
+        if self.rate_lambda and not self.qat_epochs:
+            raise GnervError("the rate term trains in the fine-tune: give qat_epochs >= 1")
         if (self.qat_epochs or self.prune or self.bits == "auto") and (
             self.scheme != SYMMETRIC_SCHEME
         ):
@@ -219,7 +230,9 @@ def prepare_model(
         return Path(model_dir), bits, figures
     base = train_cfg or TrainConfig()
     qat_cfg = replace(base, epochs=cfg.qat_epochs, lr=cfg.qat_lr, warmup_fraction=0.0)
-    result = finetune(frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress)
+    result = finetune(
+        frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress, cfg.rate_lambda
+    )
     figures["finetune_seconds"] = result.train_seconds
     # Written last: the sign (for the workflow's finetune rule) that the fine-tune is complete,
     # and the allocation it trained at, which a later `gnerv compress` then need not measure.

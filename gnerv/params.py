@@ -57,6 +57,7 @@ COMPRESS_KEYS = {
     "qat_epochs": "qat_epochs",
     "qat_lr": "qat_lr",
     "prune": "prune",
+    "rate_lambda": "rate_lambda",
 }
 
 # What each command reads: (params.yaml section, its key table). "stage" is the stage's entry.

@@ -20,13 +20,17 @@ import torch
 
 from gnerv.errors import GnervError
 from gnerv.model import GNeRV
-from gnerv.quantize import DEFAULT_BITS, _check_bits, fake_quantize
+from gnerv.quantize import DEFAULT_BITS, _check_bits, channel_rows_and_steps, fake_quantize
 from gnerv.results import CHECKPOINT_NAME
 from gnerv.train import FitResult, TrainConfig, fit, model_from_checkpoint
 
 DEFAULT_QAT_EPOCHS = 0  # the paper fine-tunes nothing
 DEFAULT_QAT_LR = 5e-4  # a tenth of the demo's fit lr: the weights only settle onto the grid
 DEFAULT_PRUNE = 0.0  # the paper prunes nothing
+DEFAULT_RATE_LAMBDA = 0.0  # the paper's loss has no rate term
+# Tensors below this many weights are left out of the rate term (they are coded raw or cost
+# next to nothing; gnerv.allocate leaves them at 8 bits for the same reason).
+RATE_MIN_NUMEL = 1024
 
 
 def prunable(name: str, t: torch.Tensor) -> bool:
@@ -59,20 +63,46 @@ class QuantizerInTheLoop:
     bits: int | dict[str, int]
     masks: dict[str, torch.Tensor]
     prune: float
+    rate_lambda: float = DEFAULT_RATE_LAMBDA
+    pixels: int = 1  # frames x H x W of the target: the rate term is in bits per pixel
 
     def bits_of(self, name: str) -> int:
         return self.bits[name] if isinstance(self.bits, dict) else self.bits
 
     def settings(self) -> dict:
-        return {"quantizer": "symmetric-ste", "bits": self.bits, "prune": self.prune}
+        settings = {"quantizer": "symmetric-ste", "bits": self.bits, "prune": self.prune}
+        if self.rate_lambda:  # (absent when 0: earlier fine-tunes' checkpoints still match)
+            settings["rate_lambda"] = self.rate_lambda
+        return settings
+
+    def _masked(self, name: str, p: torch.Tensor) -> torch.Tensor:
+        mask = self.masks.get(name)
+        return p * mask.to(p.device, p.dtype) if mask is not None else p
 
     def __call__(self, model: GNeRV) -> dict[str, torch.Tensor]:
-        out = {}
+        return {
+            name: fake_quantize(self._masked(name, p), self.bits_of(name))
+            for name, p in model.named_parameters()
+        }
+
+    def penalty(self, model: GNeRV) -> torch.Tensor | None:
+        """The rate term: ``rate_lambda`` times the weights' estimated code length in bits per
+        pixel, a differentiable proxy of what the entropy coder spends. Each tensor's weights,
+        in units of their channel's step, are taken as Laplacian with the tensor's mean
+        magnitude b (held fixed): -log2 p(q) = |q| / (b ln 2) + const, so the term pulls
+        weights towards the grid's zero where that saves the most bits. None when off."""
+        if not self.rate_lambda:
+            return None
+        bits = None
         for name, p in model.named_parameters():
-            mask = self.masks.get(name)
-            w = p * mask.to(p.device, p.dtype) if mask is not None else p
-            out[name] = fake_quantize(w, self.bits_of(name))
-        return out
+            if p.numel() < RATE_MIN_NUMEL:
+                continue
+            rows, steps = channel_rows_and_steps(self._masked(name, p), self.bits_of(name))
+            q = rows / torch.where(steps > 0, steps, torch.ones_like(steps))[:, None]
+            b = q.detach().abs().mean().clamp_min(1e-3)
+            term = q.abs().sum() / (b * math.log(2))
+            bits = term if bits is None else bits + term
+        return None if bits is None else self.rate_lambda * bits / self.pixels
 
 
 def finetune(
@@ -84,9 +114,11 @@ def finetune(
     prune: float = DEFAULT_PRUNE,
     resume: bool | str = False,
     progress: bool = True,
+    rate_lambda: float = DEFAULT_RATE_LAMBDA,
 ) -> FitResult:
     """Fine-tune ``model_dir``'s fitted model for ``cfg.epochs`` with the quantizer in the loop
-    (after pruning ``prune`` of each convolution); writes ``out_dir``'s checkpoint and fit.json.
+    (after pruning ``prune`` of each convolution, with the rate term ``rate_lambda`` in the
+    loss when > 0); writes ``out_dir``'s checkpoint and fit.json.
 
     ``cfg`` is the fine-tune's own (epochs, lr; warm-up is usually 0). The weights saved are the
     float ones (pruned weights exactly 0); ``gnerv compress --scheme symmetric`` codes them.
@@ -97,6 +129,7 @@ def finetune(
     masks = pruning_masks(model, prune)
     init = {k: v * masks[k] if k in masks else v for k, v in model.state_dict().items()}
     meta = ckpt.get("video") or None
+    pixels = int(np.prod(frames.shape[:3]))  # frames x H x W: the rate term is per pixel
     target_scale = float(ckpt["settings"].get("target_scale", 1.0))
     return fit(
         frames,
@@ -108,5 +141,5 @@ def finetune(
         video_meta=meta,
         progress=progress,
         init=init,
-        transform=QuantizerInTheLoop(bits, masks, prune),
+        transform=QuantizerInTheLoop(bits, masks, prune, rate_lambda, pixels),
     )

@@ -172,8 +172,9 @@ def quantize_tensor(name: str, t: torch.Tensor, bits: int = DEFAULT_BITS) -> Qua
         q = np.rint((x2.astype(np.float64) - mins.astype(np.float64)[:, None]) / s64)
         q[~live] = 0
     symbols = np.clip(q, 0, levels).astype(np.int32).reshape(-1)
-    return QuantizedTensor(name=name, shape=shape, bits=int(bits), symbols=symbols,
-                           mins=mins, maxs=maxs)
+    return QuantizedTensor(
+        name=name, shape=shape, bits=int(bits), symbols=symbols, mins=mins, maxs=maxs
+    )
 
 
 def zero_symbol(bits: int) -> int:
@@ -232,8 +233,17 @@ def quantize_tensor_symmetric(
         q[~live] = 0
     symbols = (q.astype(np.int32) + np.int32(zero_symbol(bits))).reshape(-1)
     empty = np.zeros(0, dtype=np.float32)
-    return QuantizedTensor(name=name, shape=shape, bits=int(bits), symbols=symbols, mins=empty,
-                           maxs=empty, scheme=SYMMETRIC_SCHEME, unit=unit, step_codes=codes)
+    return QuantizedTensor(
+        name=name,
+        shape=shape,
+        bits=int(bits),
+        symbols=symbols,
+        mins=empty,
+        maxs=empty,
+        scheme=SYMMETRIC_SCHEME,
+        unit=unit,
+        step_codes=codes,
+    )
 
 
 def fake_quantize(t: torch.Tensor, bits: int) -> torch.Tensor:
@@ -241,16 +251,23 @@ def fake_quantize(t: torch.Tensor, bits: int) -> torch.Tensor:
     straight-through gradient: what quantization-aware fine-tuning trains through. Same rule as
     :func:`quantize_tensor_symmetric`, in the tensor's own dtype and device."""
     levels = (1 << (bits - 1)) - 1
+    x2, steps = channel_rows_and_steps(t, bits)
+    with torch.no_grad():
+        safe = torch.where(steps > 0, steps, torch.ones_like(steps))[:, None]
+        q = torch.clamp(torch.round(x2 / safe), -levels, levels) * steps[:, None]
+    return (x2 + (q - x2).detach()).reshape(t.shape)
+
+
+def channel_rows_and_steps(t: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``t`` as (channels, -1) rows of its coding shape, and each channel's step on the
+    symmetric grid at ``bits`` (detached: computed as the file computes it)."""
     x = t.reshape(coding_shape(tuple(t.shape)))
-    channels = num_channels(tuple(x.shape))
-    x2 = x.reshape(channels, -1)
+    x2 = x.reshape(num_channels(tuple(x.shape)), -1)
     with torch.no_grad():
         amax = x2.abs().amax(dim=1).detach().cpu().numpy()
         unit, codes = symmetric_step_codes(amax, bits)
         steps = torch.from_numpy(symmetric_steps(unit, codes)).to(t.device, t.dtype)
-        safe = torch.where(steps > 0, steps, torch.ones_like(steps))[:, None]
-        q = torch.clamp(torch.round(x2 / safe), -levels, levels) * steps[:, None]
-    return (x2 + (q - x2).detach()).reshape(t.shape)
+    return x2, steps
 
 
 def _validate(q: QuantizedTensor) -> None:
@@ -268,8 +285,11 @@ def _validate(q: QuantizedTensor) -> None:
         raise GnervError(f"tensor {q.name!r}: symbol outside 0..{q.alphabet_size - 1}")
     if q.scheme == SYMMETRIC_SCHEME:
         codes = np.asarray(q.step_codes) if q.step_codes is not None else None
-        if codes is None or codes.shape != (channels,) or not np.issubdtype(codes.dtype,
-                                                                           np.integer):
+        if (
+            codes is None
+            or codes.shape != (channels,)
+            or not np.issubdtype(codes.dtype, np.integer)
+        ):
             raise GnervError(f"tensor {q.name!r}: expected {channels} integer step codes")
         if codes.size and (codes.min() < 0 or codes.max() > STEP_CODE_MAX):
             raise GnervError(f"tensor {q.name!r}: step code outside 0..{STEP_CODE_MAX}")
@@ -283,8 +303,10 @@ def _validate(q: QuantizedTensor) -> None:
     mins = np.asarray(q.mins, dtype=np.float32)
     maxs = np.asarray(q.maxs, dtype=np.float32)
     if mins.shape != (channels,) or maxs.shape != (channels,):
-        raise GnervError(f"tensor {q.name!r}: expected {channels} channel min/max pairs, "
-                         f"got {mins.shape} and {maxs.shape}")
+        raise GnervError(
+            f"tensor {q.name!r}: expected {channels} channel min/max pairs, "
+            f"got {mins.shape} and {maxs.shape}"
+        )
     if not (np.isfinite(mins).all() and np.isfinite(maxs).all()):
         raise GnervError(f"tensor {q.name!r}: non-finite channel min/max")
     if (maxs < mins).any():

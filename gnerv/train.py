@@ -154,6 +154,10 @@ class ParamTransform(Protocol):
         """name -> tensor used in the forward pass, for every parameter of ``model``."""
         ...
 
+    def penalty(self, model: GNeRV) -> torch.Tensor | None:
+        """A term added to every step's loss (a rate term), or None."""
+        ...
+
 
 def state_sha256(state: dict[str, torch.Tensor]) -> str:
     """Fingerprint of a state dict's names, shapes and float32 values."""
@@ -310,9 +314,12 @@ def _train_epoch(
     cfg: TrainConfig,
     data_range: float,
     pixel_scale: float,
+    penalty: Callable[[], torch.Tensor | None] | None = None,
 ) -> dict:
     """Train epoch number state.epoch (0-based) on the shuffled target; return its history
-    record: mean loss, PSNR of the outputs along the way (pixel units), last learning rate."""
+    record: mean loss, PSNR of the outputs along the way (pixel units), last learning rate.
+    ``penalty()``, when given and not None, is added to each step's loss (not to the
+    recorded loss, which stays the distortion)."""
     n = data.shape[0]
     device = data.device
     steps_per_epoch = math.ceil(n / cfg.batch_size)
@@ -331,8 +338,9 @@ def _train_epoch(
             pred = step_model(frame_times(idx, n).to(device))
         pred = pred.float()
         loss = stage_loss(pred, gt, cfg.loss_alpha, cfg.distortion, data_range)
+        extra = penalty() if penalty is not None else None
         state.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if extra is None else loss + extra).backward()
         state.optimizer.step()
         loss_sum += loss.detach() * len(idx)
         sq_err_sum += (pred.detach() - gt).double().pow(2).sum()
@@ -452,11 +460,15 @@ def fit(
     step_model: Callable[[torch.Tensor], torch.Tensor] = (
         torch.compile(state.model) if cfg.compile else state.model
     )
+    penalty: Callable[[], torch.Tensor | None] | None = None
     if transform is not None:
         model = state.model
 
         def step_model(t: torch.Tensor) -> torch.Tensor:
             return torch.func.functional_call(model, transform(model), (t,))
+
+        def penalty() -> torch.Tensor | None:
+            return transform.penalty(model)
 
     data = _as_device_target(target, device)
     data_range = 1.0 if target.dtype == np.uint8 else float(target_scale)
@@ -475,7 +487,7 @@ def fit(
     state.model.train()
     for epoch in bar:
         t0 = time.perf_counter()
-        record = _train_epoch(state, step_model, data, cfg, data_range, pixel_scale)
+        record = _train_epoch(state, step_model, data, cfg, data_range, pixel_scale, penalty)
         if not math.isfinite(record["loss"]):
             bar.close()
             raise GnervError(

@@ -230,6 +230,13 @@ def add_rate_args(p: argparse.ArgumentParser) -> None:
         default=SUPPRESS,
         help="share of each convolution's weights set to zero before the fine-tune (0)",
     )
+    g.add_argument(
+        "--rate-lambda",
+        type=float,
+        default=SUPPRESS,
+        help="weight of a rate term in the fine-tune's loss: the weights' estimated code length "
+        f"in bits per pixel (default {d.rate_lambda:g}: none)",
+    )
 
 
 def scheme_type(text: str) -> str:
@@ -346,7 +353,7 @@ def _coerce(name: str, value: Any) -> Any:
         return SCHEME_ALIASES.get(str(value), str(value))
     if name in ("qat_epochs", "max_bytes"):
         return None if value is None else int(value)
-    if name in ("qat_lr", "prune", "target_psnr_drop"):
+    if name in ("qat_lr", "prune", "target_psnr_drop", "rate_lambda"):
         return float(value)
     default = MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))
     try:
