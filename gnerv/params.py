@@ -34,6 +34,7 @@ MODEL_KEYS = {
 TRAIN_KEYS = {
     "batch": "batch_size",
     "warmup": "warmup_fraction",
+    "embedding_std": "embedding_std",
     "distortion": "distortion",
     "seed": "seed",
     "device": "device",

@@ -249,3 +249,25 @@ def test_fit_resolves_auto_lr_from_the_model_size_and_records_it(tiny_cockatoo, 
     assert recorded["settings"]["train"]["lr"] == 2e-3
     with pytest.raises(GnervError, match="must be positive, or auto"):
         TrainConfig(lr="fast").validate()
+
+
+def test_embedding_std_scales_the_start_and_only_then_enters_the_settings(tiny_cockatoo, tmp_path):
+    """train.embedding_std scales the embedding's seeded randn start (every other weight as
+    before); at its default it is left out of the resume settings, so checkpoints written
+    before the option still resume."""
+    frames, _ = tiny_cockatoo
+    tiny_lr = {"epochs": 1, "lr": 1e-12, "warmup_fraction": 0.0, "device": "cpu"}
+    base = fit(frames, small_cfg(frames), TrainConfig(**tiny_lr), tmp_path / "a", progress=False)
+    cfg = TrainConfig(**tiny_lr, embedding_std=0.1)
+    small = fit(frames, small_cfg(frames), cfg, tmp_path / "b", progress=False)
+    a, b = weights(base.model), weights(small.model)
+    torch.testing.assert_close(b["embedding"], 0.1 * a["embedding"])
+    assert all(torch.equal(a[k], b[k]) for k in a if k != "embedding")
+    assert (
+        "embedding_std"
+        not in load_checkpoint(tmp_path / "a" / "checkpoint.pt")["settings"]["train"]
+    )
+    assert (
+        load_checkpoint(tmp_path / "b" / "checkpoint.pt")["settings"]["train"]["embedding_std"]
+        == 0.1
+    )

@@ -52,6 +52,7 @@ TRAIN_OPTIONS = (
         f"{PAPER_RESIDUAL_LR:g})",
     ),
     ("--warmup", "warmup_fraction", "warm-up share of the steps before the cosine decay"),
+    ("--embedding-std", "embedding_std", "std of the global embedding's random start"),
     (
         "--alpha",
         "loss_alpha",
