@@ -83,6 +83,7 @@ QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.quant
 _STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
 
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length
+_UNIT_BF16 = struct.Struct("<H")  # a symmetric tensor's unit step in format 3
 _CRC = struct.Struct("<I")
 MIN_FILE_BYTES = _PREFIX.size + _CRC.size
 
@@ -484,7 +485,7 @@ def _validate_header(
         bound = coded_size_bound(math.prod(shape), 1 << tbits)
         _int(entry["blob_bytes"], f"tensors[{i}].blob_bytes", 0, bound)
         if scheme == SYMMETRIC_SCHEME:
-            lo, hi = _ranges_bounds(num_channels(coding_shape(shape)))
+            lo, hi = _ranges_bounds(num_channels(coding_shape(shape)), version)
             _int(entry["ranges_bytes"], f"tensors[{i}].ranges_bytes", lo, hi)
     return video, cfg, bits, table, stage, scheme
 
@@ -502,12 +503,13 @@ def _compact_entry(entry: dict) -> list[int]:
     return [entry[k] for k in _COMPACT_ENTRY]
 
 
-def _ranges_bounds(channels: int) -> tuple[int, int]:
-    """Smallest and largest ranges record of a symmetric-scheme tensor: the float32 unit step,
-    then (2 or more channels) the step codes' entropy blob."""
+def _ranges_bounds(channels: int, version: int) -> tuple[int, int]:
+    """Smallest and largest ranges record of a symmetric-scheme tensor: the unit step, then
+    (2 or more channels) the step codes' entropy blob."""
+    unit = _unit_bytes(version)
     if channels < 2:
-        return 4, 4
-    return 4 + 1, 4 + coded_size_bound(channels, _STEP_CODE_ALPHABET)
+        return unit, unit
+    return unit + 1, unit + coded_size_bound(channels, _STEP_CODE_ALPHABET)
 
 
 # --------------------------------------------------------------------------------------------
@@ -666,7 +668,7 @@ def pack(
     version = FORMAT_VERSION if scheme == SYMMETRIC_SCHEME else 2
     data = _PREFIX.pack(MAGIC, version, len(text)) + text + b"".join(body)
     data += _CRC.pack(zlib.crc32(data))
-    for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>"):
+    for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>", version):
         _check_ranges(r, "<new file>")
     return data
 
@@ -687,25 +689,52 @@ def compress_model(
 
 
 def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
-    """A symmetric-scheme tensor's ranges record: float32 unit, then (2+ channels) the step
-    codes entropy coded."""
+    """A symmetric-scheme tensor's ranges record (format 3): the unit step as bfloat16 (the
+    top 2 bytes of its float32), then (2+ channels) the step codes entropy coded."""
     codes = np.asarray(q.step_codes, dtype=np.int32)
     if codes.shape != (num_channels(q.shape),):
         raise GnervError(f"tensor {q.name!r}: step codes do not match its shape")
-    unit = np.asarray([q.unit], dtype="<f4").tobytes()
+    bits = int(np.array([q.unit], dtype=np.float32).view(np.uint32)[0])
+    if bits & 0xFFFF:
+        raise GnervError(f"tensor {q.name!r}: unit step {q.unit!r} is not a bfloat16 value")
+    unit = _UNIT_BF16.pack(bits >> 16)
     if codes.size < 2:
         return unit
     return unit + encode_symbols(codes, _STEP_CODE_ALPHABET, parametric=True)
 
 
-def _read_symmetric_ranges(record: bytes, channels: int) -> tuple[float, np.ndarray]:
+# The entropy modes (gnerv.entropy) each format may hold: 1 CONST/RAW/ANS, 2 also LAPLACE and
+# GAUSSIAN, 3 also ANS_SCALED and the compact LAPLACE_Q / GAUSSIAN_Q.
+_MAX_ENTROPY_MODE = {1: 2, 2: 4, 3: 7}
+
+
+def _check_mode(blob: bytes, version: int) -> None:
+    """Refuse a blob whose mode byte is newer than the file's format."""
+    if blob and blob[0] <= max(_MAX_ENTROPY_MODE.values()) and blob[0] > _MAX_ENTROPY_MODE[version]:
+        raise GnervError(f"entropy blob: mode byte {blob[0]} does not exist in format {version}")
+
+
+def _unit_bytes(version: int) -> int:
+    """Bytes of a ranges record's unit step: float32 in format 2, bfloat16 from format 3."""
+    return 4 if version <= 2 else _UNIT_BF16.size
+
+
+def _read_symmetric_ranges(
+    record: bytes, channels: int, version: int = FORMAT_VERSION
+) -> tuple[float, np.ndarray]:
     """(unit, step codes) of a ranges record; raises GnervError when it is inconsistent."""
-    (unit,) = struct.unpack_from("<f", record)
+    if version <= 2:
+        (unit,) = struct.unpack_from("<f", record)
+    else:
+        (top,) = _UNIT_BF16.unpack_from(record)
+        unit = float(np.array([top << 16], dtype=np.uint32).view(np.float32)[0])
     if not (math.isfinite(unit) and unit >= 0):
         raise GnervError(f"unit step {unit!r} must be finite and >= 0")
     if channels < 2:
         return unit, np.zeros(channels, dtype=np.int32)
-    return unit, decode_symbols(record[4:], channels, _STEP_CODE_ALPHABET)
+    codes = record[_unit_bytes(version) :]
+    _check_mode(codes, version)
+    return unit, decode_symbols(codes, channels, _STEP_CODE_ALPHABET)
 
 
 def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
@@ -718,7 +747,9 @@ def write_gnerv(path: str | os.PathLike, data: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[TensorRecord]:
+def _split_body(
+    data: bytes, start: int, table: list[dict], name: str, version: int = FORMAT_VERSION
+) -> list[TensorRecord]:
     """Cut the body (data[start:-4]) into records following the (validated) tensor table."""
     end = len(data) - _CRC.size
     need = sum(
@@ -738,7 +769,7 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
         if "ranges_bytes" in e:  # the symmetric scheme
             record = data[pos : pos + e["ranges_bytes"]]
             try:
-                unit, codes = _read_symmetric_ranges(record, ch)
+                unit, codes = _read_symmetric_ranges(record, ch, version)
             except GnervError as err:
                 raise GnervError(f"{name}: tensor {e['name']!r}: step codes: {err}")
             mins = maxs = np.zeros(0, dtype=np.float32)
@@ -757,6 +788,7 @@ def _split_body(data: bytes, start: int, table: list[dict], name: str) -> list[T
         blob = data[pos : pos + e["blob_bytes"]]
         pos += e["blob_bytes"]
         try:
+            _check_mode(blob, version)
             info = blob_info(blob, math.prod(shape))
         except GnervError as err:
             raise GnervError(f"{name}: tensor {e['name']!r}: {err}")
@@ -839,7 +871,7 @@ def unpack(
         )
     except GnervError as e:
         raise GnervError(f"{name}: {e}")
-    records = _split_body(data, start, table, name)
+    records = _split_body(data, start, table, name, version)
     for r in records:
         _check_ranges(r, name)
     minmax = sum(r.minmax_bytes for r in records)

@@ -25,6 +25,13 @@ are unsigned LEB128, at most 5 bytes, minimal length)::
                  themselves; lo <= mean <= lo + n - 1, scale in [2**-8, 2**16], both finite;
                  lo + n <= alphabet_size. Symbols outside the range cannot be coded.
     GAUSSIAN (4): as LAPLACE with QuantizedGaussian(lo, lo + n - 1, mean, scale = std).
+    LAPLACE_Q (6): u8 6 | varint lo | varint n (>= 2) | varint m | u8 k | varint n_words
+                 | n_words x u32 little-endian
+                 LAPLACE with its two parameters coded in 2-3 bytes instead of 8: mean =
+                 lo + m / 16 (m <= 16 * (n - 1)), scale = 2**(k / 8 - 8) (k <= 192, so the
+                 scale is in [2**-8, 2**16]), computed exactly from tabled constants
+                 (:func:`compact_scale`). Written by format 3.
+    GAUSSIAN_Q (7): as LAPLACE_Q with QuantizedGaussian.
     ANS_SCALED (5): as ANS, but the n counts are the frequencies at a lower precision: any
                  non-negative integers (count_0 and count_{n-1} > 0) whose ratios are the
                  model, not occurrences (so no sum check). The encoder scales the occurrences
@@ -55,11 +62,26 @@ MODE_ANS = 2
 MODE_LAPLACE = 3
 MODE_GAUSSIAN = 4
 MODE_ANS_SCALED = 5
+MODE_LAPLACE_Q = 6
+MODE_GAUSSIAN_Q = 7
 # The parametric modes: mode byte -> (name, constriction model class name).
 _PARAMETRIC = {
     MODE_LAPLACE: ("laplace", "QuantizedLaplace"),
     MODE_GAUSSIAN: ("gaussian", "QuantizedGaussian"),
 }
+# ... and their compact forms (the parameters as small integer codes), which the encoder writes.
+_COMPACT = {
+    MODE_LAPLACE_Q: ("laplace", "QuantizedLaplace"),
+    MODE_GAUSSIAN_Q: ("gaussian", "QuantizedGaussian"),
+}
+MEAN_STEPS_PER_SYMBOL = 16  # the compact modes' mean resolution
+SCALE_CODES_PER_OCTAVE = 8  # ... and their scale's: 2**(1/8) apart
+SCALE_CODE_MAX = 192  # 2**16 = PARAMETRIC_MAX_SCALE; code 0 is 2**-8 = PARAMETRIC_MIN_SCALE
+# 2**(j/8) for j = 0..7 as float32 constants (written out: no platform's pow() is involved)
+_SCALE_FRACTIONS = np.array(
+    [1.0, 1.0905077, 1.1892071, 1.2968396, 1.4142135, 1.5422108, 1.6817929, 1.8340081],
+    dtype=np.float32,
+)
 # Their scale bounds, and the scales the encoder tries around the data's spread (mean absolute
 # deviation for Laplace, standard deviation for Gaussian; 2**(1/8) apart; the shortest wins).
 PARAMETRIC_MIN_SCALE = 2.0**-8
@@ -291,7 +313,8 @@ def _parametric_model(mode: int, lo: int, n: int, mean: float, scale: float) -> 
 
 def _encode_parametric(sym: np.ndarray, lo: int, hi: int) -> bytes:
     """The shortest LAPLACE / GAUSSIAN blob over the scales tried around the data's spread;
-    the mean is the median (both float32)."""
+    the mean is the median (both float32). Format 2's encoder: today's writes the compact
+    modes; kept so that tests can make the blobs format-2 files hold."""
     mean = float(np.float32(np.median(sym)))
     dev = sym.astype(np.float64) - mean
     spreads = {MODE_LAPLACE: float(np.abs(dev).mean()), MODE_GAUSSIAN: float(dev.std())}
@@ -316,6 +339,61 @@ def _encode_parametric(sym: np.ndarray, lo: int, hi: int) -> bytes:
     return best
 
 
+def compact_scale(k: int) -> float:
+    """The compact modes' scale for code k: 2**(k/8 - 8), exact (a tabled float32 times a power
+    of two), so encoder and decoder hand constriction the very same float."""
+    frac = float(_SCALE_FRACTIONS[k % SCALE_CODES_PER_OCTAVE])
+    return math.ldexp(frac, k // SCALE_CODES_PER_OCTAVE - 8)
+
+
+def _encode_compact(sym: np.ndarray, lo: int, hi: int) -> bytes:
+    """The shortest LAPLACE_Q / GAUSSIAN_Q blob: the mean code nearest the median, scale codes
+    around the data's spread."""
+    n = hi - lo + 1
+    m = min(max(round(MEAN_STEPS_PER_SYMBOL * (float(np.median(sym)) - lo)), 0),
+            MEAN_STEPS_PER_SYMBOL * (n - 1))  # fmt: skip
+    mean = lo + m / MEAN_STEPS_PER_SYMBOL
+    dev = sym.astype(np.float64) - mean
+    spreads = {MODE_LAPLACE_Q: float(np.abs(dev).mean()), MODE_GAUSSIAN_Q: float(dev.std())}
+    best = b""
+    for mode, spread in spreads.items():
+        centre = round(SCALE_CODES_PER_OCTAVE * (math.log2(max(spread, 2.0**-9)) + 8))
+        for k in range(centre - 4, centre + 5):
+            if not 0 <= k <= SCALE_CODE_MAX:
+                continue
+            model = getattr(constriction.stream.model, _COMPACT[mode][1])(
+                lo, hi, mean, compact_scale(k)
+            )
+            coder = constriction.stream.stack.AnsCoder()
+            coder.encode_reverse(sym, model)
+            words = coder.get_compressed()
+            blob = (
+                bytes([mode]) + _varint(lo) + _varint(n) + _varint(m) + bytes([k])
+                + _varint(words.size) + words.astype("<u4", copy=False).tobytes()
+            )  # fmt: skip
+            if not best or len(blob) < len(best):
+                best = blob
+    return best
+
+
+def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
+    """lo, n, mean, scale of a LAPLACE_Q / GAUSSIAN_Q blob, checked."""
+    lo = r.varint("lowest symbol")
+    n = r.varint("symbol range")
+    if n < 2 or lo + n > alphabet_size:
+        raise GnervError(
+            f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
+            f"of size {alphabet_size}"
+        )
+    m = r.varint("model mean")
+    if m > MEAN_STEPS_PER_SYMBOL * (n - 1):
+        raise GnervError(f"entropy blob: model mean code {m} outside 0..{16 * (n - 1)}")
+    k = r.u8("model scale")
+    if k > SCALE_CODE_MAX:
+        raise GnervError(f"entropy blob: model scale code {k} outside 0..{SCALE_CODE_MAX}")
+    return lo, n, lo + m / MEAN_STEPS_PER_SYMBOL, compact_scale(k)
+
+
 def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
     """lo, n, mean, scale of a LAPLACE / GAUSSIAN blob, checked."""
     lo = r.varint("lowest symbol")
@@ -337,11 +415,17 @@ def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, flo
 
 
 def _decode_parametric(mode: int, r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
-    lo, n, mean, scale = _read_parametric_head(r, alphabet_size)
+    if mode in _COMPACT:
+        lo, n, mean, scale = _read_compact_head(r, alphabet_size)
+        cls = getattr(constriction.stream.model, _COMPACT[mode][1])
+        model = cls(lo, lo + n - 1, mean, scale)
+    else:
+        lo, n, mean, scale = _read_parametric_head(r, alphabet_size)
+        model = _parametric_model(mode, lo, n, mean, scale)
     n_words = r.varint("payload length")
     data = r.take(4 * n_words, "parametric payload")
     words = np.frombuffer(data, dtype="<u4").astype(np.uint32)
-    return _ans_decode(words, _parametric_model(mode, lo, n, mean, scale), count)
+    return _ans_decode(words, model, count)
 
 
 def _ans_decode(words: np.ndarray, model: object, count: int) -> np.ndarray:
@@ -391,8 +475,8 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = F
             blob = _encode_ans(sym, lo, scaled, MODE_ANS_SCALED)
             if not best or len(blob) < len(best):
                 best = blob
-    if parametric and 12 + ideal < min(raw_len, len(best) or raw_len):  # LAPLACE head ~12 B
-        parametric_blob = _encode_parametric(sym, lo, hi)
+    if parametric and 6 + ideal < min(raw_len, len(best) or raw_len):  # compact head ~6 B
+        parametric_blob = _encode_compact(sym, lo, hi)
         if not best or len(parametric_blob) < len(best):
             best = parametric_blob
     if best and len(best) < raw_len:
@@ -438,7 +522,7 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
             raise GnervError("entropy blob: raw symbol outside alphabet")
     elif mode in (MODE_ANS, MODE_ANS_SCALED):
         out = _decode_ans(r, count, alphabet_size, exact=mode == MODE_ANS)
-    elif mode in _PARAMETRIC:
+    elif mode in _PARAMETRIC or mode in _COMPACT:
         out = _decode_parametric(mode, r, count, alphabet_size)
     else:
         raise GnervError(f"entropy blob: unknown mode byte {mode}")
@@ -538,6 +622,13 @@ def blob_info(blob: bytes, count: int) -> BlobInfo:
         r.take(8, "model parameters")
         r.varint("payload length")
         return BlobInfo(_PARAMETRIC[mode][0], r.pos, len(blob) - r.pos)
+    if mode in _COMPACT:
+        r.varint("lowest symbol")
+        r.varint("symbol range")
+        r.varint("model mean")
+        r.u8("model scale")
+        r.varint("payload length")
+        return BlobInfo(_COMPACT[mode][0], r.pos, len(blob) - r.pos)
     raise GnervError(f"entropy blob: unknown mode byte {mode}")
 
 

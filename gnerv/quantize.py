@@ -55,7 +55,8 @@ SCHEMES = (MINMAX_SCHEME, SYMMETRIC_SCHEME)
 SCHEME_ALIASES = {"minmax": MINMAX_SCHEME, "symmetric": SYMMETRIC_SCHEME}  # --scheme names
 DEFAULT_SCHEME = MINMAX_SCHEME
 # Symmetric scheme: channel c's step is ``unit * 2**(-code_c / STEP_CODES_PER_OCTAVE)``, with
-# ``unit`` (float32, one per tensor) the step of the tensor's widest channel and
+# ``unit`` (a bfloat16 value, one per tensor: 2 bytes in format 3, a float32 in format 2's
+# files) the step of the tensor's widest channel and
 # ``code_c`` in 0..STEP_CODE_MAX (one byte, entropy coded).
 STEP_CODES_PER_OCTAVE = 4
 STEP_CODE_MAX = 255
@@ -194,13 +195,26 @@ def symmetric_steps(unit: float, codes: np.ndarray) -> np.ndarray:
     return (scaled * np.float32(unit)).astype(np.float32)
 
 
+def bfloat16_ceil(x: float) -> float:
+    """The smallest bfloat16 (a float32 whose low 16 bits are 0) >= x >= 0: the symmetric
+    scheme's unit step, which format 3 stores in 2 bytes. Integer operations on the float32's
+    bits: exact on every platform."""
+    f = np.float32(x)
+    if f < x:  # float32 rounded down: step up one float32
+        f = np.nextafter(f, np.float32(np.inf))
+    b = int(np.array([f], dtype=np.float32).view(np.uint32)[0])
+    if b & 0xFFFF:
+        b = (b | 0xFFFF) + 1
+    return float(np.array([b], dtype=np.uint32).view(np.float32)[0])
+
+
 def symmetric_step_codes(amax: np.ndarray, bits: int) -> tuple[float, np.ndarray]:
     """The symmetric scheme's (unit, step codes) for channels with largest magnitudes ``amax``:
     the widest channel gets code 0, every other one the finest step that still covers its
     range (an all-zero channel gets code 0; its symbols are all zero anyway)."""
     levels = (1 << (bits - 1)) - 1
     amax = np.asarray(amax, dtype=np.float64)
-    unit = float(np.float32(amax.max() / levels)) if amax.size else 0.0
+    unit = bfloat16_ceil(amax.max() / levels) if amax.size else 0.0
     codes = np.zeros(amax.size, dtype=np.int32)
     live = amax > 0
     if unit > 0 and live.any():

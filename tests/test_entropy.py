@@ -113,7 +113,7 @@ def test_blob_info_splits_every_mode_from_the_head() -> None:
     with pytest.raises(GnervError, match="truncated"):
         blob_info(ans[:3], 5000)
     with pytest.raises(GnervError, match="unknown mode"):
-        blob_info(b"\x07\x00", 5)
+        blob_info(b"\x08\x00", 5)
 
 
 def test_small_tensor_pays_little_for_tables() -> None:
@@ -184,7 +184,7 @@ def _ans_blob() -> tuple[bytes, int]:
 @pytest.mark.parametrize(
     "mutate, match",
     [
-        (lambda b: bytes([7]) + b[1:], "mode"),
+        (lambda b: bytes([8]) + b[1:], "mode"),
         (lambda b: b + b"\x00", "trailing"),
         (lambda b: b + b"\x00\x00\x00\x00", "trailing"),
         (lambda b: b[:-1], "truncated"),

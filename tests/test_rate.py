@@ -105,8 +105,8 @@ def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
         bad[end] = 0
         with pytest.raises(GnervError, match="zero count at its ends"):
             decode_symbols(head + _varints(bad) + rest, sym.size, 32)
-    with pytest.raises(GnervError, match="unknown mode byte 6"):
-        decode_symbols(b"\x06" + blob[1:], sym.size, 32)
+    with pytest.raises(GnervError, match="unknown mode byte 8"):
+        decode_symbols(b"\x08" + blob[1:], sym.size, 32)
 
 
 def test_paper_files_stay_format_2_and_rate_path_files_are_format_3() -> None:
