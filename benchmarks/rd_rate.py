@@ -156,7 +156,7 @@ def run_model(
                 qat_cfg,
                 bits,
                 point.prune,
-                resume=True,
+                resume="auto",  # a cached fine-tune of other settings starts over
                 progress=False,
                 rate_lambda=point.rate_lambda,
             )
