@@ -376,8 +376,8 @@ def _encode_compact(sym: np.ndarray, lo: int, hi: int) -> bytes:
     return best
 
 
-def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
-    """lo, n, mean, scale of a LAPLACE_Q / GAUSSIAN_Q blob, checked."""
+def _read_symbol_range(r: _Reader, alphabet_size: int) -> tuple[int, int]:
+    """A coded blob's lowest symbol and symbol count (n >= 2, inside the alphabet), checked."""
     lo = r.varint("lowest symbol")
     n = r.varint("symbol range")
     if n < 2 or lo + n > alphabet_size:
@@ -385,9 +385,16 @@ def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float,
             f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
             f"of size {alphabet_size}"
         )
+    return lo, n
+
+
+def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
+    """lo, n, mean, scale of a LAPLACE_Q / GAUSSIAN_Q blob, checked."""
+    lo, n = _read_symbol_range(r, alphabet_size)
     m = r.varint("model mean")
     if m > MEAN_STEPS_PER_SYMBOL * (n - 1):
-        raise GnervError(f"entropy blob: model mean code {m} outside 0..{16 * (n - 1)}")
+        top = MEAN_STEPS_PER_SYMBOL * (n - 1)
+        raise GnervError(f"entropy blob: model mean code {m} outside 0..{top}")
     k = r.u8("model scale")
     if k > SCALE_CODE_MAX:
         raise GnervError(f"entropy blob: model scale code {k} outside 0..{SCALE_CODE_MAX}")
@@ -396,13 +403,7 @@ def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float,
 
 def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
     """lo, n, mean, scale of a LAPLACE / GAUSSIAN blob, checked."""
-    lo = r.varint("lowest symbol")
-    n = r.varint("symbol range")
-    if n < 2 or lo + n > alphabet_size:
-        raise GnervError(
-            f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
-            f"of size {alphabet_size}"
-        )
+    lo, n = _read_symbol_range(r, alphabet_size)
     mean, scale = struct.unpack("<ff", r.take(8, "model parameters"))
     if not (math.isfinite(mean) and lo <= mean <= lo + n - 1):
         raise GnervError(f"entropy blob: model mean {mean!r} outside {lo}..{lo + n - 1}")
@@ -534,13 +535,7 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
 def _decode_ans(r: _Reader, count: int, alphabet_size: int, exact: bool = True) -> np.ndarray:
     """An ANS blob after its mode byte; ``exact``: its table holds the occurrences (mode ANS),
     else frequencies at any scale (ANS_SCALED)."""
-    lo = r.varint("lowest symbol")
-    n = r.varint("symbol range")
-    if n < 2 or lo + n > alphabet_size:
-        raise GnervError(
-            f"entropy blob: symbol range {lo}..{lo + n - 1} invalid for alphabet "
-            f"of size {alphabet_size}"
-        )
+    lo, n = _read_symbol_range(r, alphabet_size)
     if n > r.remaining():
         raise GnervError("entropy blob truncated in frequency table")
     counts = r.varints(n, "frequency table")
