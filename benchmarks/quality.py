@@ -26,7 +26,7 @@ from record import gnerv, named_flags, write_record
 
 from gnerv.bd import bd_psnr, bd_rate
 from gnerv.errors import GnervError
-from gnerv.train import PAPER_LR
+from gnerv.train import PAPER_LR, RANDN_STD
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -35,7 +35,10 @@ CLIPS = {
     "realshort": (str(ROOT / "data" / "raw" / "realshort.mp4"), "0:32", "90x160"),
     "bunny": (None, "0:", "180x320"),
 }
-BUILT_IN = {"paper": f"--lr {PAPER_LR:g}", "default": ""}  # paper: its frame recipe
+BUILT_IN = {
+    "paper": f"--lr {PAPER_LR:g} --embedding-std {RANDN_STD:g}",
+    "default": "",
+}  # paper: its frame recipe
 
 
 def point(frames: Path, work: Path, size: str, epochs: int, flags: list[str]) -> dict:

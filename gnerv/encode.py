@@ -208,9 +208,13 @@ def prepare_model(
         raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
     bits: int | dict[str, int]
     record_path = Path(finetune_dir) / FINETUNE_SUMMARY_NAME
-    source = _file_sha256(Path(model_dir) / CHECKPOINT_NAME)
-    key = {"compress": asdict(cfg), "source_sha256": source}
-    record = _read_record(record_path) if cfg.qat_epochs else None
+    key, record = None, None
+    if cfg.qat_epochs:  # only a fine-tune leaves a record (hashing the checkpoint costs a read)
+        key = {
+            "compress": asdict(cfg),
+            "source_sha256": _file_sha256(Path(model_dir) / CHECKPOINT_NAME),
+        }
+        record = _read_record(record_path)
     if record is not None and record.get("key") == key and cfg.bits == "auto":
         bits = record["bits"]  # this very allocation was measured before (gnerv finetune)
         figures["allocation"] = record.get("allocation")

@@ -9,7 +9,7 @@ import torch
 import gnerv.train as train_mod
 from gnerv.errors import GnervError
 from gnerv.model import GNeRVConfig
-from gnerv.train import TrainConfig, fit, load_checkpoint, lr_at
+from gnerv.train import EMBEDDING_STD, RANDN_STD, TrainConfig, fit, load_checkpoint, lr_at
 
 
 def small_cfg(frames: np.ndarray) -> GNeRVConfig:
@@ -253,15 +253,16 @@ def test_fit_resolves_auto_lr_from_the_model_size_and_records_it(tiny_cockatoo, 
 
 def test_embedding_std_scales_the_start_and_only_then_enters_the_settings(tiny_cockatoo, tmp_path):
     """train.embedding_std scales the embedding's seeded randn start (every other weight as
-    before); at its default it is left out of the resume settings, so checkpoints written
-    before the option still resume."""
+    before; the default is EMBEDDING_STD); at randn's own std it is left out of the resume
+    settings, so checkpoints written before the option still resume with --embedding-std 1."""
     frames, _ = tiny_cockatoo
     tiny_lr = {"epochs": 1, "lr": 1e-12, "warmup_fraction": 0.0, "device": "cpu"}
-    base = fit(frames, small_cfg(frames), TrainConfig(**tiny_lr), tmp_path / "a", progress=False)
-    cfg = TrainConfig(**tiny_lr, embedding_std=0.1)
-    small = fit(frames, small_cfg(frames), cfg, tmp_path / "b", progress=False)
-    a, b = weights(base.model), weights(small.model)
-    torch.testing.assert_close(b["embedding"], 0.1 * a["embedding"])
+    randn = TrainConfig(**tiny_lr, embedding_std=RANDN_STD)
+    base = fit(frames, small_cfg(frames), randn, tmp_path / "a", progress=False)
+    default = fit(frames, small_cfg(frames), TrainConfig(**tiny_lr), tmp_path / "b", progress=False)
+    a, b = weights(base.model), weights(default.model)
+    assert EMBEDDING_STD != RANDN_STD
+    torch.testing.assert_close(b["embedding"], EMBEDDING_STD / RANDN_STD * a["embedding"])
     assert all(torch.equal(a[k], b[k]) for k in a if k != "embedding")
     assert (
         "embedding_std"
@@ -269,5 +270,5 @@ def test_embedding_std_scales_the_start_and_only_then_enters_the_settings(tiny_c
     )
     assert (
         load_checkpoint(tmp_path / "b" / "checkpoint.pt")["settings"]["train"]["embedding_std"]
-        == 0.1
+        == EMBEDDING_STD
     )

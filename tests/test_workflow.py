@@ -452,12 +452,14 @@ def test_slurm_asks_for_a_gpu_only_where_one_is_used(wf: Path) -> None:
 
 
 def fake_sinfo(wf: Path, lines: str) -> dict[str, str]:
-    """An environment whose `sinfo` prints `lines` (a 2-CPU, ~4 GB node without GPUs)."""
+    """An environment whose `sinfo` prints `lines` (a 2-CPU, ~4 GB node without GPUs), with
+    the `squeue` every SLURM has (the slurm plugin 2.8+ refuses to load with sinfo alone)."""
     bin_dir = wf / "fakebin"
     bin_dir.mkdir()
-    script = bin_dir / "sinfo"
-    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{lines}\nEOF\n")
-    script.chmod(0o755)
+    for name, text in (("sinfo", f"cat <<'EOF'\n{lines}\nEOF\n"), ("squeue", "exit 0\n")):
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n{text}")
+        script.chmod(0o755)
     return {**env(wf), "PATH": f"{bin_dir}{os.pathsep}{env(wf)['PATH']}"}
 
 
