@@ -7,11 +7,12 @@
 Each point is the real pipeline on the clip: `gnerv extract`, `gnerv fit` with the recipe's
 flags, `gnerv compress` (8-bit, the paper's quantizer) and `gnerv evaluate` on the decoded
 frames, so bpp is the .gnerv file's size. Recipes: `paper` is the paper's training recipe
-(`--lr 2e-3`: the reference row), `default` the package's defaults with no flag, and any
-`NAME=FLAGS` adds one (FLAGS passed to `gnerv fit` as they are). Clips: `demo` (cockatoo,
-32 frames, 90x160: the demo's), `realshort` (32 frames, 90x160) and `bunny` (all 132 frames at
-180x320; give --bunny PATH). Prints a table (and each recipe's gain over `paper` where it ran);
-writes benchmarks/out/quality.json. Training seconds are only comparable within one quiet run.
+(`--lr 2e-3 --embedding-std 1`: the reference row), `default` the package's defaults with no
+flag, and any `NAME=FLAGS` adds one (FLAGS passed to `gnerv fit` as they are). Clips: `demo`
+(cockatoo, 32 frames, 90x160: the demo's), `realshort` (32 frames, 90x160) and `bunny` (all
+132 frames at 180x320; give --bunny PATH). Prints a table (and each recipe's gain over `paper`
+where it ran); writes benchmarks/out/quality.json. Training seconds are only comparable within
+one quiet run.
 """
 
 from __future__ import annotations
