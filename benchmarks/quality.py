@@ -36,10 +36,8 @@ CLIPS = {
     "realshort": (str(ROOT / "data" / "raw" / "realshort.mp4"), "0:32", "90x160"),
     "bunny": (None, "0:", "180x320"),
 }
-BUILT_IN = {
-    "paper": f"--lr {PAPER_LR:g} --embedding-std {RANDN_STD:g}",
-    "default": "",
-}  # paper: its frame recipe
+# paper: the paper's frame recipe (its lr, torch.randn's embedding start); default: no flag
+BUILT_IN = {"paper": f"--lr {PAPER_LR:g} --embedding-std {RANDN_STD:g}", "default": ""}
 
 
 def point(frames: Path, work: Path, size: str, epochs: int, flags: list[str]) -> dict:
