@@ -11,9 +11,16 @@ epochs as every stage, the paper's setting: 300 epochs for every model) and, per
 `gnerv encode --stages N` with the variant's flags; every prefix and every respective model is
 then decoded from its files by `gnerv evaluate`, so bpp is file size and PSNR is what a decoder
 shows. Variants: `paper` (the paper's stages: cold start, residual lr 2e-4, scale 100) and any
-`NAME=FLAGS`; `--sweep scale|lr|epochs` adds the paper variant at each value. Prints Table 3
-per clip (params, MACs/frame, bpp, PSNR, training seconds) and each prefix's gain over the
-respective model of its total size; writes benchmarks/out/progressive.json (rows as they come).
+`NAME=FLAGS`; `--sweep scale|lr` adds the paper variant at each value. Epochs per stage and
+stage sizes are swept by giving several values: every variant and the respective models are run
+at each (the respective models too, so every comparison has equal epochs and equal totals):
+
+    python benchmarks/progressive.py --stage-sizes 0.05M,0.05M --epochs 50 200      # epochs
+    python benchmarks/progressive.py --stage-sizes 0.05M,0.05M,0.05M 0.025M,0.05M,0.075M
+
+Prints Table 3 per clip, sizes and epochs (params, MACs/frame, bpp, PSNR, training seconds) and
+each prefix's gain over the respective model of its total size; writes
+benchmarks/out/progressive.json (rows as they come).
 """
 
 from __future__ import annotations
@@ -53,16 +60,21 @@ def evaluated(frames: Path, layers: list[Path], out: Path) -> list[dict]:
     return json.loads(out.read_text())["points"]
 
 
-def run_clip(clip: str, video: str, work: Path, args, variants: dict, rows: list[dict]) -> None:
+def run_clip(
+    clip: str, video: str, work: Path, stage_sizes: str, epochs: int, args, rows: list[dict]
+) -> None:
     """Every variant's prefixes and the respective models of one clip, decoded, into rows."""
     _, frame_range, resize = CLIPS[clip]
     frames = work / "frames.npy"
     gnerv("extract", video, "-o", str(frames), "--frames", frame_range, "--resize", resize)
-    sizes = args.stage_sizes.split(",")
-    n = len(sizes)
+    n = len(stage_sizes.split(","))
+    if args.sweep:
+        variants = sweep_variants(args.sweep, n)
+    else:  # paper: no flags, the package's progressive stages as the paper runs them
+        variants = named_flags(args.variants, {"paper": ""}, "variant")
     common = [video, "--frames", frame_range, "--resize", resize, "--quiet"]
-    common += ["--stages", str(n), "--stage-sizes", args.stage_sizes]
-    common += ["--stage-epochs", ",".join([str(args.epochs)] * n), *shlex.split(args.flags)]
+    common += ["--stages", str(n), "--stage-sizes", stage_sizes]
+    common += ["--stage-epochs", ",".join([str(epochs)] * n), *shlex.split(args.flags)]
     runs = variants if args.no_respective else {"respective": ["--respective"], **variants}
     for name, flags in runs.items():
         out = work / name
@@ -81,6 +93,8 @@ def run_clip(clip: str, video: str, work: Path, args, variants: dict, rows: list
             rows.append(
                 {
                     "clip": clip,
+                    "stage_sizes": stage_sizes,
+                    "epochs": epochs,
                     "variant": name,
                     "flags": shlex.join(flags),
                     "stages": p["stage"],
@@ -92,25 +106,35 @@ def run_clip(clip: str, video: str, work: Path, args, variants: dict, rows: list
                 }
             )
             print(
-                f"{clip} {name} 1..{p['stage']}: {p['psnr']:.2f} dB, {p['bpp']:.4f} bpp",
+                f"{clip} {stage_sizes} {epochs} ep {name} 1..{p['stage']}: "
+                f"{p['psnr']:.2f} dB, {p['bpp']:.4f} bpp",
                 flush=True,
             )
         write_record(args.out, epochs=args.epochs, stage_sizes=args.stage_sizes, rows=rows)
 
 
+def setting(row: dict) -> tuple:
+    """What a prefix is compared within: clip, stage sizes, epochs, prefix length."""
+    return row["clip"], row["stage_sizes"], row["epochs"], row["stages"]
+
+
 def table(rows: list[dict]) -> None:
     """Table 3's layout per clip, with each prefix's gain over the respective model."""
-    respective = {(r["clip"], r["stages"]): r["psnr"] for r in rows if r["variant"] == "respective"}
-    print("\n| clip | model | params | MACs/frame | bpp | PSNR dB | vs respective | train s |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    respective = {setting(r): r["psnr"] for r in rows if r["variant"] == "respective"}
+    print(
+        "\n| clip | stage sizes | epochs | model | params | MACs/frame | bpp | PSNR dB "
+        "| vs respective | train s |"
+    )
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         is_respective = r["variant"] == "respective"
-        base = respective.get((r["clip"], r["stages"]))
+        base = respective.get(setting(r))
         gain = "" if is_respective or base is None else f"{r['psnr'] - base:+.2f}"
         model = f"respective {r['stages']}" if is_respective else f"{r['variant']} 1..{r['stages']}"
         seconds = "" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
         print(
-            f"| {r['clip']} | {model} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.1f} M | "
+            f"| {r['clip']} | {r['stage_sizes']} | {r['epochs']} | {model} | {r['params']:,} | "
+            f"{r['macs_per_frame'] / 1e6:.1f} M | "
             f"{r['bpp']:.4f} | {r['psnr']:.2f} | {gain} | {seconds} |"
         )
 
@@ -119,8 +143,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", nargs="+", default=["demo", "realshort"], choices=list(CLIPS))
     p.add_argument("--bunny", help="path of bunny.mkv (../shared/data/bunny.mkv)")
-    p.add_argument("--stage-sizes", default="0.05M,0.05M,0.05M", help="the paper: equal sizes")
-    p.add_argument("--epochs", type=int, default=100, help="of every stage and every model")
+    p.add_argument(
+        "--stage-sizes",
+        nargs="+",
+        default=["0.05M,0.05M,0.05M"],
+        help="one or more comma lists (the paper: equal sizes)",
+    )
+    p.add_argument(
+        "--epochs", type=int, nargs="+", default=[100], help="of every stage and every model"
+    )
     p.add_argument("--variants", nargs="+", default=["paper", "warm=--warm-start"])
     p.add_argument("--sweep", choices=list(SWEEPS), help="the paper variant at each value")
     p.add_argument(
@@ -131,20 +162,17 @@ def main() -> None:
     )
     p.add_argument("--out", default=str(OUT / "progressive.json"))
     args = p.parse_args()
-    n = len(args.stage_sizes.split(","))
-    if args.sweep:
-        variants = sweep_variants(args.sweep, n)
-    else:  # paper: no flags, the package's progressive stages as the paper runs them
-        variants = named_flags(args.variants, {"paper": ""}, "variant")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for clip in args.clips:
-            video = CLIPS[clip][0] or args.bunny
-            if video is None:
-                raise SystemExit("clip bunny: give --bunny PATH (../shared/data/bunny.mkv)")
-            work = Path(tmp) / clip
-            work.mkdir()
-            run_clip(clip, video, work, args, variants, rows)
+        for stage_sizes in args.stage_sizes:
+            for epochs in args.epochs:
+                for clip in args.clips:
+                    video = CLIPS[clip][0] or args.bunny
+                    if video is None:
+                        raise SystemExit("clip bunny: give --bunny PATH (../shared/data/bunny.mkv)")
+                    work = Path(tmp) / f"{clip}-{stage_sizes}-{epochs}"
+                    work.mkdir()
+                    run_clip(clip, video, work, stage_sizes, epochs, args, rows)
     table(rows)
     write_record(args.out, epochs=args.epochs, stage_sizes=args.stage_sizes, rows=rows)
 
