@@ -11,12 +11,20 @@ model (NCHW, `model(t)` per batch, no conversion). Ceiling: FLOP/s of the model'
 conv as one dense conv2d at batch 32 (benchmarks/bench_train.py); `of ceiling` = the model's
 conv FLOP/s at that batch over it. A torch.profiler pass at each batch splits the decoder's time
 into convolutions and the rest (normalisation, GELU, shuffle, layout copies, conversion).
-Random weights (speed does not depend on them). Prints a table; writes benchmarks/out/decode.json.
+Random weights (speed does not depend on them).
+
+Heaps, side by side in one run: `system` is glibc's default, each large buffer a fresh mmap
+(GNERV_HEAP=system, the decoder before gnerv/heap.py), `kept` today's default (freed buffers
+reused). Each (frame, size) is measured in a fresh process per heap, the two alternating, so a
+drift of the machine's load hits both. Prints a table; writes benchmarks/out/decode.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -30,6 +38,7 @@ from record import write_record  # noqa: E402
 
 from gnerv import bitstream as bs  # noqa: E402
 from gnerv.decode import decode_layers, load_layers, prepare_layers  # noqa: E402
+from gnerv.heap import HEAP_ENV  # noqa: E402
 from gnerv.model import (  # noqa: E402
     GNeRV,
     GNeRVConfig,
@@ -73,70 +82,106 @@ def one_model(height: int, width: int, size: str, n_frames: int, tmp: Path):
     return cfg, model, load_layers([path])
 
 
+def measure(args, shape: str, size: str) -> list[dict]:
+    """One (frame size, model size) in this process: a row per batch."""
+    device = torch.device("cpu")
+    height, width = (int(v) for v in shape.split("x"))
+    big = height * width >= 720 * 1280
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = args.frames_720p if big else args.frames
+        cfg, eager, files = one_model(height, width, size, frames, Path(tmp))
+        models = prepare_layers(files, device)
+        ceiling = conv_ceiling(dominant_conv(cfg), device, False, True)
+        flops_per_frame = 2 * macs_per_frame(cfg)
+        for batch in args.batches:
+            if big and batch > args.max_720p_batch:
+                continue
+            n = max(batch, frames // batch * batch)
+            idx = list(range(n))
+
+            def decoder(idx=idx, batch=batch, files=files, models=models) -> None:
+                decode_layers(files, idx, device, batch, models)
+
+            def plain(n=n, batch=batch, eager=eager) -> None:
+                with torch.inference_mode():
+                    for i in range(0, n, batch):
+                        eager(frame_times(torch.arange(i, min(i + batch, n)), n))
+
+            dec = n / median_seconds(decoder, args.repeats)
+            ref = n / median_seconds(plain, args.repeats)
+            rows.append(
+                {
+                    "shape": shape,
+                    "size": size,
+                    "params": count_params(cfg),
+                    "batch": batch,
+                    "heap": os.environ.get(HEAP_ENV) or "kept",
+                    "decoder_fps": dec,
+                    "eager_fps": ref,
+                    "of_ceiling": dec * flops_per_frame / ceiling,
+                    "ceiling_gflops": ceiling / 1e9,
+                    **conv_share(decoder),
+                }
+            )
+    return rows
+
+
+def in_child(args, shape: str, size: str, heap: str, tmp: Path) -> list[dict]:
+    """measure() in a fresh process with GNERV_HEAP=heap (the heap is set at import)."""
+    out = tmp / "rows.json"
+    cmd = [sys.executable, __file__, "--worker", "--shapes", shape, "--sizes", size]
+    cmd += ["--batches", *map(str, args.batches), "--frames", str(args.frames)]
+    cmd += ["--frames-720p", str(args.frames_720p), "--repeats", str(args.repeats)]
+    cmd += ["--max-720p-batch", str(args.max_720p_batch), "--out", str(out)]
+    subprocess.run(cmd, check=True, env={**os.environ, HEAP_ENV: heap})
+    return json.loads(out.read_text())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", nargs="+", default=["180x320", "720x1280"])
     p.add_argument("--sizes", nargs="+", default=["0.1M", "0.3M", "1M"])
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--frames", type=int, default=32, help="frames rendered per measurement")
+    p.add_argument("--frames-720p", type=int, default=8, help="the same at 720p and above")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-720p-batch", type=int, default=8, help="memory: 720p batches above")
+    p.add_argument("--heaps", nargs="+", default=["system", "kept"], choices=["system", "kept"])
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(OUT / "decode.json"))
     args = p.parse_args()
-    device = torch.device("cpu")
+    if args.worker:  # one (shape, size) under the heap this process was started with
+        Path(args.out).write_text(json.dumps(measure(args, args.shapes[0], args.sizes[0])))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
-            height, width = (int(v) for v in shape.split("x"))
             for size in args.sizes:
-                cfg, eager, files = one_model(height, width, size, args.frames, Path(tmp))
-                models = prepare_layers(files, device)
-                ceiling = conv_ceiling(dominant_conv(cfg), device, False, True)
-                flops_per_frame = 2 * macs_per_frame(cfg)
-                for batch in args.batches:
-                    if height * width >= 720 * 1280 and batch > args.max_720p_batch:
-                        continue
-                    n = max(batch, args.frames // batch * batch)
-                    idx = list(range(n))
-
-                    def decoder(idx=idx, batch=batch, files=files, models=models) -> None:
-                        decode_layers(files, idx, device, batch, models)
-
-                    def plain(n=n, batch=batch, eager=eager) -> None:
-                        with torch.inference_mode():
-                            for i in range(0, n, batch):
-                                eager(frame_times(torch.arange(i, min(i + batch, n)), n))
-
-                    dec = n / median_seconds(decoder, args.repeats)
-                    ref = n / median_seconds(plain, args.repeats)
-                    share = conv_share(decoder)
-                    row = {
-                        "shape": shape,
-                        "size": size,
-                        "params": count_params(cfg),
-                        "batch": batch,
-                        "decoder_fps": dec,
-                        "eager_fps": ref,
-                        "decoder_vs_eager": dec / ref,
-                        "of_ceiling": dec * flops_per_frame / ceiling,
-                        "ceiling_gflops": ceiling / 1e9,
-                        **share,
-                    }
-                    rows.append(row)
-                    print(
-                        f"{shape} {size} ({row['params'] / 1e6:.3f}M) batch {batch}: decoder "
-                        f"{dec:.1f} fps, eager {ref:.1f} fps ({dec / ref:.2f}x), "
-                        f"{row['of_ceiling']:.0%} of ceiling, convs {share['conv_share']:.0%}",
-                        flush=True,
-                    )
+                for heap in args.heaps:
+                    for row in in_child(args, shape, size, heap, Path(tmp)):
+                        rows.append(row)
+                        print(
+                            f"{shape} {size} ({row['params'] / 1e6:.3f}M) batch {row['batch']} "
+                            f"heap {heap}: decoder {row['decoder_fps']:.1f} fps, eager "
+                            f"{row['eager_fps']:.1f} fps, {row['of_ceiling']:.0%} of ceiling, "
+                            f"convs {row['conv_share']:.0%}",
+                            flush=True,
+                        )
+    before = {
+        (r["shape"], r["size"], r["batch"]): r["decoder_fps"] for r in rows if r["heap"] == "system"
+    }
     print(
-        "\n| frame | params | batch | decoder fps | eager fps | ratio | of conv ceiling | convs |"
+        "\n| frame | params | batch | heap | decoder fps | x system heap | eager fps "
+        "| of conv ceiling | convs |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        base = before.get((r["shape"], r["size"], r["batch"]))
+        gain = "" if base is None or r["heap"] == "system" else f"{r['decoder_fps'] / base:.2f}x"
         print(
-            f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['decoder_fps']:.1f} | "
-            f"{r['eager_fps']:.1f} | {r['decoder_vs_eager']:.2f}x | {r['of_ceiling']:.0%} | "
+            f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['heap']} | "
+            f"{r['decoder_fps']:.1f} | {gain} | {r['eager_fps']:.1f} | {r['of_ceiling']:.0%} | "
             f"{r['conv_share']:.0%} |"
         )
     write_record(
