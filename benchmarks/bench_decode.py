@@ -13,10 +13,14 @@ conv FLOP/s at that batch over it. A torch.profiler pass at each batch splits th
 into convolutions and the rest (normalisation, GELU, shuffle, layout copies, conversion).
 Random weights (speed does not depend on them).
 
-Heaps, side by side in one run: `system` is glibc's default, each large buffer a fresh mmap
-(GNERV_HEAP=system, the decoder before gnerv/heap.py), `kept` today's default (freed buffers
-reused). Each (frame, size) is measured in a fresh process per heap, the two alternating, so a
-drift of the machine's load hits both. Prints a table; writes benchmarks/out/decode.json.
+Paths, side by side in one run (`--paths`): `before` is the decoder before issue #18's changes
+(glibc's default heap, each large buffer a fresh mmap: GNERV_HEAP=system; torch's NHWC pixel
+shuffle: GNERV_SHUFFLE=aten), `heap` adds the kept heap (gnerv/heap.py), `today` also the
+blocked shuffle (gnerv.model.conv_shuffle_nhwc): all three give the same bits. `bf16` is today's
+with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its `of
+ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame,
+size) is measured in a fresh process per path, the paths alternating, so a drift of the
+machine's load hits all. Prints a table; writes benchmarks/out/decode.json.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from bench_train import conv_ceiling, dominant_conv  # noqa: E402
 from record import write_record  # noqa: E402
 
 from gnerv import bitstream as bs  # noqa: E402
-from gnerv.decode import decode_layers, load_layers, prepare_layers  # noqa: E402
+from gnerv.decode import bf16_supported, decode_layers, load_layers, prepare_layers  # noqa: E402
 from gnerv.heap import HEAP_ENV  # noqa: E402
 from gnerv.model import (  # noqa: E402
+    SHUFFLE_ENV,
     GNeRV,
     GNeRVConfig,
     c0_for_size,
@@ -50,7 +55,14 @@ from gnerv.model import (  # noqa: E402
 )
 
 ROOT = Path(__file__).resolve().parent.parent
+PATHS = {  # name -> the environment that selects it
+    "before": {HEAP_ENV: "system", SHUFFLE_ENV: "aten"},
+    "heap": {HEAP_ENV: "", SHUFFLE_ENV: "aten"},
+    "today": {HEAP_ENV: "", SHUFFLE_ENV: ""},
+    "bf16": {HEAP_ENV: "", SHUFFLE_ENV: ""},  # today's, with --precision bf16 (lossy)
+}
 OUT = ROOT / "benchmarks" / "out"
+PATH_ENV = "BENCH_DECODE_PATH"  # tells a child process which path it measures
 CONV_OPS = ("conv", "mkldnn_convolution", "onednn", "convolution")
 
 
@@ -88,6 +100,9 @@ def measure(args, shape: str, size: str) -> list[dict]:
     height, width = (int(v) for v in shape.split("x"))
     big = height * width >= 720 * 1280
     rows = []
+    precision = "bf16" if os.environ.get(PATH_ENV) == "bf16" else "fp32"
+    if precision == "bf16" and not bf16_supported(device):
+        return rows
     with tempfile.TemporaryDirectory() as tmp:
         frames = args.frames_720p if big else args.frames
         cfg, eager, files = one_model(height, width, size, frames, Path(tmp))
@@ -101,7 +116,7 @@ def measure(args, shape: str, size: str) -> list[dict]:
             idx = list(range(n))
 
             def decoder(idx=idx, batch=batch, files=files, models=models) -> None:
-                decode_layers(files, idx, device, batch, models)
+                decode_layers(files, idx, device, batch, models, precision)
 
             def plain(n=n, batch=batch, eager=eager) -> None:
                 with torch.inference_mode():
@@ -116,7 +131,7 @@ def measure(args, shape: str, size: str) -> list[dict]:
                     "size": size,
                     "params": count_params(cfg),
                     "batch": batch,
-                    "heap": os.environ.get(HEAP_ENV) or "kept",
+                    "path": os.environ.get(PATH_ENV, "today"),
                     "decoder_fps": dec,
                     "eager_fps": ref,
                     "of_ceiling": dec * flops_per_frame / ceiling,
@@ -127,14 +142,20 @@ def measure(args, shape: str, size: str) -> list[dict]:
     return rows
 
 
-def in_child(args, shape: str, size: str, heap: str, tmp: Path) -> list[dict]:
-    """measure() in a fresh process with GNERV_HEAP=heap (the heap is set at import)."""
+def record(out: str, rows: list[dict]) -> None:
+    """The JSON record, rewritten as rows come (a long run stopped early keeps what it has)."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    write_record(out, torch={"version": torch.__version__, "capability": capability}, rows=rows)
+
+
+def in_child(args, shape: str, size: str, path: str, tmp: Path) -> list[dict]:
+    """measure() in a fresh process with the path's environment (the heap is set at import)."""
     out = tmp / "rows.json"
     cmd = [sys.executable, __file__, "--worker", "--shapes", shape, "--sizes", size]
     cmd += ["--batches", *map(str, args.batches), "--frames", str(args.frames)]
     cmd += ["--frames-720p", str(args.frames_720p), "--repeats", str(args.repeats)]
     cmd += ["--max-720p-batch", str(args.max_720p_batch), "--out", str(out)]
-    subprocess.run(cmd, check=True, env={**os.environ, HEAP_ENV: heap})
+    subprocess.run(cmd, check=True, env={**os.environ, **PATHS[path], PATH_ENV: path})
     return json.loads(out.read_text())
 
 
@@ -142,12 +163,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shapes", nargs="+", default=["180x320", "720x1280"])
     p.add_argument("--sizes", nargs="+", default=["0.1M", "0.3M", "1M"])
+    p.add_argument(
+        "--sizes-720p",
+        nargs="+",
+        default=["0.5M", "1M", "3M"],
+        help="model sizes at 720p and above (the smallest GNeRV there is 0.13M)",
+    )
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--frames", type=int, default=32, help="frames rendered per measurement")
     p.add_argument("--frames-720p", type=int, default=8, help="the same at 720p and above")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-720p-batch", type=int, default=8, help="memory: 720p batches above")
-    p.add_argument("--heaps", nargs="+", default=["system", "kept"], choices=["system", "kept"])
+    p.add_argument("--paths", nargs="+", default=list(PATHS), choices=list(PATHS))
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(OUT / "decode.json"))
     args = p.parse_args()
@@ -157,41 +184,36 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes:
-            for size in args.sizes:
-                for heap in args.heaps:
-                    for row in in_child(args, shape, size, heap, Path(tmp)):
+            height, width = (int(v) for v in shape.split("x"))
+            for size in args.sizes_720p if height * width >= 720 * 1280 else args.sizes:
+                for path in args.paths:
+                    for row in in_child(args, shape, size, path, Path(tmp)):
                         rows.append(row)
                         print(
                             f"{shape} {size} ({row['params'] / 1e6:.3f}M) batch {row['batch']} "
-                            f"heap {heap}: decoder {row['decoder_fps']:.1f} fps, eager "
+                            f"{path}: decoder {row['decoder_fps']:.1f} fps, eager "
                             f"{row['eager_fps']:.1f} fps, {row['of_ceiling']:.0%} of ceiling, "
                             f"convs {row['conv_share']:.0%}",
                             flush=True,
                         )
+                    record(args.out, rows)
     before = {
-        (r["shape"], r["size"], r["batch"]): r["decoder_fps"] for r in rows if r["heap"] == "system"
+        (r["shape"], r["size"], r["batch"]): r["decoder_fps"] for r in rows if r["path"] == "before"
     }
     print(
-        "\n| frame | params | batch | heap | decoder fps | x system heap | eager fps "
+        "\n| frame | params | batch | path | decoder fps | x before | eager fps "
         "| of conv ceiling | convs |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         base = before.get((r["shape"], r["size"], r["batch"]))
-        gain = "" if base is None or r["heap"] == "system" else f"{r['decoder_fps'] / base:.2f}x"
+        gain = "" if base is None or r["path"] == "before" else f"{r['decoder_fps'] / base:.2f}x"
         print(
-            f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['heap']} | "
+            f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['path']} | "
             f"{r['decoder_fps']:.1f} | {gain} | {r['eager_fps']:.1f} | {r['of_ceiling']:.0%} | "
             f"{r['conv_share']:.0%} |"
         )
-    write_record(
-        args.out,
-        torch={
-            "version": torch.__version__,
-            "capability": torch.backends.cpu.get_cpu_capability(),
-        },
-        rows=rows,
-    )
+    record(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,11 @@ Needs nothing but the files: the models are rebuilt from their headers and weigh
 A chain is ``[base, layer 2, layer 3, ...]``: layer ``k`` names the SHA-256 of layer ``k - 1``'s
 file, and all layers come from the same video. Each layer renders on its own, in float; residual
 layers are divided by their ``residual_scale``; the sum is clipped to [0, 1] only at the end.
+
+Precision: "fp32" (the default) is exact, the very floats the encoder computed its residuals
+from. "bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders under torch.autocast in
+bfloat16: faster, and lossy against fp32 (docs/performance.md states by how much); the encoder
+never uses it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,26 @@ from gnerv.model import GNeRV, for_inference, frame_times, to_uint8
 from gnerv.quantize import dequantized_state_dict
 
 DEFAULT_BATCH = 8
+PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISION = "fp32"
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether the device computes in bfloat16 natively (CPU: oneDNN's AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run (one line naming what to do)."""
+    if precision not in PRECISIONS:
+        raise GnervError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
+    if precision == "bf16" and not bf16_supported(device):
+        raise GnervError(
+            f"--precision bf16: this {device.type.upper()} has no native bfloat16 (a CPU needs "
+            "AVX-512 BF16 or AMX); decode with --precision fp32"
+        )
 
 
 def build_model(f: GnervFile) -> GNeRV:
@@ -110,6 +135,7 @@ def _batches(
     device: str | torch.device,
     batch_size: int,
     models: Layers | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (positions in ``indices``, float layer sums (B, 3, H, W) on the device).
 
@@ -126,6 +152,7 @@ def _batches(
     n = files[0].n_frames
     idx = _check_indices(indices, n)
     dev = device if isinstance(device, torch.device) else select_device(device)
+    check_precision(precision, dev)
     if models is None:
         models = _models(files, dev)
     elif len(models) != len(files):
@@ -141,7 +168,8 @@ def _batches(
     streams = (
         [torch.cuda.Stream(dev) for _ in models] if dev.type == "cuda" and len(models) > 1 else None
     )
-    with torch.inference_mode():
+    lossy = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), lossy:
         for block, positions in groups:
             lo = block * batch_size
             t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)
@@ -194,6 +222,7 @@ def iter_decoded(
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
     models: Layers | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> Iterator[np.ndarray]:
     """Decoded frames in the order of ``indices``, a batch at a time: uint8 (B, H, W, 3) arrays.
 
@@ -202,7 +231,7 @@ def iter_decoded(
     """
     pending: dict[int, np.ndarray] = {}
     next_pos = 0
-    for positions, acc in _batches(files, indices, device, batch_size, models):
+    for positions, acc in _batches(files, indices, device, batch_size, models, precision):
         frames = to_uint8(acc).cpu().numpy()
         first, last = int(positions[0]), int(positions[-1])
         if not pending and first == next_pos and last - first + 1 == len(positions):
@@ -224,6 +253,8 @@ def decode_layers(
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
     models: Layers | None = None,
+    precision: str = DEFAULT_PRECISION,
 ) -> np.ndarray:
     """Decoded frames: uint8 (N, H, W, 3), the layers' sum clipped and rounded at the end."""
-    return np.concatenate(list(iter_decoded(files, indices, device, batch_size, models)))
+    decoded = iter_decoded(files, indices, device, batch_size, models, precision)
+    return np.concatenate(list(decoded))

@@ -14,7 +14,14 @@ import numpy as np
 import torch
 
 from gnerv.atomic import read_json
-from gnerv.decode import DEFAULT_BATCH, decode_layers, load_layers, prepare_layers
+from gnerv.decode import (
+    DEFAULT_BATCH,
+    DEFAULT_PRECISION,
+    check_precision,
+    decode_layers,
+    load_layers,
+    prepare_layers,
+)
 from gnerv.device import select_device
 from gnerv.errors import GnervError
 from gnerv.metrics import evaluate
@@ -43,8 +50,10 @@ def evaluate_layers(
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH,
     label: str = "gnerv",
+    precision: str = DEFAULT_PRECISION,
 ) -> dict:
-    """Decode every prefix (1, 1+2, ...) of `layer_paths` and measure it against `frames`."""
+    """Decode every prefix (1, 1+2, ...) of `layer_paths` and measure it against `frames`
+    (precision: the decoder's, gnerv.decode.PRECISIONS)."""
     files = load_layers(layer_paths)
     n, height, width, _ = frames.shape
     base = files[0]
@@ -54,6 +63,7 @@ def evaluate_layers(
             f"({base.n_frames}x{base.model_config.height}x{base.model_config.width})"
         )
     dev = select_device(device)
+    check_precision(precision, dev)
     points = []
     total_bytes = total_params = total_macs = 0
     for j, f in enumerate(files, start=1):
@@ -63,10 +73,10 @@ def evaluate_layers(
         t0 = time.perf_counter()
         models = prepare_layers(files[:j], dev)  # entropy decoding + model rebuild
         load_seconds = time.perf_counter() - t0
-        decode_layers(files[:j], [0], dev, batch_size, models)  # warm-up: kernel choice
+        decode_layers(files[:j], [0], dev, batch_size, models, precision)  # warm-up
         _sync(dev)
         t0 = time.perf_counter()
-        decoded = decode_layers(files[:j], list(range(n)), dev, batch_size, models)
+        decoded = decode_layers(files[:j], list(range(n)), dev, batch_size, models, precision)
         _sync(dev)
         seconds = time.perf_counter() - t0  # batch rendering only, no I/O
         m = evaluate(frames, decoded)
@@ -74,6 +84,7 @@ def evaluate_layers(
             {
                 "label": label,
                 "stage": j,
+                "precision": precision,
                 "layers": [str(p) for p in layer_paths[:j]],
                 "bytes": total_bytes,
                 "bpp": 8 * total_bytes / (n * height * width),

@@ -19,6 +19,7 @@ without importing anything from training.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -287,6 +288,29 @@ def distribution_shift(
     return std[:, :, None, None] * (f - mu) / sigma + mean[:, :, None, None]
 
 
+# GNERV_SHUFFLE=aten in the environment keeps torch's own PixelShuffle in inference (the decoder
+# before, for benchmarks/bench_decode.py's comparison); the result is the same bits either way.
+SHUFFLE_ENV = "GNERV_SHUFFLE"
+
+
+def conv_shuffle_nhwc(conv: nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Tensor:
+    """PixelShuffle(factor)(conv(x)) for an NHWC (channels_last) x, without torch's NHWC pixel
+    shuffle, which gathers single floats at a stride of factor^2 (a third of a decode's time).
+
+    The conv computes its output channels in the order (i, j, c) instead of (c, i, j): the same
+    dot products, listed in another order. In NHWC memory each pixel's factor * C values of one
+    output row i then lie side by side, and the shuffle is a copy of such blocks. Pure data
+    movement on both sides: the same bits as the plain path (tests/test_model.py)."""
+    order = torch.arange(conv.out_channels, device=x.device)
+    order = order.view(-1, factor * factor).t().reshape(-1)
+    bias = None if conv.bias is None else conv.bias[order]
+    y = conv._conv_forward(x, conv.weight[order], bias)  # (n, [i j c], h, w), NHWC memory
+    n, _, h, w = y.shape
+    y = y.permute(0, 2, 3, 1).reshape(n, h, w, factor, -1)  # a view: (n, h, w, i, [j c])
+    y = y.transpose(2, 3).contiguous()  # (n, h, i, w, [j c]): the copy
+    return y.view(n, h * factor, w * factor, -1).permute(0, 3, 1, 2)  # NCHW view, NHWC memory
+
+
 class ConvUpBlock(nn.Module):
     """Conv-Up block: Conv-PixelShuffle-Conv when channels grow, Conv-Conv-PixelShuffle when they
     shrink (GNeRVConfig.grows says which); a growing block is `middle` channels wide inside."""
@@ -306,12 +330,24 @@ class ConvUpBlock(nn.Module):
         self.shuffle = nn.PixelShuffle(factor)
         self.act = nn.GELU()
 
+    def up(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+        """shuffle(conv(x)); in inference on NHWC CPU tensors by conv_shuffle_nhwc."""
+        if (
+            torch.is_grad_enabled()
+            or x.device.type != "cpu"
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or not conv.weight.is_contiguous(memory_format=torch.channels_last)
+            or os.environ.get(SHUFFLE_ENV) == "aten"
+        ):
+            return self.shuffle(conv(x))
+        return conv_shuffle_nhwc(conv, x, self.shuffle.upscale_factor)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.grows:
-            x = self.act(self.shuffle(self.conv1(x)))
+            x = self.act(self.up(self.conv1, x))
             return self.act(self.conv2(x))
         x = self.act(self.conv1(x))
-        return self.act(self.shuffle(self.conv2(x)))
+        return self.act(self.up(self.conv2, x))
 
 
 class TimeModulation(nn.Module):

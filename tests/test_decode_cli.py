@@ -337,3 +337,31 @@ def test_bad_requests_are_refused(encoded, tmp_path, capsys) -> None:
     refused(capsys, avi, "must end in", "decode", path, "-o", avi)
     gnerv = tmp_path / "x.gnerv"
     refused(capsys, gnerv, "no such file", "encode", tmp_path / "none.mp4", "-o", gnerv)
+
+
+def test_bf16_is_opt_in_lossy_and_close(encoded, tmp_path, capsys) -> None:
+    """--precision bf16 renders in bfloat16 where the CPU has it: said in the report, within a
+    few hundredths of a dB of the exact decode here; where the CPU lacks it, a one-line refusal."""
+    import gnerv.decode as decode_module
+
+    path, _, frames = encoded
+    exact = decode_cli(capsys, tmp_path, path)
+    if not decode_module.bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16")
+    out = tmp_path / "bf16.npy"
+    rc, stdout, _ = cli(capsys, "decode", path, "-o", out, "--device", "cpu", "--precision", "bf16")
+    assert rc == 0 and "lossy" in stdout
+    lossy = np.load(out)
+    assert lossy.shape == exact.shape and not np.array_equal(lossy, exact)
+    assert abs(mean_psnr(frames, lossy) - mean_psnr(frames, exact)) < 0.5
+    assert mean_psnr(exact, lossy) > 40  # bf16 against fp32: close, not equal
+
+
+def test_bf16_refused_where_the_cpu_lacks_it(encoded, tmp_path, capsys, monkeypatch) -> None:
+    import gnerv.decode as decode_module
+
+    path, _, _ = encoded
+    monkeypatch.setattr(decode_module, "bf16_supported", lambda device: False)
+    out = tmp_path / "no.npy"
+    argv = ("decode", path, "-o", out, "--device", "cpu", "--precision", "bf16")
+    refused(capsys, out, "no native bfloat16", *argv)

@@ -5,14 +5,17 @@ import math
 import pytest
 import torch
 
+import gnerv.model as model_module
 from gnerv.errors import GnervError
 from gnerv.model import (
+    SHUFFLE_ENV,
     GNeRV,
     GNeRVConfig,
     c0_for_size,
     count_params,
     distribution_shift,
     embedding_geometry,
+    for_inference,
     frame_times,
     macs_per_frame,
     parse_param_count,
@@ -288,3 +291,32 @@ def test_layout_is_checked_and_round_trips():
     assert GNeRVConfig(90, 160, c0=8).layout == "wide"
     cfg = GNeRVConfig(90, 160, c0=8, min_channels=8, layout="paper")
     assert GNeRVConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize(
+    ("layout", "residual", "hw"),
+    [("wide", False, (90, 160)), ("paper", False, (36, 64)), ("wide", True, (36, 64))],
+)
+def test_inference_shuffle_gives_the_same_bits(monkeypatch, layout, residual, hw):
+    """conv_shuffle_nhwc (inference on NHWC CPU tensors) is data movement only: a decode shows
+    the very floats torch's own PixelShuffle gives, so old files decode as before."""
+    cfg = GNeRVConfig(height=hw[0], width=hw[1], c0=16, layout=layout, residual=residual)
+    torch.manual_seed(3)
+    model = GNeRV(cfg)
+    with torch.no_grad():  # away from the residual head's zero start
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model = for_inference(model, "cpu")
+    t = frame_times(torch.arange(6), 6)
+    calls = []
+    fast = model_module.conv_shuffle_nhwc
+    monkeypatch.setattr(model_module, "conv_shuffle_nhwc", lambda *a: calls.append(1) or fast(*a))
+    with torch.inference_mode():
+        monkeypatch.setenv(SHUFFLE_ENV, "aten")
+        plain = model(t)
+        assert not calls
+        monkeypatch.delenv(SHUFFLE_ENV)
+        blocked = model(t)
+    assert len(calls) == len(cfg.upscale_factors)  # every block took the blocked shuffle
+    assert torch.equal(plain, blocked)
+    assert blocked.is_contiguous(memory_format=torch.channels_last)

@@ -219,8 +219,11 @@ def decode_limits(args: argparse.Namespace) -> DecodeLimits:
 
 
 def cmd_decode(args: argparse.Namespace) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
     from gnerv.bitstream import check_decode_cost, read_gnerv
-    from gnerv.decode import check_chain, iter_decoded
+    from gnerv.decode import check_chain, check_precision, iter_decoded
+    from gnerv.device import select_device
     from gnerv.video import WRITE_SUFFIXES, open_video_writer
 
     check_suffix(args.output, WRITE_SUFFIXES)
@@ -229,12 +232,26 @@ def cmd_decode(args: argparse.Namespace) -> None:
     for f in files:  # before the output is opened (the decoder checks again)
         check_decode_cost(f, args.batch)
     indices = frame_indices(args.frames, files[0].n_frames, files[0].name)
+    device = select_device(args.device)
+    check_precision(args.precision, device)  # before the output is opened
     cfg = files[0].model_config
-    # Batch by batch: memory stays flat in the number of frames.
-    with open_video_writer(args.output, files[0].fps, cfg.height, cfg.width, len(indices)) as out:
-        for frames in iter_decoded(files, indices, args.device, args.batch):
-            out.write(frames)
-    print(f"{args.output}: {len(indices)} frames from {len(files)} layer(s)")
+    # Batch by batch: memory stays flat in the number of frames. A second thread writes each
+    # batch (to ffmpeg or the .npy) while the next one renders; at most one batch waits.
+    video = open_video_writer(args.output, files[0].fps, cfg.height, cfg.width, len(indices))
+    with video as out, ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for frames in iter_decoded(files, indices, device, args.batch, precision=args.precision):
+            if pending is not None:
+                pending.result()  # a failed write stops the decode here
+            pending = writer.submit(out.write, frames)
+        if pending is not None:
+            pending.result()
+    lossy = (
+        ", precision bf16 (lossy: not the exact frames the encoder assumed)"
+        if args.precision == "bf16"
+        else ""
+    )
+    print(f"{args.output}: {len(indices)} frames from {len(files)} layer(s){lossy}")
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -454,7 +471,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE.gnerv", help="base layer, then layers 2, ...")
     p.add_argument("-o", "--output", required=True, help="out.mp4 | out.mkv (lossless) | out.npy")
     p.add_argument("--frames", metavar="A:B", help="decode only these frames (half-open)")
-    add_render_args(p)
+    add_render_args(p, precision=True)
     add_limit_args(p)
     p.set_defaults(func=cmd_decode)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gnerv.decode import DEFAULT_BATCH
+from gnerv.decode import DEFAULT_BATCH, DEFAULT_PRECISION, PRECISIONS
 from gnerv.device import DEFAULT_DEVICE
 from gnerv.encode import CompressConfig
 from gnerv.errors import GnervError
@@ -156,8 +156,11 @@ def frame_indices(spec: str | None, n_frames: int, what: str) -> list[int]:
 # --------------------------------------------------------------------------------------------
 
 
-def add_render_args(p: argparse.ArgumentParser, batch: bool = True) -> None:
-    """--batch (frames per forward pass) and --device: every command that renders frames."""
+def add_render_args(
+    p: argparse.ArgumentParser, batch: bool = True, precision: bool = False
+) -> None:
+    """--batch (frames per forward pass) and --device: every command that renders frames;
+    --precision: the decoders (decode, evaluate)."""
     if batch:
         p.add_argument(
             "--batch",
@@ -170,6 +173,14 @@ def add_render_args(p: argparse.ArgumentParser, batch: bool = True) -> None:
         default=DEFAULT_DEVICE,
         help="auto (GPU when present) | cpu | cuda[:N] (default %(default)s)",
     )
+    if precision:
+        p.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default=DEFAULT_PRECISION,
+            help="fp32: exact, what the encoder assumed (default); bf16: faster on CPUs with "
+            "AVX-512 BF16 or AMX, lossy against fp32",
+        )
 
 
 def bits_type(text: str) -> int | str:

@@ -37,7 +37,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
     check_suffix(args.output, JSON_SUFFIX)
     frames, _ = load_frames(args.frames_file)
-    result = evaluate_layers(frames, args.layers, args.device, args.batch, args.label)
+    result = evaluate_layers(
+        frames, args.layers, args.device, args.batch, args.label, args.precision
+    )
     write_json(args.output, result)
     for p in result["points"]:
         ms = f", MS-SSIM {p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else ""
@@ -124,7 +126,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("-o", "--output", required=True, metavar="METRICS.json", help="file to write")
     p.add_argument("--label", default="gnerv", help="curve name in plots and tables")
-    add_render_args(p)
+    add_render_args(p, precision=True)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("baselines", help="x264 / x265 R-D points on the same frames")
