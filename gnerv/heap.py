@@ -3,10 +3,10 @@
 A decode batch at 180x320 allocates and frees a few tensors of 10-60 MB each (conv outputs,
 the pixel shuffle's copy, the head). glibc serves every allocation above its mmap threshold
 (32 MB at most) with a fresh mmap and unmaps it on free, so each batch pays a page fault per
-4 KB page on first touch: on the 2-core dev VM that was a third of a 0.09M model's decode time,
-more than its GELUs and normalisations together. With mmap off for the heap (M_MMAP_MAX = 0)
-and freed memory kept up to TRIM_THRESHOLD_BYTES (M_TRIM_THRESHOLD), the next batch reuses the
-same pages: 1.5-1.75x the frames/s (docs/performance.md), training steps alike. It changes no
+4 KB page on first touch (a 55 MB copy: 20-33 ms into fresh memory, 6 ms into reused memory
+on the 2-core dev VM). With mmap off for the heap (M_MMAP_MAX = 0) and freed memory kept up to
+TRIM_THRESHOLD_BYTES (M_TRIM_THRESHOLD), the next batch reuses the same pages: 1.34x / 1.48x
+the decode frames/s at batch 1 / 8 (a 0.1M model at 180x320, docs/performance.md). It changes no
 result (the same arithmetic on the same values; only where the buffers live), and costs at most
 TRIM_THRESHOLD_BYTES of freed memory the process keeps.
 
