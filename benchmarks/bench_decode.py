@@ -14,13 +14,14 @@ into convolutions and the rest (normalisation, GELU, shuffle, layout copies, con
 Random weights (speed does not depend on them).
 
 Paths, side by side in one run (`--paths`): `before` is the decoder before issue #18's changes
-(glibc's default heap, each large buffer a fresh mmap: GNERV_HEAP=system; torch's NHWC pixel
-shuffle: GNERV_SHUFFLE=aten), `heap` adds the kept heap (gnerv/heap.py), `today` also the
-blocked shuffle (gnerv.model.conv_shuffle_nhwc): all three give the same bits. `bf16` is today's
-with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its `of
-ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame,
-size) is measured in a fresh process per path, the paths alternating, so a drift of the
-machine's load hits all. Prints a table; writes benchmarks/out/decode.json.
+(glibc's default heap, each large buffer a fresh mmap: GNERV_HEAP=system; the forward as in
+training, torch's NHWC pixel shuffle and a new tensor per step: GNERV_RENDER=reference), `heap`
+adds the kept heap (gnerv/heap.py), `today` also the lean forward (gnerv.model.lean_inference:
+the blocked shuffle, in-place GELU, shift and sigmoid): all three give the same bits. `bf16` is
+today's with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its
+`of ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured
+in a fresh process per path, the paths alternating, so a drift of the machine's load hits all.
+Prints a table; writes benchmarks/out/decode.json.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from gnerv import bitstream as bs  # noqa: E402
 from gnerv.decode import bf16_supported, decode_layers, load_layers, prepare_layers  # noqa: E402
 from gnerv.heap import HEAP_ENV  # noqa: E402
 from gnerv.model import (  # noqa: E402
-    SHUFFLE_ENV,
+    RENDER_ENV,
     GNeRV,
     GNeRVConfig,
     c0_for_size,
@@ -56,10 +57,10 @@ from gnerv.model import (  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {  # name -> the environment that selects it
-    "before": {HEAP_ENV: "system", SHUFFLE_ENV: "aten"},
-    "heap": {HEAP_ENV: "", SHUFFLE_ENV: "aten"},
-    "today": {HEAP_ENV: "", SHUFFLE_ENV: ""},
-    "bf16": {HEAP_ENV: "", SHUFFLE_ENV: ""},  # today's, with --precision bf16 (lossy)
+    "before": {HEAP_ENV: "system", RENDER_ENV: "reference"},
+    "heap": {HEAP_ENV: "", RENDER_ENV: "reference"},
+    "today": {HEAP_ENV: "", RENDER_ENV: ""},
+    "bf16": {HEAP_ENV: "", RENDER_ENV: ""},  # today's, with --precision bf16 (lossy)
 }
 OUT = ROOT / "benchmarks" / "out"
 PATH_ENV = "BENCH_DECODE_PATH"  # tells a child process which path it measures

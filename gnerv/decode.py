@@ -8,13 +8,14 @@ file, and all layers come from the same video. Each layer renders on its own, in
 layers are divided by their ``residual_scale``; the sum is clipped to [0, 1] only at the end.
 
 Precision: "fp32" (the default) is exact, the very floats the encoder computed its residuals
-from. "bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders under torch.autocast in
-bfloat16: faster, and lossy against fp32 (docs/performance.md states by how much); the encoder
-never uses it.
+from. "bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders in bfloat16 (on a CPU
+GNeRV.forward_bf16, convs fused with their activations; on a GPU torch.autocast): faster, and
+lossy against fp32 (docs/performance.md states by how much); the encoder never uses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
@@ -168,22 +169,30 @@ def _batches(
     streams = (
         [torch.cuda.Stream(dev) for _ in models] if dev.type == "cuda" and len(models) > 1 else None
     )
+    # bf16 on a CPU: the fused oneDNN render (GNeRV.forward_bf16); on a GPU: autocast.
+    fused_bf16 = precision == "bf16" and dev.type == "cpu"
     lossy = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    with torch.inference_mode(), lossy:
+    with torch.inference_mode(), lossy if not fused_bf16 else contextlib.nullcontext():
         for block, positions in groups:
             lo = block * batch_size
             t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)
-            outs = _render_each(models, t, streams)
+            outs = _render_each(models, t, streams, fused_bf16)
             acc = outs[0]
             for out, (_, scale) in zip(outs[1:], models[1:], strict=True):
                 acc = acc + out / scale
-            yield positions, acc[(idx[positions] - lo).to(dev)]
+            rows = idx[positions] - lo
+            if len(rows) == len(acc) and torch.equal(rows, torch.arange(len(rows))):
+                yield positions, acc  # the whole block in order (a range): no gather copy
+            else:
+                yield positions, acc[rows.to(dev)]
 
 
 def _render_each(
-    models: Layers, t: torch.Tensor, streams: list[torch.cuda.Stream] | None
+    models: Layers, t: torch.Tensor, streams: list[torch.cuda.Stream] | None, bf16: bool = False
 ) -> list[torch.Tensor]:
-    """Each layer's float output for frame times `t`."""
+    """Each layer's float output for frame times `t` (bf16: GNeRV.forward_bf16, on a CPU)."""
+    if bf16:
+        return [model.forward_bf16(t) for model, _ in models]
     if streams is None:
         return [model(t).float() for model, _ in models]
     main = torch.cuda.current_stream(t.device)

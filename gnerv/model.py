@@ -280,17 +280,41 @@ def positional_encoding(t: torch.Tensor, base: float, levels: int) -> torch.Tens
 
 
 def distribution_shift(
-    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5, inplace: bool = False
 ) -> torch.Tensor:
-    """Eq. 1: normalise f over its spatial dims, then give it the channel-wise mean and std."""
+    """Eq. 1: normalise f over its spatial dims, then give it the channel-wise mean and std.
+
+    inplace (inference only): the same four element-wise steps in one buffer, the same bits."""
     mu = f.mean(dim=(2, 3), keepdim=True)
     sigma = (f.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    if inplace:
+        return (f - mu).mul_(std[:, :, None, None]).div_(sigma).add_(mean[:, :, None, None])
     return std[:, :, None, None] * (f - mu) / sigma + mean[:, :, None, None]
 
 
-# GNERV_SHUFFLE=aten in the environment keeps torch's own PixelShuffle in inference (the decoder
-# before, for benchmarks/bench_decode.py's comparison); the result is the same bits either way.
-SHUFFLE_ENV = "GNERV_SHUFFLE"
+# GNERV_RENDER=reference in the environment renders inference as training does (torch's own
+# PixelShuffle, a new tensor for every step): the decoder before issue #18, kept for
+# benchmarks/bench_decode.py's side-by-side comparison. The result is the same bits either way.
+RENDER_ENV = "GNERV_RENDER"
+
+
+def lean_inference() -> bool:
+    """True when a forward may reuse its buffers: no autograd, and the reference not asked for."""
+    return not torch.is_grad_enabled() and os.environ.get(RENDER_ENV) != "reference"
+
+
+def _blocked_weights(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """conv's weight and bias with output channels (c, i, j) listed as (i, j, c); computed once
+    per weight version and kept on the module (inference only)."""
+    key = (conv.weight.data_ptr(), conv.weight._version, factor)
+    cached = conv.__dict__.get("_blocked")
+    if cached is None or cached[0] != key:
+        order = torch.arange(conv.out_channels, device=conv.weight.device)
+        order = order.view(-1, factor * factor).t().reshape(-1)
+        bias = None if conv.bias is None else conv.bias[order]
+        cached = (key, conv.weight[order], bias)
+        conv.__dict__["_blocked"] = cached
+    return cached[1], cached[2]
 
 
 def conv_shuffle_nhwc(conv: nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -301,14 +325,63 @@ def conv_shuffle_nhwc(conv: nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Te
     dot products, listed in another order. In NHWC memory each pixel's factor * C values of one
     output row i then lie side by side, and the shuffle is a copy of such blocks. Pure data
     movement on both sides: the same bits as the plain path (tests/test_model.py)."""
-    order = torch.arange(conv.out_channels, device=x.device)
-    order = order.view(-1, factor * factor).t().reshape(-1)
-    bias = None if conv.bias is None else conv.bias[order]
-    y = conv._conv_forward(x, conv.weight[order], bias)  # (n, [i j c], h, w), NHWC memory
+    weight, bias = _blocked_weights(conv, factor)
+    return shuffle_blocked(conv._conv_forward(x, weight, bias), factor)
+
+
+def shuffle_blocked(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """PixelShuffle of an NHWC y whose channels are listed (i, j, c): a copy of r * C blocks."""
     n, _, h, w = y.shape
     y = y.permute(0, 2, 3, 1).reshape(n, h, w, factor, -1)  # a view: (n, h, w, i, [j c])
     y = y.transpose(2, 3).contiguous()  # (n, h, i, w, [j c]): the copy
     return y.view(n, h * factor, w * factor, -1).permute(0, 3, 1, 2)  # NCHW view, NHWC memory
+
+
+# --------------------------------------------------------------------------------------------
+# The bf16 render (opt-in and lossy: `--precision bf16` on CPUs with AVX-512 BF16 or AMX). Free
+# of the exact path's constraint, it fuses what oneDNN can: each conv with its GELU (or the
+# head's sigmoid) as one kernel on bf16 weights made once, the shift as one statistics pass and
+# one multiply-add. The time path stays fp32.
+# --------------------------------------------------------------------------------------------
+
+
+def _bf16_weights(conv: nn.Conv2d, factor: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """conv's weight (NHWC) and bias in bfloat16, channels (i, j, c) with a factor; kept."""
+    key = (conv.weight.data_ptr(), conv.weight._version, factor)
+    cached = conv.__dict__.get("_bf16")
+    if cached is None or cached[0] != key:
+        w, b = _blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
+        w = w.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        cached = (key, w, None if b is None else b.to(torch.bfloat16))
+        conv.__dict__["_bf16"] = cached
+    return cached[1], cached[2]
+
+
+def conv_bf16(
+    conv: nn.Conv2d, x: torch.Tensor, post: str, factor: int | None = None
+) -> torch.Tensor:
+    """post(conv(x)) in one oneDNN kernel (post: "gelu", "sigmoid" or "none"), bf16 NHWC; then
+    PixelShuffle(factor) when given (GELU commutes with it: both are per element)."""
+    w, b = _bf16_weights(conv, factor)
+    y = torch.ops.mkldnn._convolution_pointwise(
+        x, w, b, conv.padding, conv.stride, conv.dilation, conv.groups,
+        post, [], "none" if post == "gelu" else "",
+    )  # fmt: skip
+    return shuffle_blocked(y, factor) if factor else y
+
+
+def distribution_shift_bf16(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Eq. 1 as x * a + b on an NHWC bf16 x: the spatial sums of x and x^2 in fp32 (one pass
+    each, far faster than torch's bf16 var_mean over NHWC), per-channel a and b, one addcmul."""
+    n, c, h, w = x.shape
+    flat = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # NHWC memory: a view
+    mu = flat.sum(1, dtype=torch.float32) / (h * w)
+    var = ((flat * flat).sum(1, dtype=torch.float32) / (h * w) - mu * mu).clamp_min(0)
+    a = std / (var + eps).sqrt()
+    b = mean - mu * a
+    return torch.addcmul(b[:, :, None, None].to(x.dtype), x, a[:, :, None, None].to(x.dtype))
 
 
 class ConvUpBlock(nn.Module):
@@ -330,24 +403,32 @@ class ConvUpBlock(nn.Module):
         self.shuffle = nn.PixelShuffle(factor)
         self.act = nn.GELU()
 
-    def up(self, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-        """shuffle(conv(x)); in inference on NHWC CPU tensors by conv_shuffle_nhwc."""
+    def up(self, conv: nn.Conv2d, x: torch.Tensor, lean: bool) -> torch.Tensor:
+        """shuffle(conv(x)); in lean inference on NHWC CPU tensors by conv_shuffle_nhwc."""
         if (
-            torch.is_grad_enabled()
+            not lean
             or x.device.type != "cpu"
             or not x.is_contiguous(memory_format=torch.channels_last)
             or not conv.weight.is_contiguous(memory_format=torch.channels_last)
-            or os.environ.get(SHUFFLE_ENV) == "aten"
         ):
             return self.shuffle(conv(x))
         return conv_shuffle_nhwc(conv, x, self.shuffle.upscale_factor)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_bf16(self, x: torch.Tensor) -> torch.Tensor:
+        """The block in bf16, each conv fused with its GELU (see conv_bf16)."""
+        r = self.shuffle.upscale_factor
         if self.grows:
-            x = self.act(self.up(self.conv1, x))
-            return self.act(self.conv2(x))
-        x = self.act(self.conv1(x))
-        return self.act(self.up(self.conv2, x))
+            return conv_bf16(self.conv2, conv_bf16(self.conv1, x, "gelu", r), "gelu")
+        return conv_bf16(self.conv2, conv_bf16(self.conv1, x, "gelu"), "gelu", r)
+
+    def forward(self, x: torch.Tensor, lean: bool = False) -> torch.Tensor:
+        """lean (inference only, see lean_inference): GELU in place, the blocked shuffle."""
+        act = torch.ops.aten.gelu_ if lean else self.act  # the same kernel, in place
+        if self.grows:
+            x = act(self.up(self.conv1, x, lean))
+            return act(self.conv2(x))
+        x = act(self.conv1(x))
+        return act(self.up(self.conv2, x, lean))
 
 
 class TimeModulation(nn.Module):
@@ -426,6 +507,25 @@ class GNeRV(nn.Module):
         (no normalisation, no shift): Table 4's "mask M" and "mask DS" (ds+m models only)."""
         cfg = self.cfg
         check_mask(cfg, mask)
+        x, stats = self.time_path(t, mask)
+        lean = lean_inference()
+        for j, block in enumerate(self.blocks):
+            if stats is not None:
+                mean, std = stats[j]
+                # std is learned as an offset from 1: a fresh model starts near plain normalisation.
+                x = distribution_shift(x, mean, 1.0 + std, inplace=lean)
+            x = block(x, lean)
+        out = self.head(x)
+        if cfg.residual:
+            return out
+        return out.sigmoid_() if lean else torch.sigmoid(out)
+
+    def time_path(
+        self, t: torch.Tensor, mask: str | None = None
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+        """The first block's input (the embedding, shifted by the M branch) and each block's
+        (mean, std offset) from the DS branch, for frame times t (mask: see forward)."""
+        cfg = self.cfg
         use_m = cfg.has_m and mask != "m"
         use_ds = cfg.has_ds and mask != "ds"
         # The time path: tiny matrix products whose sums a multi-threaded BLAS splits by thread
@@ -439,14 +539,19 @@ class GNeRV(nn.Module):
         x = self.embedding.expand(t.shape[0], -1, -1, -1)
         if shift is not None:
             x = x + shift
+        return x, stats
+
+    def forward_bf16(self, t: torch.Tensor) -> torch.Tensor:
+        """The lossy bf16 render on a CPU (oneDNN): as forward, in bfloat16 from the first block
+        on, convs fused with their activations. Returns fp32 (B, 3, H, W)."""
+        x, stats = self.time_path(t)
+        x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         for j, block in enumerate(self.blocks):
             if stats is not None:
                 mean, std = stats[j]
-                # std is learned as an offset from 1: a fresh model starts near plain normalisation.
-                x = distribution_shift(x, mean, 1.0 + std)
-            x = block(x)
-        out = self.head(x)
-        return out if cfg.residual else torch.sigmoid(out)
+                x = distribution_shift_bf16(x, mean, 1.0 + std)
+            x = block.forward_bf16(x)
+        return conv_bf16(self.head, x, "none" if self.cfg.residual else "sigmoid").float()
 
 
 def frame_times(indices: torch.Tensor, n_frames: int) -> torch.Tensor:
@@ -588,4 +693,5 @@ def render(
 
 def to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3), rounded and clipped."""
-    return frames.clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+    u8 = frames.clamp(0, 1).mul_(255).round_().to(torch.uint8)  # one new float buffer, not three
+    return u8.permute(0, 2, 3, 1).contiguous()

@@ -8,12 +8,13 @@ import torch
 import gnerv.model as model_module
 from gnerv.errors import GnervError
 from gnerv.model import (
-    SHUFFLE_ENV,
+    RENDER_ENV,
     GNeRV,
     GNeRVConfig,
     c0_for_size,
     count_params,
     distribution_shift,
+    distribution_shift_bf16,
     embedding_geometry,
     for_inference,
     frame_times,
@@ -114,6 +115,45 @@ def test_distribution_shift_sets_channel_mean_and_std():
     out = distribution_shift(f, mean, std)
     assert torch.allclose(out.mean(dim=(2, 3)), mean, atol=1e-4)
     assert torch.allclose(out.std(dim=(2, 3), unbiased=False), std, atol=1e-3)
+
+
+def test_bf16_shift_is_eq1_too():
+    """The bf16 render's shift (sums of x and x^2, then x * a + b) gives Eq. 1's result; in
+    fp32 it agrees with the exact one to rounding, on NHWC input as the render feeds it."""
+    f = (torch.randn(2, 5, 7, 9) * 3 + 4).contiguous(memory_format=torch.channels_last)
+    mean = torch.randn(2, 5)
+    std = torch.rand(2, 5) + 0.5
+    out = distribution_shift_bf16(f, mean, std)
+    assert torch.allclose(out, distribution_shift(f, mean, std), atol=1e-4)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def bf16_cpu() -> bool:
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+@pytest.mark.skipif(not bf16_cpu(), reason="the CPU has no native bfloat16 (AVX-512 BF16/AMX)")
+@pytest.mark.parametrize(
+    ("time_branch", "residual"), [("ds", False), ("ds+m", False), ("m", False), ("ds", True)]
+)
+def test_bf16_render_is_the_model_to_bf16_rounding(time_branch, residual):
+    """GNeRV.forward_bf16 (fused oneDNN kernels in bfloat16) renders what forward renders, to
+    bf16's rounding: for every time branch, for frames and for residual heads."""
+    cfg = GNeRVConfig(height=36, width=64, c0=16, time_branch=time_branch, residual=residual)
+    torch.manual_seed(5)
+    model = GNeRV(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    model = for_inference(model, "cpu")
+    t = frame_times(torch.arange(5), 5)
+    with torch.inference_mode():
+        exact, lossy = model(t), model.forward_bf16(t)
+    assert lossy.dtype == torch.float32 and lossy.shape == exact.shape
+    err = (lossy - exact).abs()
+    scale = exact.abs().max().item()
+    assert 0 < err.max().item() < 0.05 * scale  # not the fp32 path, and close to it
+    assert err.mean().item() < 0.005 * scale
 
 
 def test_time_enters_only_through_ds_and_changes_the_frame():
@@ -298,8 +338,9 @@ def test_layout_is_checked_and_round_trips():
     [("wide", False, (90, 160)), ("paper", False, (36, 64)), ("wide", True, (36, 64))],
 )
 def test_inference_shuffle_gives_the_same_bits(monkeypatch, layout, residual, hw):
-    """conv_shuffle_nhwc (inference on NHWC CPU tensors) is data movement only: a decode shows
-    the very floats torch's own PixelShuffle gives, so old files decode as before."""
+    """The lean inference forward (conv_shuffle_nhwc, in-place GELU, shift and sigmoid) reorders
+    data and reuses buffers only: a decode shows the very floats of the forward as in training,
+    so old files decode as before."""
     cfg = GNeRVConfig(height=hw[0], width=hw[1], c0=16, layout=layout, residual=residual)
     torch.manual_seed(3)
     model = GNeRV(cfg)
@@ -312,11 +353,19 @@ def test_inference_shuffle_gives_the_same_bits(monkeypatch, layout, residual, hw
     fast = model_module.conv_shuffle_nhwc
     monkeypatch.setattr(model_module, "conv_shuffle_nhwc", lambda *a: calls.append(1) or fast(*a))
     with torch.inference_mode():
-        monkeypatch.setenv(SHUFFLE_ENV, "aten")
+        monkeypatch.setenv(RENDER_ENV, "reference")
         plain = model(t)
         assert not calls
-        monkeypatch.delenv(SHUFFLE_ENV)
+        monkeypatch.delenv(RENDER_ENV)
         blocked = model(t)
     assert len(calls) == len(cfg.upscale_factors)  # every block took the blocked shuffle
     assert torch.equal(plain, blocked)
     assert blocked.is_contiguous(memory_format=torch.channels_last)
+    # The blocked weights are kept between calls; a weight that changes is picked up.
+    with torch.no_grad():
+        model.blocks[-1].conv2.weight.mul_(1.5)
+    with torch.inference_mode():
+        monkeypatch.setenv(RENDER_ENV, "reference")
+        plain = model(t)
+        monkeypatch.delenv(RENDER_ENV)
+        assert torch.equal(plain, model(t))
