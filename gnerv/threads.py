@@ -12,10 +12,11 @@ OMP_WAIT_POLICY=ACTIVE in the environment takes it back.
 
 The thread count itself is left as torch sets it (OMP_NUM_THREADS, Snakemake's `threads`, else
 every core). Training results depend on it (gradients are summed across threads); what a decoder
-shows does not: the only decode-side sums a thread count split were the time path's small
-matrix products (from 3 threads on), which `one_thread` runs on one thread (gnerv.model), so an
-encoder's residual is computed from the very floats a decoder with any thread count shows
-(tests/test_threads.py). Choosing the count from the load would still change a fit's bits.
+shows nearly does not: the time path's small matrix products (split by thread count from 3
+threads on) run on one thread (`one_thread`, gnerv.model; tests/test_threads.py). Left: torch's
+GELU on NHWC tensors of some shapes changes a few last bits with the thread split (a 0.1M model
+at 180x320, batch 1: 7 of 5.5 million decoded bytes differed by one between 1 and 2 threads;
+docs/performance.md). Choosing the count from the load would also change a fit's bits.
 
 GNERV_THREADS=plain leaves the policy to torch (the behaviour before, for
 benchmarks/bench_load.py's comparison).
