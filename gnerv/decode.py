@@ -15,7 +15,6 @@ lossy against fp32 (docs/performance.md states by how much); the encoder never u
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Iterator, Sequence
 
@@ -171,8 +170,8 @@ def _batches(
     )
     # bf16 on a CPU: the fused oneDNN render (GNeRV.forward_bf16); on a GPU: autocast.
     fused_bf16 = precision == "bf16" and dev.type == "cpu"
-    lossy = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    with torch.inference_mode(), lossy if not fused_bf16 else contextlib.nullcontext():
+    autocast = precision == "bf16" and not fused_bf16
+    with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16, enabled=autocast):
         for block, positions in groups:
             lo = block * batch_size
             t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -303,18 +304,28 @@ def lean_inference() -> bool:
     return not torch.is_grad_enabled() and os.environ.get(RENDER_ENV) != "reference"
 
 
-def _blocked_weights(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """conv's weight and bias with output channels (c, i, j) listed as (i, j, c); computed once
-    per weight version and kept on the module (inference only)."""
+def _kept(
+    conv: nn.Conv2d, name: str, factor: int | None, make: Callable
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """make(conv, factor) -> (weight, bias), kept on the module under `name` until the weight
+    changes (inference only: renders reuse it batch after batch)."""
     key = (conv.weight.data_ptr(), conv.weight._version, factor)
-    cached = conv.__dict__.get("_blocked")
+    cached = conv.__dict__.get(name)
     if cached is None or cached[0] != key:
-        order = torch.arange(conv.out_channels, device=conv.weight.device)
-        order = order.view(-1, factor * factor).t().reshape(-1)
-        bias = None if conv.bias is None else conv.bias[order]
-        cached = (key, conv.weight[order], bias)
-        conv.__dict__["_blocked"] = cached
+        cached = (key, *make(conv, factor))
+        conv.__dict__[name] = cached
     return cached[1], cached[2]
+
+
+def _reorder(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    order = torch.arange(conv.out_channels, device=conv.weight.device)
+    order = order.view(-1, factor * factor).t().reshape(-1)
+    return conv.weight[order], None if conv.bias is None else conv.bias[order]
+
+
+def _blocked_weights(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """conv's weight and bias with output channels (c, i, j) listed as (i, j, c); kept."""
+    return _kept(conv, "_blocked", factor, _reorder)
 
 
 def conv_shuffle_nhwc(conv: nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -345,16 +356,15 @@ def shuffle_blocked(y: torch.Tensor, factor: int) -> torch.Tensor:
 # --------------------------------------------------------------------------------------------
 
 
+def _to_bf16(conv: nn.Conv2d, factor: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    w, b = _blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
+    w = w.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    return w, None if b is None else b.to(torch.bfloat16)
+
+
 def _bf16_weights(conv: nn.Conv2d, factor: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """conv's weight (NHWC) and bias in bfloat16, channels (i, j, c) with a factor; kept."""
-    key = (conv.weight.data_ptr(), conv.weight._version, factor)
-    cached = conv.__dict__.get("_bf16")
-    if cached is None or cached[0] != key:
-        w, b = _blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
-        w = w.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-        cached = (key, w, None if b is None else b.to(torch.bfloat16))
-        conv.__dict__["_bf16"] = cached
-    return cached[1], cached[2]
+    return _kept(conv, "_bf16", factor, _to_bf16)
 
 
 def conv_bf16(
