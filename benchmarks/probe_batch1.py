@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_decode import one_model  # noqa: E402
+from bench_entropy import median_seconds  # noqa: E402
 from record import write_record  # noqa: E402
 
 import gnerv.model as gm  # noqa: E402
@@ -41,14 +42,7 @@ OUT = Path(__file__).resolve().parent / "out" / "probe_batch1.json"
 
 
 def median_ms(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2] * 1e3
+    return median_seconds(fn, repeats) * 1e3
 
 
 def fused_fp32(model: gm.GNeRV, t: torch.Tensor) -> torch.Tensor:
