@@ -19,13 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnerv.atomic import write_json
-from gnerv.bitstream import read_gnerv
-from gnerv.encode import compress_checkpoint
-from gnerv.entropy import empirical_entropy_bits
-from gnerv.model import GNeRVConfig, c0_for_size, describe, parse_param_count
-from gnerv.train import TrainConfig, fit
-from gnerv.video import read_video, video_fingerprint
+from gnerv.codec.bitstream import read_gnerv
+from gnerv.codec.config import GNeRVConfig, c0_for_size, describe
+from gnerv.codec.entropy import empirical_entropy_bits
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.encode import compress_checkpoint
+from gnerv.encoder.train import fit
+from gnerv.media.video import read_video, video_fingerprint
+from gnerv.runtime.atomic import write_json
+from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out" / "bitstream.json"

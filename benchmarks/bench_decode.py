@@ -5,19 +5,19 @@ machine's conv ceiling, and where the time goes.
     python benchmarks/bench_decode.py --shapes 180x320 --batches 1 8 --repeats 5
 
 For each frame size, model size and batch: `decoder` is what `gnerv decode` runs per batch
-(gnerv.decode.decode_layers on a model rebuilt from a real .gnerv: NHWC weights, the thread
-choice of gnerv/threads.py, the uint8 conversion), `eager` a plain fp32 forward of the same
+(gnerv.codec.decode.decode_layers on a model rebuilt from a real .gnerv: NHWC weights, the thread
+choice of gnerv/runtime/threads.py, the uint8 conversion), `eager` a plain fp32 forward of the same
 model (NCHW, `model(t)` per batch, no conversion). Ceiling: FLOP/s of the model's most expensive
 conv as one dense conv2d at batch 32 (benchmarks/bench_train.py); `of ceiling` = the model's
 conv FLOP/s at that batch over it. A torch.profiler pass at each batch splits the decoder's time
 into convolutions and the rest (normalisation, GELU, shuffle, layout copies, conversion).
 Random weights (speed does not depend on them).
 
-Paths, side by side in one run (`--paths`): `before` is the decoder before issue #18's changes
-(glibc's default heap, each large buffer a fresh mmap: GNERV_HEAP=system; the forward as in
-training, torch's NHWC pixel shuffle and a new tensor per step: GNERV_RENDER=reference), `heap`
-adds the kept heap (gnerv/heap.py), `today` also the lean forward (gnerv.model.lean_inference:
-the blocked shuffle, in-place GELU, shift and sigmoid): all three give the same bits. `bf16` is
+Paths, side by side in one run (`--paths`): `before` is the plain decoder (glibc's default heap,
+each large buffer a fresh mmap; the `reference` kernel: the forward as in training, torch's NHWC
+pixel shuffle and a new tensor per step), `heap` adds the kept heap (gnerv/runtime/heap.py),
+`today` also the `lean` kernel (gnerv.codec.kernels: the blocked shuffle, in-place GELU, shift
+and sigmoid): all three give the same bits. `bf16` is
 today's with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its
 `of ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured
 in a fresh process per path, the paths alternating, so a drift of the machine's load hits all;
@@ -44,29 +44,22 @@ from bench_entropy import median_seconds  # noqa: E402
 from bench_train import conv_ceiling, dominant_conv  # noqa: E402
 from record import write_record  # noqa: E402
 
-from gnerv import bitstream as bs  # noqa: E402
-from gnerv.decode import bf16_supported, decode_layers, load_layers, prepare_layers  # noqa: E402
-from gnerv.heap import HEAP_ENV  # noqa: E402
-from gnerv.model import (  # noqa: E402
-    RENDER_ENV,
-    GNeRV,
-    GNeRVConfig,
-    c0_for_size,
-    count_params,
-    frame_times,
-    macs_per_frame,
-    parse_param_count,
-)
+from gnerv.codec import bitstream as bs  # noqa: E402
+from gnerv.codec.config import GNeRVConfig, c0_for_size, count_params, macs_per_frame
+from gnerv.codec.decode import bf16_supported, decode_layers, load_layers, prepare_layers  # noqa: E402
+from gnerv.codec.model import GNeRV, frame_times
+from gnerv.runtime.heap import keep_freed_memory
+from gnerv.runtime.sizes import parse_param_count
+from gnerv.runtime.threads import prepare_threads
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = {  # name -> the environment that selects it
-    "before": {HEAP_ENV: "system", RENDER_ENV: "reference"},
-    "heap": {HEAP_ENV: "", RENDER_ENV: "reference"},
-    "today": {HEAP_ENV: "", RENDER_ENV: ""},
-    "bf16": {HEAP_ENV: "", RENDER_ENV: ""},  # today's, with --precision bf16 (lossy)
+PATHS = {  # name -> (kept heap, kernel, precision)
+    "before": (False, "reference", "fp32"),
+    "heap": (True, "reference", "fp32"),
+    "today": (True, "lean", "fp32"),
+    "bf16": (True, "lean", "bf16"),  # today's, with --precision bf16 (lossy)
 }
 OUT = ROOT / "benchmarks" / "out"
-PATH_ENV = "BENCH_DECODE_PATH"  # tells a child process which path it measures
 CONV_OPS = ("conv", "mkldnn_convolution", "onednn", "convolution")
 
 
@@ -104,7 +97,7 @@ def measure(args, shape: str, size: str) -> list[dict]:
     height, width = (int(v) for v in shape.split("x"))
     big = height * width >= 720 * 1280
     rows = []
-    precision = "bf16" if os.environ.get(PATH_ENV) == "bf16" else "fp32"
+    _, kernel, precision = PATHS[args.path]
     if precision == "bf16" and not bf16_supported(device):
         return rows
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +113,7 @@ def measure(args, shape: str, size: str) -> list[dict]:
             idx = list(range(n))
 
             def decoder(idx=idx, batch=batch, files=files, models=models) -> None:
-                decode_layers(files, idx, device, batch, models, precision)
+                decode_layers(files, idx, device, batch, models, precision, kernel)
 
             def plain(n=n, batch=batch, eager=eager) -> None:
                 with torch.inference_mode():
@@ -135,7 +128,7 @@ def measure(args, shape: str, size: str) -> list[dict]:
                     "size": size,
                     "params": count_params(cfg),
                     "batch": batch,
-                    "path": os.environ.get(PATH_ENV, "today"),
+                    "path": args.path,
                     "decoder_fps": dec,
                     "eager_fps": ref,
                     "of_ceiling": dec * flops_per_frame / ceiling,
@@ -153,13 +146,15 @@ def record(out: str, rows: list[dict]) -> None:
 
 
 def in_child(args, shape: str, size: str, path: str, tmp: Path) -> list[dict]:
-    """measure() in a fresh process with the path's environment (the heap is set at import)."""
+    """measure() in a fresh process for the path, with the thread settings `gnerv decode` uses."""
     out = tmp / "rows.json"
     cmd = [sys.executable, __file__, "--worker", "--shapes", shape, "--sizes", size]
     cmd += ["--batches", *map(str, args.batches), "--frames", str(args.frames)]
     cmd += ["--frames-720p", str(args.frames_720p), "--repeats", str(args.repeats)]
-    cmd += ["--max-720p-batch", str(args.max_720p_batch), "--out", str(out)]
-    subprocess.run(cmd, check=True, env={**os.environ, **PATHS[path], PATH_ENV: path})
+    cmd += ["--max-720p-batch", str(args.max_720p_batch), "--out", str(out), "--path", path]
+    env = dict(os.environ)
+    prepare_threads(env)
+    subprocess.run(cmd, check=True, env=env)
     return json.loads(out.read_text())
 
 
@@ -186,9 +181,12 @@ def main() -> None:
         help="measure every path this many times, alternating; the table takes the median",
     )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--path", default="today", choices=list(PATHS), help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(OUT / "decode.json"))
     args = p.parse_args()
-    if args.worker:  # one (shape, size) under the heap this process was started with
+    if args.worker:  # one (shape, size) for one path
+        if PATHS[args.path][0]:
+            keep_freed_memory()
         Path(args.out).write_text(json.dumps(measure(args, args.shapes[0], args.sizes[0])))
         return
     rows = []

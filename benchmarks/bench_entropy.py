@@ -1,4 +1,4 @@
-"""Throughput and efficiency of gnerv.entropy on Laplacian-like 8-bit symbols.
+"""Throughput and efficiency of gnerv.codec.entropy on Laplacian-like 8-bit symbols.
 
 Run: ``python benchmarks/bench_entropy.py [--sizes 1000000 10000000] [--repeats 5]``.
 Prints a table and writes ``benchmarks/out/entropy.json``. Target: >= 20 M symbols/s both ways.
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gnerv.atomic import write_json
-from gnerv.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
+from gnerv.codec.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
+from gnerv.runtime.atomic import write_json
 
 OUT = Path(__file__).resolve().parent / "out" / "entropy.json"
 
@@ -74,13 +74,17 @@ def main() -> None:
     args = ap.parse_args()
 
     rows = [bench(n, args.repeats) for n in args.sizes]
-    print(f"{'symbols':>10} {'mode':>5} {'enc M/s':>9} {'dec M/s':>9} {'H b/sym':>8} "
-          f"{'pay b/sym':>9} {'pay/H':>8} {'table B':>8}")
+    print(
+        f"{'symbols':>10} {'mode':>5} {'enc M/s':>9} {'dec M/s':>9} {'H b/sym':>8} "
+        f"{'pay b/sym':>9} {'pay/H':>8} {'table B':>8}"
+    )
     for r in rows:
-        print(f"{r['symbols']:>10} {r['mode']:>5} {r['encode_msym_s']:>9.1f} "
-              f"{r['decode_msym_s']:>9.1f} {r['bits_per_symbol_entropy']:>8.4f} "
-              f"{r['bits_per_symbol_payload']:>9.4f} {r['payload_over_entropy']:>8.5f} "
-              f"{r['table_bytes']:>8}")
+        print(
+            f"{r['symbols']:>10} {r['mode']:>5} {r['encode_msym_s']:>9.1f} "
+            f"{r['decode_msym_s']:>9.1f} {r['bits_per_symbol_entropy']:>8.4f} "
+            f"{r['bits_per_symbol_payload']:>9.4f} {r['payload_over_entropy']:>8.5f} "
+            f"{r['table_bytes']:>8}"
+        )
     result = {
         "benchmark": "entropy",
         "repeats": args.repeats,

@@ -13,7 +13,7 @@ import statistics
 import time
 from pathlib import Path
 
-from gnerv.video import probe_video, read_video
+from gnerv.media.video import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"

@@ -7,7 +7,8 @@ Each measurement runs the real commands in a child process: `gnerv fit` (wall ti
 training, from fit.json) and `gnerv evaluate` (decode frames/s of batch rendering, from
 metrics.json), first on an idle machine, then beside N processes that spin on a core each.
 Two thread settings run side by side in the same session: `package` (what gnerv sets up where the
-user has not: see gnerv/threads.py) and `plain` (GNERV_THREADS=plain: torch's own defaults, the
+user has not: see gnerv/runtime/threads.py) and `plain` (GNERV_THREADS=plain: torch's own defaults,
+the
 behaviour before). Prints a table and writes benchmarks/out/load.json; figures are medians.
 """
 

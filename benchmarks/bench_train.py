@@ -22,10 +22,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gnerv.device import select_device
-from gnerv.model import GNeRV, GNeRVConfig, c0_for_size, macs_per_frame, parse_param_count, render
-from gnerv.train import TrainConfig, fit
-from gnerv.video import read_video
+from gnerv.codec.config import GNeRVConfig, c0_for_size, macs_per_frame
+from gnerv.codec.model import GNeRV, render
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.train import fit
+from gnerv.media.video import read_video
+from gnerv.runtime.device import select_device
+from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"

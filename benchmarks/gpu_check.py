@@ -7,15 +7,16 @@ Sections (each one is recorded even when another fails; --sections picks some):
 
   tests   ``pytest -m gpu tests/test_gpu.py`` in a subprocess; counts from its JUnit XML.
   fit     Bunny 720p (132 frames) at 0.5M parameters with bf16 autocast, through the package's
-          own ``gnerv.train.fit``: a 3-epoch probe fit measures seconds per epoch, then one fit
+          own ``gnerv.encoder.train.fit``: a 3-epoch probe fit measures seconds per epoch, then one
+          fit
           (its full warm-up + cosine schedule) runs as many epochs as fit in --fit-seconds, at
           most 300. Prints training frames/s, the projected seconds for 300 epochs (target
           <= 300 s) and the PSNR curve; then renders the fitted model in fp32 and in bf16.
   decode  a ~4.7M-parameter 1080p model (random weights): frames/s at batch 1, 8 and 32, fp32
           and bf16 autocast, eager and ``torch.compile``d (warm-up and compile excluded, CUDA
           synchronised around each timing); the PSNR of bf16 output against fp32 output; and
-          the real decoder (``gnerv.decode.decode_layers`` on a ``.gnerv`` written by
-          ``gnerv.bitstream.compress_model``) end to end, uint8 frames on the host included.
+          the real decoder (``gnerv.codec.decode.decode_layers`` on a ``.gnerv`` written by
+          ``gnerv.codec.bitstream.compress_model``) end to end, uint8 frames on the host included.
 
 Writes $OUT/gpu_check.json (rewritten after every step, so a run cut short keeps what it had),
 $OUT/gpu_check.log and $OUT/pytest_gpu.xml; OUT defaults to benchmarks/out/gpu_check/. Exit
@@ -47,23 +48,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from gnerv.bitstream import base_stage, compress_model, unpack, video_facts
-from gnerv.decode import decode_layers, prepare_layers
-from gnerv.device import seed_everything, select_device
-from gnerv.metrics import mean_psnr
-from gnerv.model import (
-    GNeRV,
-    GNeRVConfig,
-    c0_for_size,
-    count_params,
-    describe,
-    for_inference,
-    frame_times,
-    macs_per_frame,
-    parse_param_count,
-    to_uint8,
-)
-from gnerv.train import TrainConfig, fit
+from gnerv.codec.bitstream import base_stage, compress_model, unpack, video_facts
+from gnerv.codec.config import GNeRVConfig, c0_for_size, count_params, describe, macs_per_frame
+from gnerv.codec.decode import decode_layers, prepare_layers
+from gnerv.codec.model import GNeRV, for_inference, frame_times, to_uint8
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.train import fit
+from gnerv.evaluation.metrics import mean_psnr
+from gnerv.runtime.device import seed_everything, select_device
+from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gpu_check"
@@ -258,7 +251,7 @@ def synthetic_clip(n: int, height: int, width: int) -> np.ndarray:
 
 def _read_with_opencv(path: Path) -> np.ndarray:
     """All frames as uint8 RGB through OpenCV's bundled FFmpeg (the H200 image has OpenCV but
-    no ffmpeg binary; on bunny.mkv this gives the same bytes as gnerv.video.read_video)."""
+    no ffmpeg binary; on bunny.mkv this gives the same bytes as gnerv.media.video.read_video)."""
     import cv2
 
     cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
@@ -296,10 +289,10 @@ def load_clip(video: Path | None) -> tuple[np.ndarray, str]:
     except (ImportError, RuntimeError):
         has_ffmpeg = False
     if has_ffmpeg:
-        from gnerv.video import read_video
+        from gnerv.media.video import read_video
 
         frames, _ = read_video(video, progress=False)
-        return frames, f"{video.name} (gnerv.video, imageio-ffmpeg)"
+        return frames, f"{video.name} (gnerv.media.video, imageio-ffmpeg)"
     return _read_with_opencv(video), f"{video.name} (OpenCV: no ffmpeg binary here)"
 
 
@@ -603,7 +596,7 @@ def decode_section(args: argparse.Namespace, plan: Plan, device: torch.device, r
         "shape": list(decoded.shape),
     }
     rep.log(
-        f"decode: gnerv.decode.decode_layers, {len(data)} B file, batch {batch}: "
+        f"decode: gnerv.codec.decode.decode_layers, {len(data)} B file, batch {batch}: "
         f"{n / dt:.1f} frames/s end to end ({n} frames, uint8 on the host)"
     )
     return res

@@ -11,7 +11,8 @@ import argparse
 
 import torch
 
-from gnerv.model import LAYOUTS, GNeRV, GNeRVConfig, count_params, macs_per_frame
+from gnerv.codec.config import LAYOUTS, GNeRVConfig, count_params, macs_per_frame
+from gnerv.codec.model import GNeRV
 
 # (source, height, width, C0, parameters in M, GMACs per frame or None), as the paper prints them.
 PAPER = [

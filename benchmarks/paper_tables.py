@@ -22,19 +22,20 @@ from pathlib import Path
 
 import torch
 
-from gnerv.atomic import write_json
-from gnerv.encode import encode_single
-from gnerv.evaluate import evaluate_layers
-from gnerv.model import GNeRVConfig, parse_param_count
-from gnerv.plots import markdown_table
-from gnerv.progressive import (
+from gnerv.codec.config import GNeRVConfig
+from gnerv.encoder.config import PAPER_LR, TrainConfig
+from gnerv.encoder.encode import encode_single
+from gnerv.encoder.progressive import (
     StageSpec,
     encode_progressive,
     encode_respective,
     stage_model_config,
 )
-from gnerv.train import PAPER_LR, TrainConfig
-from gnerv.video import read_video
+from gnerv.evaluation.evaluate import evaluate_layers
+from gnerv.evaluation.plots import markdown_table
+from gnerv.media.video import read_video
+from gnerv.runtime.atomic import write_json
+from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"

@@ -4,7 +4,8 @@
 
 Four probes on a random 0.1M GNeRV at Bunny's frame size (180x320), in one process:
 
-- `fused`: the bf16 render's structure in fp32 (GNeRV.forward_bf16 with fp32 weights: each conv
+- `fused`: the bf16 render's structure in fp32 (gnerv.codec.kernels.bf16_forward with fp32 weights:
+each conv
   fused with its GELU in oneDNN, the shift from sums) against the default exact forward, frames
   per second at batch 1 and 8, alternating, and how many decoded bytes differ.
 - `gelu`: torch's GELU on the last block's NHWC output against the same values as a flat
@@ -34,9 +35,10 @@ from bench_decode import one_model  # noqa: E402
 from bench_entropy import median_seconds  # noqa: E402
 from record import write_record  # noqa: E402
 
-import gnerv.model as gm  # noqa: E402
-from gnerv.decode import decode_float, decode_layers, prepare_layers  # noqa: E402
-from gnerv.model import frame_times, shuffle_blocked, to_uint8  # noqa: E402
+from gnerv.codec import kernels  # noqa: E402
+from gnerv.codec.decode import decode_float, decode_layers, prepare_layers  # noqa: E402
+from gnerv.codec.kernels import shuffle_blocked  # noqa: E402
+from gnerv.codec.model import GNeRV, frame_times, to_uint8  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out" / "probe_batch1.json"
 
@@ -45,11 +47,11 @@ def median_ms(fn, repeats: int) -> float:
     return median_seconds(fn, repeats) * 1e3
 
 
-def fused_fp32(model: gm.GNeRV, t: torch.Tensor) -> torch.Tensor:
-    """GNeRV.forward_bf16's structure with fp32 weights (the kept bf16 weights swapped out)."""
-    keep = gm._bf16_weights
-    gm._bf16_weights = lambda conv, factor: (
-        gm._blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
+def fused_fp32(model: GNeRV, t: torch.Tensor) -> torch.Tensor:
+    """The bf16 kernel's structure with fp32 weights (the kept bf16 weights swapped out)."""
+    keep = kernels.bf16_weights
+    kernels.bf16_weights = lambda conv, factor: (
+        kernels.blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
     )
     try:
         x, stats = model.time_path(t)
@@ -57,14 +59,14 @@ def fused_fp32(model: gm.GNeRV, t: torch.Tensor) -> torch.Tensor:
         for j, block in enumerate(model.blocks):
             if stats is not None:
                 mean, std = stats[j]
-                x = gm.distribution_shift_bf16(x, mean, 1.0 + std)
-            x = block.forward_bf16(x)
-        return gm.conv_bf16(model.head, x, "none" if model.cfg.residual else "sigmoid")
+                x = kernels.distribution_shift_bf16(x, mean, 1.0 + std)
+            x = kernels.block_bf16(block, x)
+        return kernels.conv_bf16(model.head, x, "none" if model.cfg.residual else "sigmoid")
     finally:
-        gm._bf16_weights = keep
+        kernels.bf16_weights = keep
 
 
-def probe_fused(model: gm.GNeRV, n: int, repeats: int) -> dict:
+def probe_fused(model: GNeRV, n: int, repeats: int) -> dict:
     out = {}
     for batch in (1, 8):
 

@@ -25,9 +25,9 @@ from pathlib import Path
 
 from record import gnerv, named_flags, write_record
 
-from gnerv.bd import bd_psnr, bd_rate
-from gnerv.errors import GnervError
-from gnerv.train import PAPER_LR, RANDN_STD
+from gnerv.encoder.config import PAPER_LR, RANDN_STD
+from gnerv.evaluation.bd import bd_psnr, bd_rate
+from gnerv.runtime.errors import GnervError
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"

@@ -22,14 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from gnerv.allocate import allocate_bits
-from gnerv.bd import bd_psnr, bd_rate
-from gnerv.encode import compress_checkpoint
-from gnerv.model import GNeRVConfig, c0_for_size, parse_param_count
-from gnerv.qat import finetune
-from gnerv.quantize import MINMAX_SCHEME, SYMMETRIC_SCHEME
-from gnerv.train import AUTO_LR, TrainConfig, auto_lr, fit, model_from_checkpoint
-from gnerv.video import load_frames, read_video, video_fingerprint
+from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size
+from gnerv.encoder.allocate import allocate_bits
+from gnerv.encoder.config import AUTO_LR, TrainConfig, auto_lr
+from gnerv.encoder.encode import compress_checkpoint
+from gnerv.encoder.qat import finetune
+from gnerv.encoder.train import fit, model_from_checkpoint
+from gnerv.evaluation.bd import bd_psnr, bd_rate
+from gnerv.media.video import load_frames, read_video, video_fingerprint
+from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -44,17 +45,17 @@ class Clip:
     resize: tuple[int, int]
     sizes: tuple[str, ...]
     min_channels: int
-    lr: float | str  # or "auto": the fit's default size rule (gnerv.train.auto_lr)
+    lr: float | str  # or "auto": the fit's default size rule (gnerv.encoder.train.auto_lr)
 
 
 @dataclass(frozen=True)
 class Point:
     """One operating point of the new path: bits, QAT share of the fit's epochs, pruning."""
 
-    bits: int | str  # or "auto": per-tensor allocation at a 0.2 dB drop (gnerv.allocate)
+    bits: int | str  # or "auto": per-tensor allocation at a 0.2 dB drop (gnerv.encoder.allocate)
     qat_share: float
     prune: float
-    rate_lambda: float = 0.0  # the fine-tune's rate term (gnerv.qat)
+    rate_lambda: float = 0.0  # the fine-tune's rate term (gnerv.encoder.qat)
 
     @property
     def label(self) -> str:

@@ -1,9 +1,8 @@
-"""GNeRV: Global embedding Neural Representation for Videos, as a practical codec."""
+"""GNeRV: Global embedding Neural Representation for Videos, as a practical codec.
 
-from gnerv.heap import keep_freed_memory
-from gnerv.threads import prepare_environment
-
-prepare_environment()  # before anything imports torch: see gnerv/threads.py
-keep_freed_memory()  # large CPU buffers reused, not unmapped: see gnerv/heap.py
+Importing the package (or any module of it) changes nothing in the process: the commands that
+train or decode apply the thread and allocator settings they need (gnerv.runtime.process).
+docs/package.md maps the rooms below.
+"""
 
 __version__ = "0.1.0"

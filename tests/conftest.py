@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from gnerv.video import read_video
+from gnerv.media.video import read_video
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

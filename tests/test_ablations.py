@@ -6,20 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.errors import GnervError
-from gnerv.model import (
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import (
     TIME_BRANCHES,
-    GNeRV,
     GNeRVConfig,
     check_mask,
     count_params,
     ds_branch_params,
     m_branch_params,
-    positional_encoding,
 )
-from gnerv.video import save_frames
+from gnerv.codec.model import GNeRV, positional_encoding
+from gnerv.media.video import save_frames
+from gnerv.runtime.errors import GnervError
 
 # The paper's Table 4 models (1280x720, paper layout): C0 -> parameters.
 PAPER_C0 = (20, 40, 80, 152, 223, 304)

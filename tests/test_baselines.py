@@ -1,4 +1,4 @@
-"""x264/x265 baseline points (gnerv.baselines), checked against an independent decode."""
+"""x264/x265 baseline points (gnerv.evaluation.baselines), checked against an independent decode."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from gnerv import baselines
-from gnerv.atomic import read_json, write_json
-from gnerv.baselines import CODECS, encode_point, run_baselines
-from gnerv.errors import GnervError
+from gnerv.evaluation import baselines
+from gnerv.evaluation.baselines import CODECS, encode_point, run_baselines
+from gnerv.runtime.atomic import read_json, write_json
+from gnerv.runtime.errors import GnervError
 
 KEYS = {
     "codec",

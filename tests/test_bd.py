@@ -1,4 +1,4 @@
-"""Bjontegaard deltas (gnerv.bd)."""
+"""Bjontegaard deltas (gnerv.evaluation.bd)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from gnerv.bd import bd_psnr, bd_rate
-from gnerv.errors import GnervError
+from gnerv.evaluation.bd import bd_psnr, bd_rate
+from gnerv.runtime.errors import GnervError
 
 METHODS = ("pchip", "cubic")
 

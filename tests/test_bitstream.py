@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
-from gnerv.decode import build_model, decode_layers
-from gnerv.entropy import empirical_entropy_bits
-from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig, for_inference, render, to_uint8
-from gnerv.quantize import dequantized_state_dict, quantize_model
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.decode import build_model, decode_layers
+from gnerv.codec.entropy import empirical_entropy_bits
+from gnerv.codec.model import GNeRV, for_inference, render, to_uint8
+from gnerv.codec.quantize import dequantized_state_dict, quantize_model
+from gnerv.runtime.errors import GnervError
 
 N_FRAMES = 8
 VIDEO = bs.video_facts(N_FRAMES, 36, 64, 25.0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from gnerv.cli import main
-from gnerv.video import load_frames
+from gnerv.media.video import load_frames
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

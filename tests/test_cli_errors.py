@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from gnerv.cli import main
-from gnerv.video import save_frames
+from gnerv.media.video import save_frames
 
 N, H, W = 8, 36, 64
 CLIP = ["--frames", "0:2", "--resize", f"{H}x{W}"]
@@ -22,8 +22,6 @@ SMALL = ["--c0", "8", "--min-channels", "8"]
 TRAIN = ["--epochs", "1", "--device", "cpu", "--quiet"]
 # Words of the advice that follows the path (one of them must be there).
 FIXES = ("fix ", "give ", "write ", "choose ", "check ", "free ", "remove ", "use ")
-
-
 
 
 def cli(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, str, str]:

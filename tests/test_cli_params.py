@@ -8,15 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnerv import results
 from gnerv.cli import build_parser, main
 from gnerv.cli.common import model_config, resolve_settings, train_config
-from gnerv.errors import GnervError
-from gnerv.model import GNeRVConfig
-from gnerv.params import command_params, command_settings, load_params
-from gnerv.progressive import RESIDUAL_ALPHA, RESIDUAL_LR
-from gnerv.quantize import DEFAULT_BITS
-from gnerv.train import TrainConfig
+from gnerv.codec.config import DEFAULT_BITS, GNeRVConfig
+from gnerv.encoder.config import RESIDUAL_ALPHA, RESIDUAL_LR, TrainConfig
+from gnerv.pipeline import results
+from gnerv.pipeline.params import command_params, command_settings, load_params
+from gnerv.runtime.errors import GnervError
 
 ROOT = Path(__file__).resolve().parent.parent
 PARAMS = {

@@ -1,9 +1,10 @@
-"""gnerv.cluster: reading a SLURM cluster's partitions from sinfo, and naming the jobs that ask
+"""gnerv.pipeline.cluster: reading a SLURM cluster's partitions from sinfo, and naming the jobs
+that ask
 for more than any node of their partition has."""
 
 from __future__ import annotations
 
-from gnerv.cluster import Partition, Request, gres_gpus, oversized, parse_sinfo
+from gnerv.pipeline.cluster import Partition, Request, gres_gpus, oversized, parse_sinfo
 
 SINFO = """\
 cpu01|cpu*|64|257000|(null)

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.decode import build_model, decode_float, decode_layers
-from gnerv.encode import encode_single
-from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRV, GNeRVConfig, count_params, for_inference, render, to_uint8
-from gnerv.quantize import dequantized_state_dict, quantize_model
-from gnerv.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, model_from_checkpoint
-from gnerv.video import read_video, save_frames, video_fingerprint
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig, count_params
+from gnerv.codec.decode import build_model, decode_float, decode_layers
+from gnerv.codec.model import GNeRV, for_inference, render, to_uint8
+from gnerv.codec.quantize import dequantized_state_dict, quantize_model
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.encode import encode_single
+from gnerv.encoder.train import CHECKPOINT_NAME, load_checkpoint, model_from_checkpoint
+from gnerv.evaluation.metrics import mean_psnr
+from gnerv.media.video import read_video, save_frames, video_fingerprint
 
 EPOCHS = 6
 N, H, W = 8, 36, 64
@@ -221,10 +223,11 @@ def test_fit_records_the_video_fingerprint(tiny_cockatoo, tmp_path, capsys) -> N
 def test_decoder_imports_nothing_from_training(encoded) -> None:
     code = (
         "import sys\n"
-        "from gnerv.decode import decode_layers, load_layers\n"
+        "from gnerv.codec.decode import decode_layers, load_layers\n"
         f"files = load_layers([{str(encoded[0])!r}])\n"
         "assert decode_layers(files, [0, 5], 'cpu').shape == (2, 36, 64, 3)\n"
-        "bad = [m for m in ('gnerv.train', 'gnerv.encode', 'gnerv.metrics') if m in sys.modules]\n"
+        "bad = [m for m in ('gnerv.encoder.train', 'gnerv.encoder.encode',"
+        " 'gnerv.evaluation.metrics') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
@@ -342,7 +345,7 @@ def test_bad_requests_are_refused(encoded, tmp_path, capsys) -> None:
 def test_bf16_is_opt_in_lossy_and_close(encoded, tmp_path, capsys) -> None:
     """--precision bf16 renders in bfloat16 where the CPU has it: said in the report, within a
     few hundredths of a dB of the exact decode here; where the CPU lacks it, a one-line refusal."""
-    import gnerv.decode as decode_module
+    import gnerv.codec.decode as decode_module
 
     path, _, frames = encoded
     exact = decode_cli(capsys, tmp_path, path)
@@ -358,7 +361,7 @@ def test_bf16_is_opt_in_lossy_and_close(encoded, tmp_path, capsys) -> None:
 
 
 def test_bf16_refused_where_the_cpu_lacks_it(encoded, tmp_path, capsys, monkeypatch) -> None:
-    import gnerv.decode as decode_module
+    import gnerv.codec.decode as decode_module
 
     path, _, _ = encoded
     monkeypatch.setattr(decode_module, "bf16_supported", lambda device: False)

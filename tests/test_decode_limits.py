@@ -16,10 +16,12 @@ import torch
 import yaml
 from conftest import run_measured
 
-from gnerv import bitstream as bs
-from gnerv.decode import DEFAULT_BATCH
-from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig, count_params
+from gnerv.codec import bitstream as bs
+from gnerv.codec import limits as lim
+from gnerv.codec.config import DEFAULT_BATCH, GNeRVConfig, count_params
+from gnerv.codec.model import GNeRV
+from gnerv.runtime.errors import GnervError
+from gnerv.runtime.sizes import parse_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 VIDEO_ID = "cd" * 32
@@ -145,7 +147,7 @@ def test_bombs_refused_before_any_weight_or_frame_is_decoded(
     """The work a bomb gets is parsing its header: decoding a weight tensor (the entropy coder)
     or rendering a frame (the model's forward) fails this test if it happens."""
     from gnerv.cli import main
-    from gnerv.model import GNeRV
+    from gnerv.codec.model import GNeRV
 
     def forbidden(*_: object, **__: object) -> None:
         raise AssertionError("decoded before the limits were checked")
@@ -199,13 +201,13 @@ def test_memory_limit_depends_on_the_batch_and_its_flag(
     files: dict[str, Path], tmp_path: Path
 ) -> None:
     f = bs.read_gnerv(files["small"], decode=False)
-    at_1 = bs.decode_cost(f.model_config, f.n_frames, 1)["peak_memory"]
-    at_4 = bs.decode_cost(f.model_config, f.n_frames, 4)["peak_memory"]
+    at_1 = lim.decode_cost(f.model_config, f.n_frames, 1)["peak_memory"]
+    at_4 = lim.decode_cost(f.model_config, f.n_frames, 4)["peak_memory"]
     assert at_4 > at_1
-    limits = bs.DecodeLimits(max_memory=(at_1 + at_4) // 2)
-    bs.check_decode_cost(f, 1, limits)
+    limits = lim.DecodeLimits(max_memory=(at_1 + at_4) // 2)
+    lim.check_decode_cost(f, 1, limits)
     with pytest.raises(GnervError, match="--max-memory .* \\(or lower --batch\\)"):
-        bs.check_decode_cost(f, 4, limits)
+        lim.check_decode_cost(f, 4, limits)
     out = tmp_path / "out.npy"
     args = ("decode", str(files["small"]), "-o", str(out), "--device", "cpu", "--batch", "4")
     rc, err, _, _ = run_cli(*args, "--max-memory", f"{(at_1 + at_4) // 2}", cwd=tmp_path)
@@ -216,7 +218,7 @@ def test_memory_limit_depends_on_the_batch_and_its_flag(
 
 @pytest.mark.parametrize("layout", ["paper", "wide"])
 def test_1080p_12m_model_of_600_frames_passes_the_defaults(layout: str) -> None:
-    from gnerv.model import c0_for_size
+    from gnerv.codec.config import c0_for_size
 
     c0 = c0_for_size(12_000_000, height=1080, width=1920, layout=layout)
     cfg = GNeRVConfig(1080, 1920, c0=c0, layout=layout)
@@ -232,9 +234,9 @@ def test_1080p_12m_model_of_600_frames_passes_the_defaults(layout: str) -> None:
         sizes={"total": params // 2},  # half a byte per parameter: smaller than any 8-bit file
         encoder="test",
     )
-    bs.check_decode_cost(f, DEFAULT_BATCH, bs.DEFAULT_LIMITS)
-    cost = bs.decode_cost(cfg, 600, DEFAULT_BATCH)
-    limits = bs.DEFAULT_LIMITS
+    lim.check_decode_cost(f, DEFAULT_BATCH, lim.DEFAULT_LIMITS)
+    cost = lim.decode_cost(cfg, 600, DEFAULT_BATCH)
+    limits = lim.DEFAULT_LIMITS
     assert 2 * cost["peak_memory"] < limits.max_memory  # room
     assert 4 * cost["macs_per_frame"] < limits.max_macs_per_frame
     assert 4 * cost["output_bytes"] < limits.max_output_bytes
@@ -278,15 +280,15 @@ def test_package_configs_inside_the_ranges(name: str) -> None:
     ("text", "value"),
     [("4G", 4 << 30), ("500M", 500 << 20), ("1.5K", 1536), ("64GiB", 64 << 30), ("1000", 1000)],
 )
-def test_parse_size(text: str, value: int) -> None:
-    assert bs.parse_size(text) == value
+def test_parse_bytes(text: str, value: int) -> None:
+    assert parse_bytes(text) == value
 
 
 def test_a_model_the_decoder_would_refuse_is_refused_before_training() -> None:
     """The encoder checks the decode limits (file size estimated at a byte per parameter) before
     any training, so a long fit never ends in a file nobody can decode with the defaults."""
-    from gnerv.bitstream import check_encodable
-    from gnerv.model import GNeRVConfig
+    from gnerv.codec.config import GNeRVConfig
+    from gnerv.codec.limits import check_encodable
 
     tiny = GNeRVConfig(height=1080, width=1920, c0=1, min_channels=1, ds_hidden=1, pe_levels=1)
     check_encodable(tiny, 100)  # 730 parameters for 100 frames: fine

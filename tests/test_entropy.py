@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gnerv.entropy import (
+from gnerv.codec.entropy import (
     MODE_ANS,
     MODE_CONST,
     MODE_RAW,
@@ -20,7 +20,7 @@ from gnerv.entropy import (
     empirical_entropy_bits,
     encode_symbols,
 )
-from gnerv.errors import GnervError
+from gnerv.runtime.errors import GnervError
 
 
 def _laplace(n: int, alphabet: int, scale: float, seed: int = 0) -> np.ndarray:
@@ -249,7 +249,7 @@ def test_mutation_fuzz_only_gnerv_errors() -> None:
                 b[pos:pos] = rng.integers(0, 256, rng.integers(1, 9)).astype(np.uint8).tobytes()
             else:  # delete a span
                 pos = int(rng.integers(0, len(b)))
-                del b[pos:pos + int(rng.integers(1, 5))]
+                del b[pos : pos + int(rng.integers(1, 5))]
             mutated.append(bytes(b))
         for bad in mutated:
             variants += 1

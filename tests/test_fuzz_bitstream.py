@@ -28,10 +28,11 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
-from gnerv.decode import build_model
-from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig, render
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.decode import build_model
+from gnerv.codec.model import GNeRV, render
+from gnerv.runtime.errors import GnervError
 
 SEED = 20261129
 N_RAW, N_HEADER, N_BODY = 2000, 1200, 500

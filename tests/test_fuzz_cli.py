@@ -38,9 +38,9 @@ from pathlib import Path
 import pytest
 from conftest import run_measured
 
-from gnerv import bitstream as bs
-from gnerv.decode import load_layers
-from gnerv.errors import GnervError
+from gnerv.codec import bitstream as bs
+from gnerv.codec.decode import load_layers
+from gnerv.runtime.errors import GnervError
 
 N_CASES = int(os.environ.get("GNERV_FUZZ_CASES", "300"))
 SEED = int(os.environ.get("GNERV_FUZZ_SEED", "20261130"))

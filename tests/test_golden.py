@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnerv.bitstream import file_info, read_gnerv
-from gnerv.decode import decode_layers
+from gnerv.codec.bitstream import file_info, read_gnerv
+from gnerv.codec.decode import decode_layers
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
 GOLDEN = ["golden-v1"]

@@ -14,14 +14,16 @@ import numpy as np
 import pytest
 import torch
 
-import gnerv.train as train_mod
-from gnerv.bitstream import base_stage, compress_model, video_facts, write_gnerv
-from gnerv.decode import decode_float, decode_layers, load_layers
-from gnerv.device import seed_everything
-from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRV, GNeRVConfig, frame_times
-from gnerv.train import TrainConfig, fit, load_checkpoint, stage_loss
-from gnerv.video import video_fingerprint
+import gnerv.encoder.train as train_mod
+from gnerv.codec.bitstream import base_stage, compress_model, video_facts, write_gnerv
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.decode import decode_float, decode_layers, load_layers
+from gnerv.codec.model import GNeRV, frame_times
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.train import fit, load_checkpoint, stage_loss
+from gnerv.evaluation.metrics import mean_psnr
+from gnerv.media.video import video_fingerprint
+from gnerv.runtime.device import seed_everything
 
 pytestmark = [
     pytest.mark.gpu,

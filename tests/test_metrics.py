@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from gnerv.errors import GnervError
-from gnerv.metrics import evaluate, mean_psnr, ms_ssim_per_frame, psnr_per_frame
+from gnerv.evaluation.metrics import evaluate, mean_psnr, ms_ssim_per_frame, psnr_per_frame
+from gnerv.runtime.errors import GnervError
 
 
 def test_psnr_is_the_mean_of_per_frame_psnr():
@@ -31,7 +31,7 @@ def test_ms_ssim_needs_161_px_and_says_so(tiny_cockatoo, cockatoo_path):
     small = evaluate(frames, frames)
     assert small["ms_ssim"] is None and "161" in small["ms_ssim_note"]
     assert small["ssim"] == pytest.approx(1.0)
-    from gnerv.video import read_video
+    from gnerv.media.video import read_video
 
     big, _ = read_video(cockatoo_path, frame_range=(0, 2), resize=(180, 320), progress=False)
     noisy = np.clip(big.astype(int) + 8, 0, 255).astype(np.uint8)

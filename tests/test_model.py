@@ -5,26 +5,27 @@ import math
 import pytest
 import torch
 
-import gnerv.model as model_module
-from gnerv.errors import GnervError
-from gnerv.model import (
-    RENDER_ENV,
-    GNeRV,
+from gnerv.codec import kernels
+from gnerv.codec.config import (
     GNeRVConfig,
     c0_for_size,
     count_params,
-    distribution_shift,
-    distribution_shift_bf16,
     embedding_geometry,
+    macs_per_frame,
+    prime_factors,
+)
+from gnerv.codec.kernels import distribution_shift_bf16
+from gnerv.codec.model import (
+    GNeRV,
+    distribution_shift,
     for_inference,
     frame_times,
-    macs_per_frame,
-    parse_param_count,
     positional_encoding,
-    prime_factors,
     render,
     to_uint8,
 )
+from gnerv.runtime.errors import GnervError
+from gnerv.runtime.sizes import parse_param_count
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def bf16_cpu() -> bool:
     ("time_branch", "residual"), [("ds", False), ("ds+m", False), ("m", False), ("ds", True)]
 )
 def test_bf16_render_is_the_model_to_bf16_rounding(time_branch, residual):
-    """GNeRV.forward_bf16 (fused oneDNN kernels in bfloat16) renders what forward renders, to
+    """The bf16 kernel (fused oneDNN kernels in bfloat16) renders what forward renders, to
     bf16's rounding: for every time branch, for frames and for residual heads."""
     cfg = GNeRVConfig(height=36, width=64, c0=16, time_branch=time_branch, residual=residual)
     torch.manual_seed(5)
@@ -148,7 +149,7 @@ def test_bf16_render_is_the_model_to_bf16_rounding(time_branch, residual):
     model = for_inference(model, "cpu")
     t = frame_times(torch.arange(5), 5)
     with torch.inference_mode():
-        exact, lossy = model(t), model.forward_bf16(t)
+        exact, lossy = model(t), kernels.forward(model, t, "bf16")
     assert lossy.dtype == torch.float32 and lossy.shape == exact.shape
     err = (lossy - exact).abs()
     scale = exact.abs().max().item()
@@ -350,14 +351,12 @@ def test_inference_shuffle_gives_the_same_bits(monkeypatch, layout, residual, hw
     model = for_inference(model, "cpu")
     t = frame_times(torch.arange(6), 6)
     calls = []
-    fast = model_module.conv_shuffle_nhwc
-    monkeypatch.setattr(model_module, "conv_shuffle_nhwc", lambda *a: calls.append(1) or fast(*a))
+    fast = kernels.conv_shuffle_nhwc
+    monkeypatch.setattr(kernels, "conv_shuffle_nhwc", lambda *a: calls.append(1) or fast(*a))
     with torch.inference_mode():
-        monkeypatch.setenv(RENDER_ENV, "reference")
-        plain = model(t)
+        plain = kernels.forward(model, t, "reference")
         assert not calls
-        monkeypatch.delenv(RENDER_ENV)
-        blocked = model(t)
+        blocked = kernels.forward(model, t, "lean")
     assert len(calls) == len(cfg.upscale_factors)  # every block took the blocked shuffle
     assert torch.equal(plain, blocked)
     assert blocked.is_contiguous(memory_format=torch.channels_last)
@@ -365,7 +364,12 @@ def test_inference_shuffle_gives_the_same_bits(monkeypatch, layout, residual, hw
     with torch.no_grad():
         model.blocks[-1].conv2.weight.mul_(1.5)
     with torch.inference_mode():
-        monkeypatch.setenv(RENDER_ENV, "reference")
-        plain = model(t)
-        monkeypatch.delenv(RENDER_ENV)
-        assert torch.equal(plain, model(t))
+        plain = kernels.forward(model, t, "reference")
+        assert torch.equal(plain, kernels.forward(model, t, "lean"))
+    # Where torch lacks the private conv entry point, the lean path falls back to torch's own
+    # shuffle: the same bits again.
+    monkeypatch.setattr(kernels, "has_blocked_conv", lambda: False)
+    calls.clear()
+    with torch.inference_mode():
+        assert torch.equal(plain, kernels.forward(model, t, "lean"))
+    assert not calls

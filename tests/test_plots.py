@@ -1,4 +1,4 @@
-"""R-D / per-frame / frame-comparison plots and Markdown tables (gnerv.plots)."""
+"""R-D / per-frame / frame-comparison plots and Markdown tables (gnerv.evaluation.plots)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gnerv.errors import GnervError
-from gnerv.plots import markdown_table, plot_frames, plot_per_frame, plot_rd
+from gnerv.evaluation.plots import markdown_table, plot_frames, plot_per_frame, plot_rd
+from gnerv.runtime.errors import GnervError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

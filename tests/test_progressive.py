@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.decode import build_model, decode_layers, load_layers
-from gnerv.errors import GnervError
-from gnerv.evaluate import evaluate_layers
-from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRVConfig, count_params
-from gnerv.progressive import (
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import SYMMETRIC_SCHEME, GNeRVConfig, count_params
+from gnerv.codec.decode import build_model, decode_layers, load_layers
+from gnerv.encoder.config import TrainConfig
+from gnerv.encoder.progressive import (
     StageSpec,
     check_stages,
     compute_residual,
@@ -23,10 +21,11 @@ from gnerv.progressive import (
     respective_sizes,
     stage_model_config,
 )
-from gnerv.quantize import SYMMETRIC_SCHEME
-from gnerv.residual import load_residual, residual_target
-from gnerv.train import TrainConfig
-from gnerv.video import read_video
+from gnerv.encoder.residual import load_residual, residual_target
+from gnerv.evaluation.evaluate import evaluate_layers
+from gnerv.evaluation.metrics import mean_psnr
+from gnerv.media.video import read_video
+from gnerv.runtime.errors import GnervError
 
 # Stage 1 is kept short so that residual stages have something to fix; residual stages use a
 # higher lr than the paper's 2e-4 so that a few epochs show the effect.
@@ -83,7 +82,7 @@ def test_residual_is_computed_from_the_decoded_layers(progressive_run, tmp_path)
     residual, meta = load_residual(tmp_path / "r3.npy")
     assert residual.dtype == np.float32 and residual.shape == frames.shape
     assert meta["stage"]["index"] == 3 and meta["residual_scale"] == 50.0
-    from gnerv.decode import decode_float
+    from gnerv.codec.decode import decode_float
 
     recon = decode_float(load_layers(layers[:2]), range(len(frames))).permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(residual, residual_target(frames, recon, 50.0), rtol=0, atol=0)
@@ -233,7 +232,7 @@ def test_evaluate_cli_writes_metrics(progressive_run, tmp_path):
 
 
 def test_prepared_models_decode_the_same_bits(progressive_run):
-    from gnerv.decode import prepare_layers
+    from gnerv.codec.decode import prepare_layers
 
     frames, layers, _ = progressive_run
     files = load_layers(layers)
@@ -318,8 +317,8 @@ def test_warm_start_begins_each_stage_from_the_one_before(cockatoo_path, tmp_pat
     """--warm-start (beyond the paper): stage 2's fit starts from stage 1's weights with a zero
     head, so before any training it adds nothing and already has stage 1's features; the
     layers decode as a chain. Unequal stage sizes are refused with the fix named."""
-    from gnerv.progressive import warm_start_weights
-    from gnerv.train import model_from_checkpoint
+    from gnerv.encoder.progressive import warm_start_weights
+    from gnerv.encoder.train import model_from_checkpoint
 
     out = tmp_path / "warm"
     args = ["encode", str(cockatoo_path), "-o", str(out), "--frames", "0:8", "--resize", "36x64"]

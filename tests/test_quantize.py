@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv.entropy import decode_symbols, encode_symbols
-from gnerv.errors import GnervError
-from gnerv.quantize import (
+from gnerv.codec.entropy import decode_symbols, encode_symbols
+from gnerv.codec.quantize import (
     QuantizedTensor,
     channel_scales,
     coding_shape,
@@ -18,6 +17,7 @@ from gnerv.quantize import (
     quantize_model,
     quantize_tensor,
 )
+from gnerv.runtime.errors import GnervError
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -152,8 +152,10 @@ def test_state_dict_round_trip_keeps_order() -> None:
 def _net() -> torch.nn.Sequential:
     torch.manual_seed(0)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GELU(),
-        torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.GELU(),
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.GELU(),
+        torch.nn.Conv2d(8, 8, 3, padding=1),
+        torch.nn.GELU(),
         torch.nn.Conv2d(8, 3, 1),
     )
 

@@ -9,24 +9,25 @@ import numpy as np
 import pytest
 import torch
 
-from gnerv import bitstream as bs
-from gnerv.allocate import allocate_bits
-from gnerv.decode import build_model
-from gnerv.encode import CompressConfig, compress_checkpoint
-from gnerv.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
-from gnerv.errors import GnervError
-from gnerv.metrics import mean_psnr
-from gnerv.model import GNeRV, GNeRVConfig, render, to_uint8
-from gnerv.qat import finetune, prunable
-from gnerv.quantize import (
-    SYMMETRIC_SCHEME,
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import SYMMETRIC_SCHEME, GNeRVConfig
+from gnerv.codec.decode import build_model
+from gnerv.codec.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
+from gnerv.codec.model import GNeRV, render, to_uint8
+from gnerv.codec.quantize import (
     dequantized_state_dict,
     quantize_model,
     quantize_tensor_symmetric,
     zero_symbol,
 )
-from gnerv.train import TrainConfig, fit
-from gnerv.video import video_fingerprint
+from gnerv.encoder.allocate import allocate_bits
+from gnerv.encoder.config import CompressConfig, TrainConfig
+from gnerv.encoder.encode import compress_checkpoint
+from gnerv.encoder.qat import finetune, prunable
+from gnerv.encoder.train import fit
+from gnerv.evaluation.metrics import mean_psnr
+from gnerv.media.video import video_fingerprint
+from gnerv.runtime.errors import GnervError
 
 SYM = SYMMETRIC_SCHEME
 
@@ -91,7 +92,7 @@ def test_scaled_table_round_trips_and_costs_less_than_counts() -> None:
 
 
 def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
-    from gnerv.entropy import _scaled_table, _varint, _varints
+    from gnerv.codec.entropy import _scaled_table, _varint, _varints
 
     sym = spike_symbols()
     blob = encode_symbols(sym, 32, parametric=True)
@@ -185,7 +186,7 @@ def fitted(tiny_cockatoo, tmp_path_factory):
 
 def test_qat_lowers_the_quantization_loss(fitted, tmp_path) -> None:
     frames, fit_dir = fitted
-    from gnerv.train import model_from_checkpoint
+    from gnerv.encoder.train import model_from_checkpoint
 
     before = model_from_checkpoint(fit_dir / "checkpoint.pt")[0]
     cfg = TrainConfig(epochs=6, lr=5e-4, warmup_fraction=0.0, device="cpu")
@@ -212,7 +213,7 @@ def test_pruning_keeps_its_zeros_through_a_decode(fitted, tmp_path) -> None:
 
 def test_bit_allocation_meets_its_target(fitted) -> None:
     frames, fit_dir = fitted
-    from gnerv.train import model_from_checkpoint
+    from gnerv.encoder.train import model_from_checkpoint
 
     model = model_from_checkpoint(fit_dir / "checkpoint.pt")[0]
     alloc = allocate_bits(model, frames, SYM, target_psnr_drop=0.5)
@@ -270,7 +271,7 @@ def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -
     rounded to 4 bits, and the chain still decodes. Without the target, or with --bits auto
     (which measures PSNR on frames), compress says what to do."""
     from gnerv.cli import main
-    from gnerv.residual import load_residual
+    from gnerv.encoder.residual import load_residual
 
     frames, _ = fitted
     np.save(tmp_path / "frames.npy", frames)
@@ -318,7 +319,7 @@ def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -
         return float(((out.permute(0, 2, 3, 1).numpy() - target) ** 2).mean())
 
     assert residual_error("qat.gnerv") < residual_error("plain.gnerv")
-    from gnerv.decode import check_chain
+    from gnerv.codec.decode import check_chain
 
     check_chain([base, bs.read_gnerv(tmp_path / "qat.gnerv")])
     gnerv("decode", tmp_path / "stage1.gnerv", tmp_path / "qat.gnerv", "-o", tmp_path / "d.npy")
@@ -355,8 +356,8 @@ def test_finetune_command_then_compress_trains_and_allocates_once(
     """`gnerv finetune` (the workflow's rule finetune) runs the allocation and the fine-tune;
     `gnerv compress --finetune-dir` with the same settings then codes the result without
     measuring or training again, and gives the same file as compress doing it all."""
-    import gnerv.encode
-    import gnerv.train
+    import gnerv.encoder.encode
+    import gnerv.encoder.train
     from gnerv.cli import main
 
     frames, fit_dir = fitted
@@ -373,8 +374,8 @@ def test_finetune_command_then_compress_trains_and_allocates_once(
     def forbidden(*_: object, **__: object) -> None:
         raise AssertionError("measured or trained again")
 
-    monkeypatch.setattr(gnerv.encode, "allocate_bits", forbidden)
-    monkeypatch.setattr(gnerv.train, "_train_epoch", forbidden)
+    monkeypatch.setattr(gnerv.encoder.encode, "allocate_bits", forbidden)
+    monkeypatch.setattr(gnerv.encoder.train, "_train_epoch", forbidden)
     out = tmp_path / "coded.gnerv"
     assert main(["compress", str(fit_dir), "-o", str(out), "--finetune-dir", str(ft), *rate]) == 0
     assert (ft / "checkpoint.pt").read_bytes() == trained
@@ -410,7 +411,7 @@ def test_rate_term_shrinks_the_file(fitted, tmp_path) -> None:
 def test_format_2_parametric_blobs_still_decode() -> None:
     """Format 2 wrote LAPLACE / GAUSSIAN blobs with float32 parameters (8 bytes); format 3
     writes the compact forms (2-3 bytes) and still reads the old ones exactly."""
-    from gnerv.entropy import _encode_parametric
+    from gnerv.codec.entropy import _encode_parametric
 
     rng = np.random.default_rng(3)
     sym = (np.clip(np.rint(rng.normal(0, 4.0, 20_000)), -31, 31) + 32).astype(np.int32)

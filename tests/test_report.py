@@ -1,6 +1,6 @@
 """The report's BD table: a delta that cannot be computed is reported as missing, with why."""
 
-from gnerv.report import bd_rates
+from gnerv.evaluation.report import bd_rates
 
 
 def test_rate_delta_without_psnr_delta_is_reported_not_crashed():

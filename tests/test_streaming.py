@@ -16,13 +16,14 @@ import pytest
 import torch
 from conftest import run_measured
 
-from gnerv import bitstream as bs
 from gnerv.cli import main
-from gnerv.decode import decode_layers, iter_decoded, load_layers
-from gnerv.errors import GnervError
-from gnerv.model import GNeRV, GNeRVConfig
-from gnerv.train import CHECKPOINT_NAME
-from gnerv.video import open_video_writer, read_video, write_video
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.decode import decode_layers, iter_decoded, load_layers
+from gnerv.codec.model import GNeRV
+from gnerv.encoder.train import CHECKPOINT_NAME
+from gnerv.media.video import open_video_writer, read_video, write_video
+from gnerv.runtime.errors import GnervError
 
 N, H, W = 24, 36, 64
 FULL_DISK_FRAMES = 200  # enough output to pass the file-size limit in every format

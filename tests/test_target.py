@@ -1,4 +1,4 @@
-"""Encoding to a target (gnerv.target): where a progressive encode stops adding stages. The
+"""Encoding to a target (gnerv.encoder.target): where a progressive encode stops adding stages. The
 CLI (`gnerv encode --target-psnr/--target-bpp`, tests/test_progressive.py) and the workflow's
 `target:` (tests/test_workflow.py) both follow this one rule."""
 
@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from gnerv.errors import GnervError
-from gnerv.target import Target, decide
+from gnerv.encoder.target import Target, decide
+from gnerv.runtime.errors import GnervError
 
 PREFIXES = [{"psnr": 25.0, "bpp": 0.5}, {"psnr": 28.0, "bpp": 0.9}, {"psnr": 30.0, "bpp": 1.3}]
 

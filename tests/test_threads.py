@@ -1,4 +1,5 @@
-"""gnerv.threads: the OpenMP wait policy is set before torch starts, and changes no decoded bit."""
+"""gnerv.runtime.threads: the commands set OpenMP's waiting before torch starts (importing the
+package sets nothing), and it changes no decoded bit."""
 
 from __future__ import annotations
 
@@ -10,35 +11,70 @@ from pathlib import Path
 import pytest
 import torch
 
-from gnerv import bitstream as bs
-from gnerv.model import GNeRV, GNeRVConfig
-from gnerv.threads import one_thread
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.model import GNeRV
+from gnerv.runtime.threads import THREAD_SETTINGS, one_thread, prepare_threads
 
 DECODE = """
 import hashlib, sys, gnerv, torch
-from gnerv.decode import decode_float, load_layers
+from gnerv.codec.decode import decode_float, load_layers
 floats = decode_float(load_layers([sys.argv[1]]), range(12), "cpu", 4)
 print(hashlib.sha256(floats.numpy().tobytes()).hexdigest())
 """
 
 
-def wait_policy(**env: str) -> str:
-    """OMP_WAIT_POLICY as a fresh interpreter sees it after `import gnerv`."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GNERV_THREADS")}
+# Every module of the package imported, as a library user or Snakemake's own process would.
+IMPORT_ALL = """
+import os, pkgutil, importlib, gnerv
+for m in pkgutil.walk_packages(gnerv.__path__, "gnerv."):
+    importlib.import_module(m.name)
+print(os.environ.get("OMP_WAIT_POLICY"), os.environ.get("GOMP_SPINCOUNT"))
+"""
+THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def test_importing_the_package_sets_no_thread_variable() -> None:
+    clean = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
     done = subprocess.run(
-        [sys.executable, "-c", "import os, gnerv; print(os.environ.get('OMP_WAIT_POLICY'))"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        check=True,
+        [sys.executable, "-c", IMPORT_ALL], env=clean, capture_output=True, text=True, check=True
     )
-    return done.stdout.strip()
+    assert done.stdout.split() == ["None", "None"]
 
 
-def test_import_sets_a_passive_wait_policy_unless_told_otherwise() -> None:
-    assert wait_policy() == "PASSIVE"
-    assert wait_policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice stays
-    assert wait_policy(GNERV_THREADS="plain") == "None"
+def test_commands_set_the_thread_settings_unless_the_user_did() -> None:
+    env: dict[str, str] = {}
+    assert prepare_threads(env) == THREAD_SETTINGS
+    assert env == THREAD_SETTINGS
+    for name, value in (("OMP_WAIT_POLICY", "ACTIVE"), ("GOMP_SPINCOUNT", "1")):
+        env = {name: value}
+        assert prepare_threads(env) == {}  # the user's choice stays, alone
+        assert env == {name: value}
+
+
+def test_a_computing_command_applies_them_before_torch_loads(tmp_path: Path) -> None:
+    """`gnerv decode` in a fresh process: the settings are in its environment by the time torch
+    (and its OpenMP runtime) is imported."""
+    probe = (
+        "import os, sys, builtins\n"
+        "seen = {}\n"
+        "real = builtins.__import__\n"
+        "def spy(name, *a, **k):\n"
+        "    if name == 'torch' and 'torch' not in sys.modules and not seen:\n"
+        "        seen.update({v: os.environ.get(v) for v in %r})\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = spy\n"
+        "from gnerv.cli import main\n"
+        "main(['decode', sys.argv[1], '-o', sys.argv[2]])\n"
+        "print(seen)\n"
+    ).replace("%r", repr(THREAD_VARIABLES))
+    clean = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "missing.gnerv"), str(tmp_path / "o.npy")],
+        env=clean, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seen = eval(done.stdout.strip().splitlines()[-1])  # a dict literal printed by the probe
+    assert {k: v for k, v in seen.items() if v is not None} == THREAD_SETTINGS
 
 
 def test_the_wait_policy_changes_no_decoded_bit(tmp_path: Path) -> None:
@@ -67,9 +103,10 @@ def test_decoded_floats_do_not_depend_on_the_thread_count(tmp_path: Path, branch
     """An encoder computes a residual from what the decoder shows, and the two may run with
     different thread counts (a Snakemake job's `threads` on a cluster node, a user's laptop):
     the decoder's float sums are the same bits with 1 to 4 threads. Before
-    gnerv.threads.one_thread the time path's small matrix products differed from 3 threads on.
+    gnerv.runtime.threads.one_thread the time path's small matrix products differed from 3 threads
+    on.
     (Set in the process: this 2-core VM caps OMP_NUM_THREADS at its cores.)"""
-    from gnerv.decode import decode_float, load_layers
+    from gnerv.codec.decode import decode_float, load_layers
 
     torch.manual_seed(5)
     model = GNeRV(GNeRVConfig(48, 80, c0=8, min_channels=8, time_branch=branch))

@@ -1,4 +1,4 @@
-"""gnerv.tracking on a synthetic results folder, logged into a throwaway sqlite store."""
+"""gnerv.pipeline.tracking on a synthetic results folder, logged into a throwaway sqlite store."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ from typing import Any
 
 import pytest
 
-from gnerv import results as layout
-from gnerv.errors import GnervError
-from gnerv.params import load_params
-from gnerv.results import RUN_RECORD_NAME
-from gnerv.tracking import (
+from gnerv.pipeline import results as layout
+from gnerv.pipeline.params import load_params
+from gnerv.pipeline.results import RUN_RECORD_NAME
+from gnerv.pipeline.tracking import (
     STAGE_RUN_FILE,
     FitTracker,
     PipelineFiles,
@@ -22,6 +21,7 @@ from gnerv.tracking import (
     resolve_uri,
     track_pipeline,
 )
+from gnerv.runtime.errors import GnervError
 
 pytest.importorskip("mlflow")
 
@@ -427,7 +427,7 @@ def test_ablations_are_runs_of_their_own(tmp_path: Path, store: str) -> None:
     Logging again updates those runs; changed settings open new ones."""
     from mlflow.tracking import MlflowClient
 
-    from gnerv.tracking import track_ablations
+    from gnerv.pipeline.tracking import track_ablations
 
     paths = fake_ablations(tmp_path)
     params = {**PARAMS, "ablations": {"time_branch": {"c0": "8,16", "epochs": 60}}}

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-import gnerv.train as train_mod
-from gnerv.errors import GnervError
-from gnerv.model import GNeRVConfig
-from gnerv.train import EMBEDDING_STD, RANDN_STD, TrainConfig, fit, load_checkpoint, lr_at
+import gnerv.encoder.train as train_mod
+from gnerv.codec.config import GNeRVConfig
+from gnerv.encoder.config import EMBEDDING_STD, RANDN_STD, TrainConfig
+from gnerv.encoder.train import fit, load_checkpoint, lr_at
+from gnerv.runtime.errors import GnervError
 
 
 def small_cfg(frames: np.ndarray) -> GNeRVConfig:
@@ -198,7 +199,7 @@ def test_auto_resume_continues_when_same_and_starts_over_when_changed(tiny_cocka
 def test_paper_aspect_ratios_build_and_train(
     clip, size, embedding, cockatoo_path, realshort_path, tmp_path
 ):
-    from gnerv.video import read_video
+    from gnerv.media.video import read_video
 
     path = cockatoo_path if clip == "cockatoo" else realshort_path
     frames, _ = read_video(path, frame_range=(0, 4), resize=size, progress=False)
@@ -223,7 +224,7 @@ def test_a_quiet_fit_still_logs_progress_lines(tiny_cockatoo, tmp_path, capsys):
 def test_auto_lr_keeps_the_papers_rate_for_its_sizes_and_raises_it_below():
     """lr auto: the paper's 2e-3 from AUTO_LR_FROM parameters up (its 0.5M-12M models), more
     for smaller models, never more than AUTO_LR_MAX_FACTOR times."""
-    from gnerv.train import AUTO_LR_FROM, AUTO_LR_MAX_FACTOR, PAPER_LR, auto_lr
+    from gnerv.encoder.config import AUTO_LR_FROM, AUTO_LR_MAX_FACTOR, PAPER_LR, auto_lr
 
     for params in (AUTO_LR_FROM, 3_170_000, 12_420_000):
         assert auto_lr(params) == PAPER_LR
@@ -234,8 +235,8 @@ def test_auto_lr_keeps_the_papers_rate_for_its_sizes_and_raises_it_below():
 
 
 def test_fit_resolves_auto_lr_from_the_model_size_and_records_it(tiny_cockatoo, tmp_path):
-    from gnerv.model import count_params
-    from gnerv.train import auto_lr
+    from gnerv.codec.config import count_params
+    from gnerv.encoder.config import auto_lr
 
     frames, _ = tiny_cockatoo
     cfg = small_cfg(frames)

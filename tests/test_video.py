@@ -1,4 +1,5 @@
-"""gnerv.video on the committed sample clips: reading, selecting, resizing, writing, errors."""
+"""gnerv.media.video on the committed sample clips: reading, selecting, resizing, writing,
+errors."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 
-from gnerv.errors import GnervError
-from gnerv.video import (
+from gnerv.media.video import (
     load_frames,
     parse_range,
-    parse_size,
     probe_video,
     read_video,
     save_frames,
     video_fingerprint,
     write_video,
 )
+from gnerv.runtime.errors import GnervError
+from gnerv.runtime.sizes import parse_hw
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -43,16 +44,16 @@ def realshort_full(realshort_path: Path) -> tuple[np.ndarray, dict]:
 @pytest.mark.parametrize(
     "text, expected", [("90x160", (90, 160)), ("720X1280", (720, 1280)), (" 9 x 16 ", (9, 16))]
 )
-def test_parse_size(text: str, expected: tuple[int, int]) -> None:
-    assert parse_size(text) == expected
+def test_parse_hw(text: str, expected: tuple[int, int]) -> None:
+    assert parse_hw(text) == expected
 
 
 @pytest.mark.parametrize(
     "text", ["", "90", "90x", "x160", "0x160", "90x0", "-9x16", "9x16x3", "axb"]
 )
-def test_parse_size_rejects(text: str) -> None:
+def test_parse_hw_rejects(text: str) -> None:
     with pytest.raises(GnervError, match="size"):
-        parse_size(text)
+        parse_hw(text)
 
 
 @pytest.mark.parametrize(

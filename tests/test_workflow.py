@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gnerv.params import command_settings, load_params
-from gnerv.results import DVC_FILES
+from gnerv.pipeline.params import command_settings, load_params
+from gnerv.pipeline.results import DVC_FILES
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

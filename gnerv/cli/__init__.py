@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 
 from gnerv.cli import ablations, codec, frames, layers, track
-from gnerv.errors import GnervError
+from gnerv.runtime.errors import GnervError
+from gnerv.runtime.process import prepare_process
 
 EXIT_USER_ERROR = 2
 # What to do about the OS errors a user's paths provoke (anything else: the OS's own words).
@@ -32,6 +33,12 @@ OS_ERROR_FIXES = {
 }
 # Command groups, in the order `gnerv --help` lists them.
 GROUPS = (frames, codec, layers, track, ablations)
+# The commands that train or render: they set up the process's threads and heap
+# (gnerv.runtime.process) before torch is imported. The others only read, write or log files.
+COMPUTE_COMMANDS = frozenset(
+    {"fit", "render", "compress", "finetune", "encode", "decode", "residual", "evaluate", "report",
+     "ablation"}
+)  # fmt: skip
 
 
 class UsageError(Exception):
@@ -62,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(e, file=sys.stderr)
         return EXIT_USER_ERROR
+    if args.command in COMPUTE_COMMANDS:
+        prepare_process()
     try:
         args.func(args)
     except GnervError as e:

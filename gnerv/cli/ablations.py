@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 
 from gnerv.cli.common import add_render_args
-from gnerv.model import MASKS
+from gnerv.codec.config import MASKS
 
 
 def cmd_psnr(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from gnerv.ablations import model_psnr
-    from gnerv.device import select_device
-    from gnerv.video import load_frames
+    from gnerv.media.video import load_frames
+    from gnerv.runtime.device import select_device
+    from gnerv.studies.ablations import model_psnr
 
     frames, _ = load_frames(args.frames_file)
     psnr = model_psnr(Path(args.model_dir), frames, select_device(args.device), args.mask)
@@ -22,8 +22,8 @@ def cmd_psnr(args: argparse.Namespace) -> None:
 
 
 def cmd_time_branch(args: argparse.Namespace) -> None:
-    from gnerv.ablations import time_branch
-    from gnerv.video import load_frames
+    from gnerv.media.video import load_frames
+    from gnerv.studies.ablations import time_branch
 
     frames, _ = load_frames(args.frames_file)
     result = time_branch(frames, args.fits, args.device, args.output)
@@ -36,14 +36,14 @@ def cmd_time_branch(args: argparse.Namespace) -> None:
 
 
 def cmd_epochs(args: argparse.Namespace) -> None:
-    from gnerv.ablations import epochs
+    from gnerv.studies.ablations import epochs
 
     for point in epochs(args.fits, args.output)["points"]:
         print(f"{point['epochs']} epochs: PSNR {point['psnr']:.2f} dB")
 
 
 def cmd_progressive(args: argparse.Namespace) -> None:
-    from gnerv.ablations import progressive
+    from gnerv.studies.ablations import progressive
 
     for row in progressive(args.pipeline, args.long, args.output)["rows"]:
         print(

@@ -6,8 +6,6 @@ import argparse
 import math
 from dataclasses import replace
 
-from gnerv.atomic import check_writable
-from gnerv.bitstream import DEFAULT_LIMITS, LIMIT_FLAGS, SIZE_LIMITS, DecodeLimits, parse_size
 from gnerv.cli.common import (
     DEFAULT_SIZE,
     add_bits_arg,
@@ -28,17 +26,19 @@ from gnerv.cli.common import (
     resume_mode,
     train_config,
 )
-from gnerv.errors import GnervError
-from gnerv.progressive import DEFAULT_RESIDUAL_SCALE
-from gnerv.train import AUTO_LR
+from gnerv.codec.limits import DEFAULT_LIMITS, LIMIT_FLAGS, SIZE_LIMITS, DecodeLimits
+from gnerv.encoder.config import AUTO_LR, DEFAULT_RESIDUAL_SCALE
+from gnerv.runtime.atomic import check_writable
+from gnerv.runtime.errors import GnervError
+from gnerv.runtime.sizes import parse_bytes
 
 GNERV_SUFFIX = (".gnerv",)
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    from gnerv.encode import compress_checkpoint, default_finetune_dir, prepare_model
-    from gnerv.train import TrainConfig
-    from gnerv.video import load_frames
+    from gnerv.encoder.config import TrainConfig
+    from gnerv.encoder.encode import compress_checkpoint, default_finetune_dir, prepare_model
+    from gnerv.media.video import load_frames
 
     check_suffix(args.output, GNERV_SUFFIX)
     cfg = compress_config(resolve_settings(args, "compress"))
@@ -67,9 +67,9 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from gnerv.encode import prepare_model
-    from gnerv.train import TrainConfig
-    from gnerv.video import load_frames
+    from gnerv.encoder.config import TrainConfig
+    from gnerv.encoder.encode import prepare_model
+    from gnerv.media.video import load_frames
 
     cfg = compress_config(resolve_settings(args, "compress"))
     cfg.validate()
@@ -99,8 +99,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
 
 
 def cmd_encode(args: argparse.Namespace) -> None:
-    from gnerv.encode import default_workdir, encode_single
-    from gnerv.model import describe
+    from gnerv.codec.config import describe
+    from gnerv.encoder.encode import default_workdir, encode_single
 
     if args.stages != 1 or args.respective or target_of(args) is not None:
         return cmd_encode_layers(args)
@@ -136,7 +136,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
 def target_of(args: argparse.Namespace):
     """The --target-psnr / --target-bpp of `encode`, or None."""
-    from gnerv.target import Target
+    from gnerv.encoder.target import Target
 
     if args.target_psnr is None and args.target_bpp is None:
         return None
@@ -154,8 +154,8 @@ def parse_lrs(text: str) -> list[float | str]:
 def cmd_encode_layers(args: argparse.Namespace) -> None:
     """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv); with
     a target, stages are added until it is met or N is reached."""
-    from gnerv.model import parse_param_count
-    from gnerv.progressive import encode_progressive, encode_respective, stage_specs
+    from gnerv.encoder.progressive import encode_progressive, encode_respective, stage_specs
+    from gnerv.runtime.sizes import parse_param_count
 
     target = target_of(args)
     if args.warm_start and args.respective:
@@ -221,10 +221,11 @@ def decode_limits(args: argparse.Namespace) -> DecodeLimits:
 def cmd_decode(args: argparse.Namespace) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from gnerv.bitstream import check_decode_cost, read_gnerv
-    from gnerv.decode import check_chain, check_precision, iter_decoded
-    from gnerv.device import select_device
-    from gnerv.video import WRITE_SUFFIXES, open_video_writer
+    from gnerv.codec.bitstream import read_gnerv
+    from gnerv.codec.decode import check_chain, check_precision, iter_decoded
+    from gnerv.codec.limits import check_decode_cost
+    from gnerv.media.video import WRITE_SUFFIXES, open_video_writer
+    from gnerv.runtime.device import select_device
 
     check_suffix(args.output, WRITE_SUFFIXES)
     files = [read_gnerv(path, limits=decode_limits(args)) for path in args.files]
@@ -257,8 +258,8 @@ def cmd_decode(args: argparse.Namespace) -> None:
 def cmd_info(args: argparse.Namespace) -> None:
     import json
 
-    from gnerv.bitstream import file_info, read_gnerv
-    from gnerv.decode import DEFAULT_BATCH
+    from gnerv.codec.bitstream import file_info, read_gnerv
+    from gnerv.codec.config import DEFAULT_BATCH
 
     info = file_info(read_gnerv(args.file, decode=False), DEFAULT_BATCH)
     if args.json:
@@ -305,7 +306,7 @@ def cmd_info(args: argparse.Namespace) -> None:
 def size_arg(text: str) -> int:
     """--max-memory / --max-output: 4G, 500M, 1.5T or bytes."""
     try:
-        return parse_size(text)
+        return parse_bytes(text)
     except GnervError as e:
         raise argparse.ArgumentTypeError(str(e))
 

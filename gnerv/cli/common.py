@@ -14,14 +14,27 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gnerv.decode import DEFAULT_BATCH, DEFAULT_PRECISION, PRECISIONS
-from gnerv.device import DEFAULT_DEVICE
-from gnerv.encode import CompressConfig
-from gnerv.errors import GnervError
-from gnerv.model import GNeRVConfig
-from gnerv.progressive import RESIDUAL_ALPHA
-from gnerv.quantize import DEFAULT_BITS, MAX_BITS, MIN_BITS, SCHEME_ALIASES, SCHEMES
-from gnerv.train import AUTO_LR_FROM, PAPER_LR, PAPER_RESIDUAL_LR, TrainConfig
+from gnerv.codec.config import (
+    DEFAULT_BATCH,
+    DEFAULT_BITS,
+    DEFAULT_PRECISION,
+    MAX_BITS,
+    MIN_BITS,
+    PRECISIONS,
+    SCHEME_ALIASES,
+    SCHEMES,
+    GNeRVConfig,
+)
+from gnerv.encoder.config import (
+    AUTO_LR_FROM,
+    PAPER_LR,
+    PAPER_RESIDUAL_LR,
+    RESIDUAL_ALPHA,
+    CompressConfig,
+    TrainConfig,
+)
+from gnerv.runtime.device import DEFAULT_DEVICE
+from gnerv.runtime.errors import GnervError
 
 SUPPRESS = argparse.SUPPRESS
 DEFAULT_SIZE = "0.5M"  # --size when neither --size, --c0 nor a --params stage gives one
@@ -84,7 +97,7 @@ SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "
 
 
 def learning_rate(text: str) -> float | str:
-    """--lr: a positive number, or auto (from the model's size: gnerv.train.auto_lr)."""
+    """--lr: a positive number, or auto (from the model's size: gnerv.encoder.train.auto_lr)."""
     if text.strip().lower() == "auto":
         return "auto"
     try:
@@ -140,7 +153,7 @@ def frame_indices(spec: str | None, n_frames: int, what: str) -> list[int]:
     """'A:B' (half-open, B may be omitted) -> indices, checked against the video's length."""
     if not spec:
         return list(range(n_frames))
-    from gnerv.video import parse_range
+    from gnerv.media.video import parse_range
 
     a, b = parse_range(spec)
     b = n_frames if b < 0 else b
@@ -384,7 +397,7 @@ def resolve_settings(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """This command's settings: explicit flags over the --params file's (for --stage)."""
     from_file: dict[str, Any] = {}
     if getattr(args, "params", None):
-        from gnerv.params import command_settings, load_params
+        from gnerv.pipeline.params import command_settings, load_params
 
         raw = command_settings(load_params(args.params), command, args.stage)
         from_file = {name: _coerce(name, value) for name, value in raw.items()}
@@ -400,8 +413,9 @@ def model_config(
 ) -> GNeRVConfig:
     """GNeRVConfig for n_frames frames of height x width: C0 from c0, else from size
     (DEFAULT_SIZE). Refused before any training when the .gnerv format could not hold it."""
-    from gnerv.bitstream import check_encodable
-    from gnerv.model import c0_for_size, parse_param_count
+    from gnerv.codec.config import c0_for_size
+    from gnerv.codec.limits import check_encodable
+    from gnerv.runtime.sizes import parse_param_count
 
     common = {name: settings[name] for name in MODEL_FIELDS if name in settings}
     common.update(height=height, width=width, residual=residual)
@@ -423,7 +437,7 @@ def model_config(
 def train_config(settings: dict[str, Any], args: argparse.Namespace, residual: bool):
     """TrainConfig: the dataclass's defaults (the paper's residual lr/alpha for residual
     stages), then the settings, then the --no-amp/--eager/--compile switches."""
-    from gnerv.progressive import stage_defaults
+    from gnerv.encoder.progressive import stage_defaults
 
     kw: dict[str, Any] = stage_defaults(2 if residual else 1)
     kw.update({name: settings[name] for name in TRAIN_FIELDS if name in settings})
@@ -435,13 +449,14 @@ def train_config(settings: dict[str, Any], args: argparse.Namespace, residual: b
 
 
 def read_frames_from_args(args: argparse.Namespace, video: str, progress: bool = True):
-    from gnerv.video import parse_range, parse_size, read_video
+    from gnerv.media.video import parse_range, read_video
+    from gnerv.runtime.sizes import parse_hw
 
     return read_video(
         video,
         frame_range=parse_range(args.frames) if args.frames else None,
         stride=args.stride,
-        resize=parse_size(args.resize) if args.resize else None,
+        resize=parse_hw(args.resize) if args.resize else None,
         progress=progress,
     )
 

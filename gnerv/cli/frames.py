@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from gnerv.atomic import check_writable
 from gnerv.cli.common import (
     add_extract_args,
     add_model_args,
@@ -21,11 +20,12 @@ from gnerv.cli.common import (
     resume_mode,
     train_config,
 )
-from gnerv.errors import GnervError
+from gnerv.runtime.atomic import check_writable
+from gnerv.runtime.errors import GnervError
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
-    from gnerv.video import save_frames
+    from gnerv.media.video import save_frames
 
     frames, meta = read_frames_from_args(args, args.video)
     save_frames(args.output, frames, meta)
@@ -34,10 +34,10 @@ def cmd_extract(args: argparse.Namespace) -> None:
 
 
 def cmd_fit(args: argparse.Namespace) -> None:
-    from gnerv.model import describe
-    from gnerv.residual import is_residual_file, load_residual
-    from gnerv.train import fit
-    from gnerv.video import load_frames, video_fingerprint
+    from gnerv.codec.config import describe
+    from gnerv.encoder.residual import is_residual_file, load_residual
+    from gnerv.encoder.train import fit
+    from gnerv.media.video import load_frames, video_fingerprint
 
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "fit")
@@ -70,8 +70,8 @@ def cmd_fit(args: argparse.Namespace) -> None:
             tracker.fail("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
     if tracker:
-        from gnerv.atomic import read_json
-        from gnerv.train import SUMMARY_NAME
+        from gnerv.encoder.train import SUMMARY_NAME
+        from gnerv.runtime.atomic import read_json
 
         tracker.finish(read_json(Path(args.output) / SUMMARY_NAME, "a fit summary"))
     what = "PSNR of the layers so far plus this residual" if residual else "PSNR"
@@ -82,11 +82,12 @@ def cmd_fit(args: argparse.Namespace) -> None:
 
 
 def fit_tracker(args: argparse.Namespace) -> Any:
-    """The live MLflow run of `fit --track VIDEO` (gnerv.tracking.FitTracker), else None."""
+    """The live MLflow run of `fit --track VIDEO` (gnerv.pipeline.tracking.FitTracker), else
+    None."""
     if not args.track:
         return None
-    from gnerv.params import load_params
-    from gnerv.tracking import FitTracker
+    from gnerv.pipeline.params import load_params
+    from gnerv.pipeline.tracking import FitTracker
 
     params = load_params(args.params) if args.params else {}
     return FitTracker(args.track, args.stage, params, args.output, args.experiment)
@@ -95,10 +96,10 @@ def fit_tracker(args: argparse.Namespace) -> Any:
 def cmd_render(args: argparse.Namespace) -> None:
     import torch
 
-    from gnerv.device import select_device
-    from gnerv.model import for_inference, render, to_uint8
-    from gnerv.train import CHECKPOINT_NAME, model_from_checkpoint
-    from gnerv.video import DEFAULT_FPS, WRITE_SUFFIXES, open_video_writer
+    from gnerv.codec.model import for_inference, render, to_uint8
+    from gnerv.encoder.train import CHECKPOINT_NAME, model_from_checkpoint
+    from gnerv.media.video import DEFAULT_FPS, WRITE_SUFFIXES, open_video_writer
+    from gnerv.runtime.device import select_device
 
     check_suffix(args.output, WRITE_SUFFIXES)
     ckpt_path = Path(args.model_dir) / CHECKPOINT_NAME

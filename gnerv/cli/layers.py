@@ -11,14 +11,14 @@ from gnerv.cli.common import (
     parse_list,
     resolve_settings,
 )
-from gnerv.progressive import DEFAULT_RESIDUAL_SCALE
+from gnerv.encoder.config import DEFAULT_RESIDUAL_SCALE
 
 JSON_SUFFIX = (".json",)
 
 
 def cmd_residual(args: argparse.Namespace) -> None:
-    from gnerv.progressive import compute_residual
-    from gnerv.video import load_frames
+    from gnerv.encoder.progressive import compute_residual
+    from gnerv.media.video import load_frames
 
     check_suffix(args.output, (".npy",))
     scale = resolve_settings(args, "residual").get("residual_scale", DEFAULT_RESIDUAL_SCALE)
@@ -31,9 +31,9 @@ def cmd_residual(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from gnerv.atomic import write_json
-    from gnerv.evaluate import evaluate_layers
-    from gnerv.video import load_frames
+    from gnerv.evaluation.evaluate import evaluate_layers
+    from gnerv.media.video import load_frames
+    from gnerv.runtime.atomic import write_json
 
     check_suffix(args.output, JSON_SUFFIX)
     frames, _ = load_frames(args.frames_file)
@@ -50,9 +50,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_baselines(args: argparse.Namespace) -> None:
-    from gnerv.atomic import write_json
-    from gnerv.baselines import run_baselines
-    from gnerv.video import DEFAULT_FPS, load_frames
+    from gnerv.evaluation.baselines import run_baselines
+    from gnerv.media.video import DEFAULT_FPS, load_frames
+    from gnerv.runtime.atomic import write_json
 
     check_suffix(args.output, JSON_SUFFIX)
     frames, meta = load_frames(args.frames_file)
@@ -72,8 +72,8 @@ def cmd_baselines(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from gnerv.report import make_report
-    from gnerv.video import DEFAULT_FPS, load_frames
+    from gnerv.evaluation.report import make_report
+    from gnerv.media.video import DEFAULT_FPS, load_frames
 
     frames, meta = load_frames(args.frames_file)
     summary = make_report(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def cmd_track(args: argparse.Namespace) -> None:
-    from gnerv.params import load_params
-    from gnerv.tracking import (
+    from gnerv.pipeline.params import load_params
+    from gnerv.pipeline.tracking import (
         DEFAULT_EXPERIMENT,
         PipelineFiles,
         default_tracking_uri,
@@ -34,8 +34,8 @@ def cmd_track(args: argparse.Namespace) -> None:
 
 
 def cmd_track_ablations(args: argparse.Namespace) -> None:
-    from gnerv.params import load_params
-    from gnerv.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_ablations
+    from gnerv.pipeline.params import load_params
+    from gnerv.pipeline.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_ablations
 
     params = load_params(args.params)
     experiment = args.experiment or params.get("mlflow", {}).get("experiment", DEFAULT_EXPERIMENT)

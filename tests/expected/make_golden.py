@@ -35,15 +35,16 @@ import numpy as np
 import torch
 
 import gnerv
-from gnerv import bitstream as bs
-from gnerv.decode import decode_float, decode_layers
-from gnerv.model import GNeRV, GNeRVConfig, frame_times
-from gnerv.video import read_video
+from gnerv.codec import bitstream as bs
+from gnerv.codec.config import GNeRVConfig
+from gnerv.codec.decode import decode_float, decode_layers
+from gnerv.codec.model import GNeRV, frame_times
+from gnerv.media.video import read_video
 
 try:  # where it lives after format 1's tidy-up
-    from gnerv.video import video_fingerprint
+    from gnerv.media.video import video_fingerprint
 except ImportError:  # the commits that wrote format 1
-    from gnerv.bitstream import video_fingerprint  # type: ignore[attr-defined,no-redef]
+    from gnerv.codec.bitstream import video_fingerprint  # type: ignore[attr-defined,no-redef]
 
 NAME = "golden-v1"
 SOURCE = Path("data/raw/realshort.mp4")

@@ -1,10 +1,10 @@
 # The ablations' settings (params.yaml's `ablations:` section) as input lists and flags for
-# workflow/rules/ablations.smk; gnerv.params.AblationPlan reads the section (dvc_yaml.py too).
+# workflow/rules/ablations.smk; gnerv.pipeline.params.AblationPlan reads the section (dvc_yaml.py too).
 # Functions only, no rules (Snakemake's linter keeps them apart).
 
 from snakemake.exceptions import WorkflowError
 
-from gnerv.params import AblationPlan
+from gnerv.pipeline.params import AblationPlan
 
 # None when the parameters have no `ablations:` section (then `snakemake ablations` refuses).
 ABLATIONS = AblationPlan.from_params(config)

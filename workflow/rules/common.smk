@@ -6,12 +6,15 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from gnerv import cluster, results
-from gnerv.errors import GnervError
-from gnerv.params import command_settings, fine_tunes, parse_param_count
-from gnerv.target import Target, decide
+from gnerv.pipeline import cluster
 
-# Files the pipeline writes, per video: gnerv.results spells the layout (dvc.yaml follows it too).
+from gnerv.pipeline import results
+from gnerv.runtime.errors import GnervError
+from gnerv.pipeline.params import command_settings, fine_tunes
+from gnerv.runtime.sizes import parse_param_count
+from gnerv.encoder.target import Target, decide
+
+# Files the pipeline writes, per video: gnerv.pipeline.results spells the layout (dvc.yaml follows it too).
 FRAMES = results.frames("{video}")
 FRAMES_META = results.frames_meta("{video}")
 LAYER = results.layer("{video}", "{stage}")
@@ -115,7 +118,7 @@ def prefix_layers(wildcards) -> list[str]:
 
 
 def target_outcome(video: str, prefix_file) -> dict | None:
-    """Where the `target:` leaves the video's stages (gnerv.target.decide), reading stage j's
+    """Where the `target:` leaves the video's stages (gnerv.encoder.target.decide), reading stage j's
     prefix figures from prefix_file(j); None without a target."""
     if TARGET is None:
         return None
@@ -222,7 +225,7 @@ def params_files() -> list[str]:
 
 
 def track_inputs(wildcards) -> dict:
-    """Everything `gnerv track` logs for one video (gnerv.results names the files). The
+    """Everything `gnerv track` logs for one video (gnerv.pipeline.results names the files). The
     parameter files are not among them: track_values is the rerun trigger."""
     return results.track_files(wildcards.video, used_stages(wildcards.video))
 

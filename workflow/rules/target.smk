@@ -1,6 +1,6 @@
 checkpoint prefix:
     """With a `target:` (params.yaml): layers 1..stage decoded and measured (PSNR, bpp from the
-    files' sizes) by `gnerv evaluate`; gnerv.target.decide reads them to choose whether the
+    files' sizes) by `gnerv evaluate`; gnerv.encoder.target.decide reads them to choose whether the
     pipeline adds stage + 1 (used_stages in common.smk). A checkpoint: the jobs after it are
     planned only once it has run."""
     input:

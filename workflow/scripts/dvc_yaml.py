@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from gnerv import results
-from gnerv.params import AblationPlan, command_params, fine_tunes
-from gnerv.target import Target
+from gnerv.encoder.target import Target
+from gnerv.pipeline import results
+from gnerv.pipeline.params import AblationPlan, command_params, fine_tunes
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -97,8 +97,8 @@ def _stage(
 
 
 def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The DVC stages of one video, in the order the pipeline runs them (gnerv.results names
-    the files, gnerv.params the params.yaml keys each command reads)."""
+    """The DVC stages of one video, in the order the pipeline runs them (gnerv.pipeline.results names
+    the files, gnerv.pipeline.params the params.yaml keys each command reads)."""
     frames = results.frames(video)
     n_stages = len(cfg["stages"])
     layers = results.layers(video, n_stages)

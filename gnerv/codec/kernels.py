@@ -1,0 +1,230 @@
+"""Fast inference paths for the GNeRV network: the speed tricks, kept out of the model's file.
+
+One small interface: :func:`forward` renders frame times with one of :data:`KERNELS`:
+
+- ``reference``: ``GNeRV.forward`` itself, the paper's network as training runs it.
+- ``lean`` (the decoder's exact path): the same arithmetic with GELU, the distribution shift and
+  the sigmoid in place, and an NHWC pixel shuffle without torch's strided gather (the conv lists
+  its output channels in shuffle order). Only buffers and the order values are listed in change:
+  the same bits as ``reference`` (tests/test_model.py).
+- ``bf16`` (opt-in, lossy: ``--precision bf16`` on CPUs with AVX-512 BF16 or AMX): each conv fused
+  with its GELU (or the head's sigmoid) in one oneDNN kernel on bf16 weights made once, the shift
+  as one statistics pass and one multiply-add. The time path stays fp32.
+
+Private torch APIs appear in this module only, each behind a capability check
+(:func:`has_blocked_conv`, :func:`has_fused_bf16`); where one is missing the path falls back to
+the reference (``lean``) or is refused (``bf16``, by the decoder's precision check).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from gnerv.runtime.errors import GnervError
+
+if TYPE_CHECKING:
+    from gnerv.codec.model import ConvUpBlock, GNeRV
+
+KERNELS = ("reference", "lean", "bf16")
+DEFAULT_KERNEL = "lean"
+
+
+@cache
+def has_blocked_conv() -> bool:
+    """Whether this torch has what the lean path's blocked shuffle uses: a conv on given weights
+    (``nn.Conv2d._conv_forward``) and tensor version counters (``Tensor._version``)."""
+    return hasattr(nn.Conv2d, "_conv_forward") and hasattr(torch.Tensor, "_version")
+
+
+@cache
+def has_fused_bf16() -> bool:
+    """Whether oneDNN's fused conv + pointwise kernel and native CPU bfloat16 are available."""
+    mkldnn = torch.ops.mkldnn
+    try:
+        return hasattr(mkldnn, "_convolution_pointwise") and mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def forward(
+    model: GNeRV, t: torch.Tensor, kernel: str = DEFAULT_KERNEL, mask: str | None = None
+) -> torch.Tensor:
+    """model's output for frame times t, computed by `kernel` (one of KERNELS).
+
+    With autograd on (training), every kernel is the reference: the fast paths work in place."""
+    if kernel not in KERNELS:
+        raise GnervError(f"kernel {kernel!r} is not one of: {', '.join(KERNELS)}")
+    if kernel == "reference" or torch.is_grad_enabled():
+        return model(t, mask=mask)
+    if kernel == "bf16":
+        if mask is not None:
+            raise GnervError("the bf16 render masks no branch: use the fp32 render")
+        return bf16_forward(model, t)
+    return lean_forward(model, t, mask)
+
+
+# --------------------------------------------------------------------------------------------
+# The lean exact path
+# --------------------------------------------------------------------------------------------
+
+
+def lean_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
+    """GNeRV.forward with each step in place where the reference makes a new tensor."""
+    x, stats = model.time_path(t, mask)
+    for j, block in enumerate(model.blocks):
+        if stats is not None:
+            mean, std = stats[j]
+            x = shift_inplace(x, mean, 1.0 + std)
+        x = lean_block(block, x)
+    out = model.head(x)
+    return out if model.cfg.residual else out.sigmoid_()
+
+
+def shift_inplace(
+    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """gnerv.codec.model.distribution_shift's four element-wise steps in one buffer."""
+    mu = f.mean(dim=(2, 3), keepdim=True)
+    sigma = (f.var(dim=(2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    return (f - mu).mul_(std[:, :, None, None]).div_(sigma).add_(mean[:, :, None, None])
+
+
+def lean_block(block: ConvUpBlock, x: torch.Tensor) -> torch.Tensor:
+    """ConvUpBlock.forward with GELU in place and the blocked shuffle."""
+    gelu = torch.ops.aten.gelu_  # the same kernel as nn.GELU, in place
+    if block.grows:
+        x = gelu(_conv_shuffle(block, block.conv1, x))
+        return gelu(block.conv2(x))
+    x = gelu(block.conv1(x))
+    return gelu(_conv_shuffle(block, block.conv2, x))
+
+
+def _conv_shuffle(block: ConvUpBlock, conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """shuffle(conv(x)); by conv_shuffle_nhwc on NHWC CPU tensors where torch allows it."""
+    if (
+        x.device.type != "cpu"
+        or not has_blocked_conv()
+        or not x.is_contiguous(memory_format=torch.channels_last)
+        or not conv.weight.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return block.shuffle(conv(x))
+    return conv_shuffle_nhwc(conv, x, block.shuffle.upscale_factor)
+
+
+def _kept(
+    conv: nn.Conv2d, name: str, factor: int | None, make: Callable
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """make(conv, factor) -> (weight, bias), kept on the module under `name` until the weight
+    changes (inference only: renders reuse it batch after batch)."""
+    key = (conv.weight.data_ptr(), conv.weight._version, factor)
+    cached = conv.__dict__.get(name)
+    if cached is None or cached[0] != key:
+        cached = (key, *make(conv, factor))
+        conv.__dict__[name] = cached
+    return cached[1], cached[2]
+
+
+def _reorder(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    order = torch.arange(conv.out_channels, device=conv.weight.device)
+    order = order.view(-1, factor * factor).t().reshape(-1)
+    return conv.weight[order], None if conv.bias is None else conv.bias[order]
+
+
+def blocked_weights(conv: nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """conv's weight and bias with output channels (c, i, j) listed as (i, j, c); kept."""
+    return _kept(conv, "_blocked", factor, _reorder)
+
+
+def conv_shuffle_nhwc(conv: nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Tensor:
+    """PixelShuffle(factor)(conv(x)) for an NHWC (channels_last) x, without torch's NHWC pixel
+    shuffle, which gathers single floats at a stride of factor^2 (a third of a decode's time).
+
+    The conv computes its output channels in the order (i, j, c) instead of (c, i, j): the same
+    dot products, listed in another order. In NHWC memory each pixel's factor * C values of one
+    output row i then lie side by side, and the shuffle is a copy of such blocks. Pure data
+    movement on both sides: the same bits as the plain path (tests/test_model.py)."""
+    weight, bias = blocked_weights(conv, factor)
+    return shuffle_blocked(conv._conv_forward(x, weight, bias), factor)
+
+
+def shuffle_blocked(y: torch.Tensor, factor: int) -> torch.Tensor:
+    """PixelShuffle of an NHWC y whose channels are listed (i, j, c): a copy of r * C blocks."""
+    n, _, h, w = y.shape
+    y = y.permute(0, 2, 3, 1).reshape(n, h, w, factor, -1)  # a view: (n, h, w, i, [j c])
+    y = y.transpose(2, 3).contiguous()  # (n, h, i, w, [j c]): the copy
+    return y.view(n, h * factor, w * factor, -1).permute(0, 3, 1, 2)  # NCHW view, NHWC memory
+
+
+# --------------------------------------------------------------------------------------------
+# The bf16 render (lossy, opt-in). Free of the exact path's constraint, it fuses what oneDNN
+# can. The time path stays fp32.
+# --------------------------------------------------------------------------------------------
+
+
+def bf16_forward(model: GNeRV, t: torch.Tensor) -> torch.Tensor:
+    """As GNeRV.forward, in bfloat16 from the first block on, convs fused with their activations.
+    Returns fp32 (B, 3, H, W)."""
+    if not has_fused_bf16():
+        raise GnervError(
+            "the bf16 render needs a CPU with native bfloat16 (AVX-512 BF16 or AMX) and "
+            "oneDNN's fused convolutions: use --precision fp32"
+        )
+    x, stats = model.time_path(t)
+    x = x.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    for j, block in enumerate(model.blocks):
+        if stats is not None:
+            mean, std = stats[j]
+            x = distribution_shift_bf16(x, mean, 1.0 + std)
+        x = block_bf16(block, x)
+    return conv_bf16(model.head, x, "none" if model.cfg.residual else "sigmoid").float()
+
+
+def block_bf16(block: ConvUpBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block in bf16, each conv fused with its GELU (see conv_bf16)."""
+    r = block.shuffle.upscale_factor
+    if block.grows:
+        return conv_bf16(block.conv2, conv_bf16(block.conv1, x, "gelu", r), "gelu")
+    return conv_bf16(block.conv2, conv_bf16(block.conv1, x, "gelu"), "gelu", r)
+
+
+def _to_bf16(conv: nn.Conv2d, factor: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    w, b = blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
+    w = w.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    return w, None if b is None else b.to(torch.bfloat16)
+
+
+def bf16_weights(conv: nn.Conv2d, factor: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """conv's weight (NHWC) and bias in bfloat16, channels (i, j, c) with a factor; kept."""
+    return _kept(conv, "_bf16", factor, _to_bf16)
+
+
+def conv_bf16(
+    conv: nn.Conv2d, x: torch.Tensor, post: str, factor: int | None = None
+) -> torch.Tensor:
+    """post(conv(x)) in one oneDNN kernel (post: "gelu", "sigmoid" or "none"), bf16 NHWC; then
+    PixelShuffle(factor) when given (GELU commutes with it: both are per element)."""
+    w, b = bf16_weights(conv, factor)
+    y = torch.ops.mkldnn._convolution_pointwise(
+        x, w, b, conv.padding, conv.stride, conv.dilation, conv.groups,
+        post, [], "none" if post == "gelu" else "",
+    )  # fmt: skip
+    return shuffle_blocked(y, factor) if factor else y
+
+
+def distribution_shift_bf16(
+    x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Eq. 1 as x * a + b on an NHWC bf16 x: the spatial sums of x and x^2 in fp32 (one pass
+    each, far faster than torch's bf16 var_mean over NHWC), per-channel a and b, one addcmul."""
+    n, c, h, w = x.shape
+    flat = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # NHWC memory: a view
+    mu = flat.sum(1, dtype=torch.float32) / (h * w)
+    var = ((flat * flat).sum(1, dtype=torch.float32) / (h * w) - mu * mu).clamp_min(0)
+    a = std / (var + eps).sqrt()
+    b = mean - mu * a
+    return torch.addcmul(b[:, :, None, None].to(x.dtype), x, a[:, :, None, None].to(x.dtype))

@@ -1,0 +1,1 @@
+"""Measuring and showing: metrics, BD-rate, classical baselines, plots, reports, evaluation."""

@@ -1,0 +1,1 @@
+"""Video in and out: extraction to frames, frame files, writing decoded frames."""

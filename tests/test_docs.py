@@ -1,0 +1,132 @@
+"""The project's words only: README.md, docs/ and the package's sources speak of the project.
+
+A user reads these files without access to the developers' tracker, machines or tools, so they
+must not cite tracker numbers (``#17``, ``issue 14``) or the development environment (its
+benchmark tools, paths, machines, working sessions, a CPU lock shared by developers). Figures
+are dated by their date and machine, not by a working session. The test lists every hit as
+``file:line: word`` so that each can be rewritten in the project's own terms.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A tracker number: "#" and digits, not glued to a word or an entity (``a#1``, ``&#123;``), not
+# followed by more of a name (``#1f77b4``, ``#3-stage``), and not an all-digit colour of 6 or 8
+# digits. Occurrences inside a URL or a Markdown link target are removed before matching.
+ISSUE_NUMBER = re.compile(r"(?<![\w&#/])#(?!(?:\d{6}|\d{8})\b)\d+(?![\w-])")
+# "issue 17", "issues #13", "Issue #14's", "PR 3", "pull request #2"
+ISSUE_WORD = re.compile(r"\b(?:issues?|PRs?|pull requests?)\s*#?\s*\d+\b", re.IGNORECASE)
+
+# The development environment: its tools, paths, machines, sessions and arrangements.
+DEV_WORDS = re.compile(
+    r"|".join(
+        [
+            r"\bfarm-[a-z]",  # the environment's benchmark and studio tools (farm-bench, ...)
+            r"(?<![\w.])/work/",  # its checkout and shared-data paths
+            r"\.\./shared/",  # the shared data folder beside the checkout
+            r"\bdev(?:elopment)?[ -](?:VM|machines?|box|environment)\b",
+            r"\bother engineers?\b",
+            r"\b(?:this|that|today's|the last|an? earlier|the previous|the next|a second|"
+            r"second|earlier|later|last) (?:work )?session\b",
+            r"\b(?:the )?last wave\b",
+            r"\bCPU[- ]lock\b",
+            r"\bcpu\.lock\b",
+            r"\bflock /tmp\b",
+            r"\bsandbox",
+            r"\bKINDS\.md\b",
+            r"\bdevice tool\b",
+            r"\bno GPU (?:machine )?was lent\b",
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+# Spans removed before matching: URLs and Markdown link targets (anchors such as
+# ``model.md#the-time-branch-ablation-paper-43`` and ``https://host/page#12`` are addresses).
+URL = re.compile(r"[a-z][a-z0-9+.-]*://\S+", re.IGNORECASE)
+LINK_TARGET = re.compile(r"\]\([^)\s]*\)")
+
+
+def checked_files() -> list[Path]:
+    """README.md, every text file under docs/, every .py file of the package."""
+    files = [ROOT / "README.md"]
+    files += sorted(p for p in (ROOT / "docs").rglob("*") if p.is_file())
+    files += sorted((ROOT / "gnerv").rglob("*.py"))
+    return files
+
+
+def text_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:  # images and other binary files under docs/
+        return []
+
+
+def hits_in_line(line: str) -> list[str]:
+    """The offending words of one line (empty when it is clean)."""
+    plain = LINK_TARGET.sub("]()", URL.sub(" ", line))
+    spans: list[tuple[int, int, str]] = []
+    for pattern in (ISSUE_WORD, ISSUE_NUMBER, DEV_WORDS):
+        for m in pattern.finditer(plain):
+            if not any(a < m.end() and m.start() < b for a, b, _ in spans):  # once per place
+                spans.append((m.start(), m.end(), m.group(0)))
+    return [word for _, _, word in sorted(spans)]
+
+
+def find_hits(files: list[Path]) -> list[str]:
+    hits = []
+    for path in files:
+        for number, line in enumerate(text_lines(path), start=1):
+            for word in hits_in_line(line):
+                hits.append(f"{path.relative_to(ROOT)}:{number}: {word!r}")
+    return hits
+
+
+def test_the_patterns_hit_what_they_should():
+    for line in [
+        "as issue #17 asks",
+        "(#18)",
+        "Against the targets of #18:",
+        "see issue 14",
+        "Issues #13 and",
+        "the 2-core dev VM",
+        "on the dev machines",
+        "`farm-bench -n 3`",
+        "cp /work/shared/data/bunny.mkv .",
+        "--bunny ../shared/data/bunny.mkv",
+        "not measured in this session",
+        "2026-12-03, second session",
+        "with other engineers' test runs",
+        "once it held the shared CPU lock",
+        "(`flock /tmp/gnerv-cpu.lock`)",
+        "in the sandbox",
+    ]:
+        assert hits_in_line(line), line
+
+
+def test_the_patterns_leave_legitimate_text_alone():
+    for line in [
+        "# a comment in a code block",
+        "#!/usr/bin/env bash",
+        "color = '#1f77b4'",
+        "edgecolor='#000000'",
+        "see [model.md](model.md#the-time-branch-ablation-paper-43)",
+        "<https://github.com/haochen-rye/HNeRV#12>",
+        "x[:, 0] += 1  # 3 channels",
+        "the issue with a small model",
+        "decoded PSNR of the session's frames",
+        "&#8212;",
+        "a 3-stage pipeline, stage #",
+        "dvc.lock records the outputs",
+        "Directory cannot be locked",
+    ]:
+        assert not hits_in_line(line), (line, hits_in_line(line))
+
+
+def test_readme_docs_and_package_speak_of_the_project_only():
+    hits = find_hits(checked_files())
+    assert not hits, "words from outside the project:\n" + "\n".join(hits)
