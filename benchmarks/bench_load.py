@@ -30,11 +30,15 @@ from record import write_record
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 GNERV = [str(Path(sys.executable).parent / "gnerv")]  # the environment's command
+THREAD_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 VARIANTS = {
     "package": {},
-    "plain": {"GNERV_THREADS": "plain"},
-    # a middle way tried: spin briefly, then sleep
-    "spin10k": {"GNERV_THREADS": "plain", "GOMP_SPINCOUNT": "10000"},
+    "plain": {"GOMP_SPINCOUNT": "300000"},  # libgomp's default when nothing is set
+    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "spin1k": {"GOMP_SPINCOUNT": "1000"},
+    "spin10k": {"GOMP_SPINCOUNT": "10000"},
+    "spin30k": {"GOMP_SPINCOUNT": "30000"},
+    "spin100k": {"GOMP_SPINCOUNT": "100000"},
 }
 
 
@@ -132,7 +136,7 @@ def main() -> None:
                     proc.start()
                 try:
                     for variant in args.variants:  # side by side under the same load
-                        env = {k: v for k, v in os.environ.items() if k != "GNERV_THREADS"}
+                        env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
                         env.update(VARIANTS[variant])
                         t0 = time.perf_counter()
                         row = measure(work, frames, args, env)

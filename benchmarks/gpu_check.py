@@ -1,17 +1,22 @@
-"""One prepared GPU check (issue #16), sized for a short loan of an H200 (7-8 minutes).
+"""The GPU check: training and decoding speed and the GPU tests, about 9 minutes on an H200.
 
-    benchmarks/gpu_check.sh                              # on the lent GPU (carried wheels, PATH)
+    benchmarks/gpu_check.sh                              # on a GPU machine (wheels in .whl/)
     python benchmarks/gpu_check.py --device cpu --tiny   # dry run of the same code, < 1 minute
 
 Sections (each one is recorded even when another fails; --sections picks some):
 
   tests   ``pytest -m gpu tests/test_gpu.py`` in a subprocess; counts from its JUnit XML.
-  fit     Bunny 720p (132 frames) at 0.5M parameters with bf16 autocast, through the package's
-          own ``gnerv.encoder.train.fit``: a 3-epoch probe fit measures seconds per epoch, then one
-          fit
-          (its full warm-up + cosine schedule) runs as many epochs as fit in --fit-seconds, at
-          most 300. Prints training frames/s, the projected seconds for 300 epochs (target
-          <= 300 s) and the PSNR curve; then renders the fitted model in fp32 and in bf16.
+  fit     Bunny 720p (132 frames) at 0.5M parameters in the training precision auto (bf16
+          autocast on a GPU), through the package's own ``gnerv.encoder.train.fit``: a 3-epoch
+          probe fit measures seconds per epoch, then one fit (its full warm-up + cosine
+          schedule) runs as many epochs as fit in --fit-seconds, at most 300. Prints training
+          frames/s, the projected seconds for 300 epochs (target <= 300 s) and the PSNR curve;
+          then renders the fitted model in fp32 and in bf16.
+  small_fit  the fit benchmarks/time_to_quality.py times on a CPU, here on the device: Bunny
+          (all frames) at 180x320, 0.095M, --min-channels 12, 100 epochs, every other setting
+          the package's default (its `new` path), through the commands `gnerv fit`,
+          `gnerv compress` and `gnerv evaluate`: training seconds, the precision, the per-epoch
+          training PSNR with elapsed seconds, the decoded PSNR.
   decode  a ~4.7M-parameter 1080p model (random weights): frames/s at batch 1, 8 and 32, fp32
           and bf16 autocast, eager and ``torch.compile``d (warm-up and compile excluded, CUDA
           synchronised around each timing); the PSNR of bf16 output against fp32 output; and
@@ -33,6 +38,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -53,15 +59,19 @@ from gnerv.codec.config import GNeRVConfig, c0_for_size, count_params, describe,
 from gnerv.codec.decode import decode_layers, prepare_layers
 from gnerv.codec.model import GNeRV, for_inference, frame_times, to_uint8
 from gnerv.encoder.config import TrainConfig
-from gnerv.encoder.train import fit
+from gnerv.encoder.train import fit, training_precision
 from gnerv.evaluation.metrics import mean_psnr
 from gnerv.runtime.device import seed_everything, select_device
 from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gpu_check"
-DEFAULT_VIDEO = ROOT / ".gpu_data" / "bunny.mkv"
-SECTIONS = ("tests", "fit", "decode")
+# The clip: a copy in .gpu_data/ where there is one (git-ignored: a copy to take to a GPU
+# machine), else where the workflow keeps it (data/README.md).
+VIDEO_PLACES = (ROOT / ".gpu_data" / "bunny.mkv", ROOT / "data" / "raw" / "bunny.mkv")
+SECTIONS = ("tests", "fit", "decode", "small_fit")
+# benchmarks/time_to_quality.py's Bunny fit: size, resolution, channel floor, epochs
+SMALL_FIT = {"size": "0.095M", "hw": (180, 320), "min_channels": 12, "epochs": 100}
 PAPER_EPOCHS = 300
 FIT_TARGET_S = 300.0  # 300 epochs of Bunny 720p at 0.5M params
 DECODE_TARGET_FPS = 500.0  # 1080p frames/s of a ~4.7M model
@@ -79,6 +89,10 @@ class Plan:
     probe_epochs: int
     max_epochs: int
     fit_seconds: float
+    small_fit_size: str
+    small_fit_hw: tuple[int, int] | None  # None: the clip as it is (the synthetic one)
+    small_fit_min_channels: int
+    small_fit_epochs: int
     decode_hw: tuple[int, int]
     decode_size: int
     decode_min_channels: int
@@ -97,6 +111,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
             probe_epochs=1,
             max_epochs=min(args.max_epochs, 2),
             fit_seconds=args.fit_seconds if args.fit_seconds is not None else 5.0,
+            small_fit_size="20k",
+            small_fit_hw=None,
+            small_fit_min_channels=8,
+            small_fit_epochs=min(args.small_fit_epochs or 2, 2),
             decode_hw=(36, 64),
             decode_size=parse_param_count(args.decode_size or "20k"),
             decode_min_channels=8,
@@ -112,6 +130,10 @@ def make_plan(args: argparse.Namespace) -> Plan:
         probe_epochs=3,
         max_epochs=args.max_epochs,
         fit_seconds=args.fit_seconds if args.fit_seconds is not None else 240.0,
+        small_fit_size=SMALL_FIT["size"],
+        small_fit_hw=SMALL_FIT["hw"],
+        small_fit_min_channels=SMALL_FIT["min_channels"],
+        small_fit_epochs=args.small_fit_epochs or SMALL_FIT["epochs"],
         decode_hw=(1080, 1920),
         decode_size=parse_param_count(args.decode_size or "4.7M"),
         decode_min_channels=30,
@@ -250,7 +272,7 @@ def synthetic_clip(n: int, height: int, width: int) -> np.ndarray:
 
 
 def _read_with_opencv(path: Path) -> np.ndarray:
-    """All frames as uint8 RGB through OpenCV's bundled FFmpeg (the H200 image has OpenCV but
+    """All frames as uint8 RGB through OpenCV's bundled FFmpeg (for a machine with OpenCV but
     no ffmpeg binary; on bunny.mkv this gives the same bytes as gnerv.media.video.read_video)."""
     import cv2
 
@@ -271,29 +293,50 @@ def _read_with_opencv(path: Path) -> np.ndarray:
     return np.stack(frames)
 
 
-def load_clip(video: Path | None) -> tuple[np.ndarray, str]:
-    """(uint8 frames (N, H, W, 3), how they were read)."""
-    if video is None:
-        return synthetic_clip(8, 36, 64), "synthetic 8x36x64 (--tiny)"
-    if not video.is_file():
-        raise FileNotFoundError(
-            f"{video}: not found; copy /work/shared/data/bunny.mkv into .gpu_data/ and carry it"
-        )
-    if video.suffix == ".npy":
-        return np.load(video, allow_pickle=False), f"{video.name} (npy)"
+def default_video() -> Path:
+    """The first of VIDEO_PLACES that exists (the last where none does: its error names it)."""
+    return next((p for p in VIDEO_PLACES if p.is_file()), VIDEO_PLACES[-1])
+
+
+def has_ffmpeg() -> bool:
     try:
         import imageio_ffmpeg
 
         imageio_ffmpeg.get_ffmpeg_exe()
-        has_ffmpeg = True
+        return True
     except (ImportError, RuntimeError):
-        has_ffmpeg = False
-    if has_ffmpeg:
+        return False
+
+
+def load_clip(video: Path | None, resize: tuple[int, int] | None = None) -> tuple[np.ndarray, str]:
+    """(uint8 frames (N, H, W, 3), how they were read), resized to (H, W) if given: with
+    ``gnerv extract``'s code where ffmpeg is present, else with OpenCV's area filter."""
+    if video is None:
+        return synthetic_clip(8, 36, 64), "synthetic 8x36x64 (--tiny)"
+    if not video.is_file():
+        raise FileNotFoundError(
+            f"{video}: not found; put Bunny (data/README.md) at .gpu_data/bunny.mkv or "
+            "data/raw/bunny.mkv, or give --video"
+        )
+    if video.suffix == ".npy":
+        frames, how = np.load(video, allow_pickle=False), f"{video.name} (npy)"
+    elif has_ffmpeg():
         from gnerv.media.video import read_video
 
-        frames, _ = read_video(video, progress=False)
-        return frames, f"{video.name} (gnerv.media.video, imageio-ffmpeg)"
-    return _read_with_opencv(video), f"{video.name} (OpenCV: no ffmpeg binary here)"
+        frames, _ = read_video(video, resize=resize, progress=False)
+        how = f"{video.name} (gnerv.media.video, imageio-ffmpeg)"
+        if resize is not None:
+            return frames, f"{how}, resized to {resize[0]}x{resize[1]} by ffmpeg (area)"
+        return frames, how
+    else:
+        frames, how = _read_with_opencv(video), f"{video.name} (OpenCV: no ffmpeg binary here)"
+    if resize is None or frames.shape[1:3] == tuple(resize):
+        return frames, how
+    import cv2
+
+    size = (resize[1], resize[0])
+    frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    return frames, f"{how}, resized to {resize[0]}x{resize[1]} by OpenCV (area)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,7 +372,7 @@ def render_all(
 def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep: Report) -> dict:
     res: dict[str, Any] = {}
     rep.data["fit"] = res
-    video = args.video if args.video is not None else (None if plan.tiny else DEFAULT_VIDEO)
+    video = args.video if args.video is not None else (None if plan.tiny else default_video())
     t = time.perf_counter()
     frames, how = load_clip(video)
     n, height, width, _ = frames.shape
@@ -348,14 +391,14 @@ def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep:
             epochs=epochs,
             batch_size=args.fit_batch,
             device=str(device),
-            amp=True,
+            precision="auto",
             compile=args.fit_compile,
             checkpoint_every=10,
         )
 
     res["train_config"] = {
         "batch_size": args.fit_batch,
-        "amp_bf16": device.type == "cuda",
+        "precision": training_precision("auto", device),
         "channels_last": True,
         "compile": args.fit_compile,
     }
@@ -460,6 +503,100 @@ def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep:
             f"{res['render_psnr_bf16']:.2f} dB against the source; bf16 against fp32 "
             f"{res['render_psnr_bf16_vs_fp32']:.2f} dB"
         )
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# small fit: benchmarks/time_to_quality.py's Bunny fit, on the device, through the commands
+# --------------------------------------------------------------------------------------------
+
+# The command line without an installed `gnerv` script (the repository is on PYTHONPATH).
+CLI = "import sys; from gnerv.cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def gnerv_command(args: list[str], rep: Report, timeout: float) -> None:
+    """Run `gnerv ARGS` in a subprocess (its output into the log); a failure raises."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
+    rep.raw("$ gnerv " + shlex.join(args))
+    proc = subprocess.run(
+        [sys.executable, "-c", CLI, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    rep.raw(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"gnerv {args[0]} exited {proc.returncode}: {tail}")
+
+
+def small_fit_section(
+    args: argparse.Namespace, plan: Plan, device: torch.device, rep: Report
+) -> dict:
+    res: dict[str, Any] = {}
+    rep.data["small_fit"] = res
+    video = args.video if args.video is not None else (None if plan.tiny else default_video())
+    t = time.perf_counter()
+    frames, how = load_clip(video, plan.small_fit_hw)
+    n, height, width, _ = frames.shape
+    res.update(source=how, frames=n, height=height, width=width)
+    res["read_s"] = round(time.perf_counter() - t, 2)
+    rep.log(f"small_fit: read {how}: {n} frames {height}x{width} in {res['read_s']} s")
+    flags = ["--size", plan.small_fit_size, "--min-channels", str(plan.small_fit_min_channels)]
+    flags += ["--epochs", str(plan.small_fit_epochs), "--device", str(device), "--quiet"]
+    res["command"] = "gnerv fit FRAMES -o MODEL " + shlex.join(flags)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_small_fit_") as tmp:
+        npy, model = Path(tmp) / "frames.npy", Path(tmp) / "model"
+        layer, metrics = Path(tmp) / "layer.gnerv", Path(tmp) / "metrics.json"
+        np.save(npy, frames)
+        rep.log(f"small_fit: {res['command']}")
+        t = time.perf_counter()
+        gnerv_command(["fit", str(npy), "-o", str(model), *flags], rep, args.small_fit_timeout)
+        res["fit_wall_s"] = round(time.perf_counter() - t, 2)
+        summary = json.loads((model / "fit.json").read_text())
+        on = ["--device", str(device)]
+        gnerv_command(
+            ["compress", str(model), "-o", str(layer), "--frames-file", str(npy), *on], rep, 300
+        )
+        gnerv_command(
+            ["evaluate", str(npy), "--layers", str(layer), "-o", str(metrics), *on], rep, 300
+        )
+        top = json.loads(metrics.read_text())["points"][0]
+    history = summary["history"]
+    train_s = summary["train_seconds"]
+    res.update(
+        precision=summary.get("precision"),
+        model=summary["model"],
+        params=summary["params"],
+        epochs=summary["epochs"],
+        train_s=round(train_s, 2),
+        s_per_epoch=round(train_s / summary["epochs"], 4),
+        frames_per_s=round(n * summary["epochs"] / train_s, 2),
+        float_psnr=summary["psnr"],
+        decoded_psnr=top["psnr"],
+        bpp=top["bpp"],
+        final_train_psnr=history[-1]["train_psnr"],
+        psnr_curve=[
+            {k: r.get(k) for k in ("epoch", "train_psnr", "elapsed_seconds")} for r in history
+        ],
+    )
+    rep.log(
+        f"small_fit: {summary['params']} params, {summary['epochs']} epochs in {train_s:.1f} s "
+        f"({res['precision']}, {res['s_per_epoch']:.3f} s/epoch), training PSNR "
+        f"{res['final_train_psnr']:.2f} dB, decoded {res['decoded_psnr']:.2f} dB at "
+        f"{res['bpp']:.4f} bpp"
+    )
+    rep.log(
+        "small_fit: PSNR curve (epoch: train PSNR dB @ s): "
+        + ", ".join(
+            f"{r['epoch']}: {r['train_psnr']:.2f} @ {r.get('elapsed_seconds') or 0:.1f}"
+            for r in _curve(history)
+        )
+    )
     return res
 
 
@@ -691,8 +828,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--video",
         type=Path,
         default=None,
-        help="clip to fit (.mkv/.mp4 or .npy); default .gpu_data/bunny.mkv in the repo, "
-        "a synthetic clip with --tiny",
+        help="clip to fit (.mkv/.mp4 or .npy); default .gpu_data/bunny.mkv, else "
+        "data/raw/bunny.mkv; a synthetic clip with --tiny",
     )
     p.add_argument(
         "--fit-seconds",
@@ -704,6 +841,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fit-batch", type=int, default=TrainConfig.batch_size)
     p.add_argument("--fit-compile", action="store_true", help="torch.compile the fitted model")
     p.add_argument("--max-epochs", type=int, default=PAPER_EPOCHS)
+    p.add_argument(
+        "--small-fit-epochs",
+        type=int,
+        default=None,
+        help=f"epochs of the small_fit section (default {SMALL_FIT['epochs']}; 2 with --tiny)",
+    )
+    p.add_argument(
+        "--small-fit-timeout",
+        type=float,
+        default=240.0,
+        help="seconds the small_fit section's `gnerv fit` may take (default 240)",
+    )
     p.add_argument("--decode-size", default=None, help="decode model size (default 4.7M)")
     p.add_argument(
         "--batches",
@@ -770,6 +919,7 @@ def main(argv: list[str] | None = None) -> int:
         "tests": lambda: tests_section(args, rep),
         "fit": lambda: fit_section(args, plan, device, rep),
         "decode": lambda: decode_section(args, plan, device, rep),
+        "small_fit": lambda: small_fit_section(args, plan, device, rep),
     }
     for name in SECTIONS:
         if name not in args.sections.split(","):

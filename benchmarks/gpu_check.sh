@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The prepared GPU check (issue #16) on a lent GPU machine: installs the carried wheels in .whl/
-# (when that folder exists) into /tmp/site, puts the repository on PYTHONPATH (the package is not
-# pip-installed there) and runs benchmarks/gpu_check.py with the arguments given. Results go to
-# $OUT (default benchmarks/out/gpu_check/). docs/performance.md ("GPU: the prepared check") has
-# the device call. PYTHON overrides the interpreter (default python3, the one with PyTorch).
+# The GPU check on a GPU machine: installs the wheels in .whl/ (when that folder exists) into
+# /tmp/site, puts the repository on PYTHONPATH (the package need not be pip-installed) and runs
+# benchmarks/gpu_check.py with the arguments given. Results go to $OUT (default
+# benchmarks/out/gpu_check/). docs/performance.md ("GPU: the GPU check") describes it. PYTHON
+# overrides the interpreter (default python3, the one with PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 py="${PYTHON:-python3}"

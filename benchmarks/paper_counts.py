@@ -11,24 +11,17 @@ import argparse
 
 import torch
 
-from gnerv.codec.config import LAYOUTS, GNeRVConfig, count_params, macs_per_frame
+from gnerv.codec.config import (
+    LAYOUTS,
+    PAPER_COUNTS,
+    PAPER_EXTRA_COUNTS,
+    GNeRVConfig,
+    count_params,
+    macs_per_frame,
+)
 from gnerv.codec.model import GNeRV
 
-# (source, height, width, C0, parameters in M, GMACs per frame or None), as the paper prints them.
-PAPER = [
-    ("Table 4", 720, 1280, 20, 0.115, None),
-    ("Table 4", 720, 1280, 40, 0.274, None),
-    ("Table 4", 720, 1280, 80, 0.92, None),
-    ("Table 4", 720, 1280, 152, 3.17, None),
-    ("Table 4", 720, 1280, 223, 6.67, None),
-    ("Table 4", 720, 1280, 304, 12.42, None),
-    ("Table 3", 1080, 1920, 160, 4.66, 54.80),
-]
-# Table 3's two larger "Respective" models: not among the seven pairs, a check on the reading.
-PAPER_EXTRA = [
-    ("Table 3", 1080, 1920, 230, 9.49, 91.14),
-    ("Table 3", 1080, 1920, 280, 14.07, 133.07),
-]
+PAPER, PAPER_EXTRA = list(PAPER_COUNTS), list(PAPER_EXTRA_COUNTS)
 
 
 def built_params(cfg: GNeRVConfig) -> int:

@@ -16,21 +16,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from gnerv.runtime.process import prepare_process
 
-from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size
-from gnerv.encoder.allocate import allocate_bits
-from gnerv.encoder.config import AUTO_LR, TrainConfig, auto_lr
-from gnerv.encoder.encode import compress_checkpoint
-from gnerv.encoder.qat import finetune
-from gnerv.encoder.train import fit, model_from_checkpoint
-from gnerv.evaluation.bd import bd_psnr, bd_rate
-from gnerv.media.video import load_frames, read_video, video_fingerprint
-from gnerv.runtime.sizes import parse_param_count
+prepare_process()  # as the commands do, before torch loads: fair threads, the kept heap
+
+import numpy as np  # noqa: E402
+from record import cpu_flags, cpu_name  # noqa: E402
+
+from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size  # noqa: E402
+from gnerv.encoder.allocate import allocate_bits  # noqa: E402
+from gnerv.encoder.config import AUTO_LR, QAT_LR_FACTOR, TrainConfig, auto_lr  # noqa: E402
+from gnerv.encoder.encode import compress_checkpoint  # noqa: E402
+from gnerv.encoder.qat import finetune  # noqa: E402
+from gnerv.encoder.train import fit, model_from_checkpoint  # noqa: E402
+from gnerv.evaluation.bd import bd_psnr, bd_rate  # noqa: E402
+from gnerv.media.video import load_frames, read_video, video_fingerprint  # noqa: E402
+from gnerv.runtime.sizes import parse_param_count  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
@@ -56,13 +63,15 @@ class Point:
     qat_share: float
     prune: float
     rate_lambda: float = 0.0  # the fine-tune's rate term (gnerv.encoder.qat)
+    lr_factor: float = QAT_LR_FACTOR  # the fine-tune's lr over the fit's
 
     @property
     def label(self) -> str:
         qat = f"+qat{self.qat_share:g}" if self.qat_share else ""
         prune = f"+prune{self.prune:g}" if self.prune else ""
         rate = f"+rate{self.rate_lambda:g}" if self.rate_lambda else ""
-        return f"sym{self.bits}{qat}{prune}{rate}"
+        lr = f"+lr{self.lr_factor:g}" if self.lr_factor != QAT_LR_FACTOR else ""
+        return f"sym{self.bits}{qat}{prune}{rate}{lr}"
 
 
 POINTS = (
@@ -77,6 +86,22 @@ POINTS = (
 # Not run by default (--points): the rate term in the fine-tune, which did not pay on the demo
 # clip (docs/compression.md).
 EXTRA_POINTS = tuple(Point(b, 0.1, 0.0, lam) for b in (5, 6) for lam in (0.1, 0.3, 1.0))
+
+
+POINT_LABEL = re.compile(
+    r"sym(?P<bits>\d+|auto)(\+qat(?P<qat>[\d.]+))?(\+prune(?P<prune>[\d.]+))?"
+    r"(\+rate(?P<rate>[\d.]+))?(\+lr(?P<lr>[\d.]+))?"
+)
+
+
+def parse_point(label: str) -> Point:
+    """A point from its label: symB[+qatSHARE][+pruneP][+rateL] (B: bits or auto)."""
+    m = POINT_LABEL.fullmatch(label)
+    if m is None:
+        raise ValueError(f"{label!r} is not symB[+qatSHARE][+pruneP][+rateL], e.g. sym6+qat0.1")
+    bits = m["bits"] if m["bits"] == "auto" else int(m["bits"])
+    lr = float(m["lr"]) if m["lr"] else QAT_LR_FACTOR
+    return Point(bits, float(m["qat"] or 0), float(m["prune"] or 0), float(m["rate"] or 0), lr)
 
 
 def load_clip(clip: Clip) -> np.ndarray:
@@ -119,7 +144,7 @@ def run_model(
         fit(
             frames,
             cfg,
-            TrainConfig(epochs=epochs, lr=clip.lr, device="cpu"),
+            TrainConfig(epochs=epochs, lr=clip.lr, device="cpu", precision="fp32"),
             fit_dir,
             resume=True,
             video_meta=meta,
@@ -147,7 +172,11 @@ def run_model(
             qat_epochs = max(1, round(point.qat_share * epochs))
             model_dir = CACHE / f"qat_{tag}_{point.label}_q{qat_epochs}"
             qat_cfg = TrainConfig(
-                epochs=qat_epochs, lr=fit_lr / 10, warmup_fraction=0.0, device="cpu"
+                epochs=qat_epochs,
+                lr=fit_lr * point.lr_factor,
+                warmup_fraction=0.0,
+                device="cpu",
+                precision="fp32",
             )
             t0 = time.perf_counter()
             done = finetune(
@@ -276,8 +305,10 @@ def plot(results: dict, path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--clips", default="demo", help="demo,bunny")
-    ap.add_argument("--bunny", default="/work/shared/data/bunny.mkv", help="Bunny's path")
+    ap.add_argument("--clips", default="demo", help="demo,realshort,bunny")
+    ap.add_argument("--bunny", default=str(ROOT / "data/raw/bunny.mkv"), help="Bunny's path")
+    ap.add_argument("--realshort-sizes", default="0.05M,0.1M,0.2M")
+    ap.add_argument("--realshort-epochs", type=int, default=100)
     ap.add_argument("--demo-sizes", default="0.05M,0.1M")
     ap.add_argument("--bunny-sizes", default="0.05M,0.1M,0.2M")
     ap.add_argument("--demo-epochs", type=int, default=100)
@@ -301,11 +332,10 @@ def main() -> None:
         help="results file; other clips' results in it are kept (default %(default)s)",
     )
     args = ap.parse_args()
-    by_label = {p.label: p for p in POINTS + EXTRA_POINTS}
-    unknown = [x for x in args.points.split(",") if x not in by_label]
-    if unknown:
-        ap.error(f"--points: unknown {unknown}; choose from {sorted(by_label)}")
-    points = tuple(by_label[x] for x in args.points.split(","))
+    try:
+        points = tuple(parse_point(x) for x in args.points.split(","))
+    except ValueError as e:
+        ap.error(f"--points: {e}")
     lr = args.lr if args.lr == AUTO_LR else float(args.lr)
     clips = {
         "demo": (
@@ -319,6 +349,18 @@ def main() -> None:
                 lr,
             ),
             args.demo_epochs,
+        ),
+        "realshort": (
+            Clip(
+                "realshort",
+                ROOT / "data/raw/realshort.mp4",
+                (0, 32),
+                (90, 160),
+                tuple(args.realshort_sizes.split(",")),
+                30,
+                lr,
+            ),
+            args.realshort_epochs,
         ),
         "bunny": (
             Clip(
@@ -347,7 +389,8 @@ def main() -> None:
         results[name] = {
             "models": models,
             "summary": summarize(models),
-            "machine": "2-core x86_64 CPU dev VM",
+            "machine": f"{os.cpu_count()}-core {cpu_name()}",
+            "cpu_flags": cpu_flags(),
             "date": time.strftime("%Y-%m-%d"),
         }
         print(json.dumps(results[name]["summary"], indent=2), flush=True)

@@ -355,7 +355,7 @@ def test_bad_channel_ranges_and_blobs(data: bytes) -> None:
     struct.pack_into("<f", inverted, 4 * channels, -1e6)  # maxs[0] below mins[0]
     refused(join(header, bytes(inverted)), "below its min")
     bad_mode = bytearray(body)
-    bad_mode[8 * channels] = 8
+    bad_mode[8 * channels] = 10
     refused(join(header, bytes(bad_mode)), "tensor 'embedding': entropy blob: unknown mode")
     bad_mode[8 * channels] = 7  # the compact Gaussian of format 3 in a format-2 file
     refused(join(header, bytes(bad_mode)), "mode byte 7 does not exist in format 2")

@@ -113,3 +113,24 @@ def test_bad_input_is_one_line_and_leaves_nothing(
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_help_imports_no_torch() -> None:
+    """`gnerv --help` and every command's --help read only torch-free modules (the defaults
+    come from the torch-free config dataclasses), so they answer at once."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\n"
+        "from gnerv.cli import build_parser\n"
+        "parser = build_parser()\n"
+        "commands = parser._subparsers._group_actions[0].choices\n"
+        "for name, sub in commands.items():\n"
+        "    sub.format_help()\n"
+        "parser.format_help()\n"
+        "print(len(commands), 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    count, torch_loaded = done.stdout.split()
+    assert int(count) >= 10 and torch_loaded == "False"

@@ -30,6 +30,7 @@ N, H, W = 8, 36, 64
 CLIP_ARGS = ["--frames", "0:8", "--resize", "36x64"]
 SMALL_MODEL = ["--c0", "8", "--min-channels", "8"]
 TRAIN_ARGS = ["--epochs", str(EPOCHS), "--device", "cpu", "--quiet"]
+PAPER_CODING = ["--scheme", "minmax"]  # alone: 8-bit min/max, nothing fine-tuned
 
 
 def small_cfg(residual: bool = False) -> GNeRVConfig:
@@ -38,7 +39,8 @@ def small_cfg(residual: bool = False) -> GNeRVConfig:
 
 @pytest.fixture(scope="module")
 def encoded(tiny_cockatoo, tmp_path_factory) -> tuple[Path, dict, np.ndarray]:
-    """The tiny cockatoo clip encoded by the library: (file, figures, source frames)."""
+    """The tiny cockatoo clip encoded by the library at 8 bits (the paper's coding, which the
+    CLI codes with --scheme minmax): (file, figures, source frames)."""
     frames, meta = tiny_cockatoo
     out = tmp_path_factory.mktemp("encoded") / "clip.gnerv"
     fig = encode_single(
@@ -101,8 +103,9 @@ def test_encode_cli_is_deterministic(cockatoo_path, encoded, tmp_path, capsys) -
     for name in ("a", "b"):
         out = tmp_path / f"{name}.gnerv"
         rc, stdout, err = cli(
-            capsys, "encode", cockatoo_path, "-o", out, *CLIP_ARGS, *SMALL_MODEL, *TRAIN_ARGS
-        )
+            capsys, "encode", cockatoo_path, "-o", out, *CLIP_ARGS, *SMALL_MODEL, *TRAIN_ARGS,
+            *PAPER_CODING,
+        )  # fmt: skip
         assert rc == 0, err
         assert "bpp" in stdout and "dB after" in stdout
         assert (tmp_path / f"{name}.work" / CHECKPOINT_NAME).is_file()  # default workdir
@@ -114,7 +117,7 @@ def test_encode_resumes_from_its_workdir(cockatoo_path, encoded, tmp_path, capsy
     path, fig, _ = encoded
     out = tmp_path / "again.gnerv"
     argv = ["encode", cockatoo_path, "-o", out, *CLIP_ARGS, *SMALL_MODEL, *TRAIN_ARGS]
-    rc, _, err = cli(capsys, *argv, "--workdir", fig["workdir"], "--resume")
+    rc, _, err = cli(capsys, *argv, *PAPER_CODING, "--workdir", fig["workdir"], "--resume")
     assert rc == 0, err
     assert out.read_bytes() == path.read_bytes()
 
@@ -163,14 +166,17 @@ def test_mkv_output_is_lossless(encoded, tmp_path, capsys) -> None:
 def test_compress_a_fitted_model(encoded, tmp_path, capsys) -> None:
     path, fig, frames = encoded
     out = tmp_path / "c.gnerv"
-    rc, stdout, err = cli(capsys, "compress", fig["workdir"], "-o", out)
-    assert rc == 0, err
+    # encode fitted a video, not a frames file: the default coding's fine-tune needs the frames
+    refused(capsys, out, "--frames-file", "compress", fig["workdir"], "-o", out)
+    rc, stdout, err = cli(capsys, "compress", fig["workdir"], "-o", out, *PAPER_CODING)
+    assert rc == 0, err  # the paper's coding needs no frames
     assert out.read_bytes() == path.read_bytes() and "dB" not in stdout and "bpp" in stdout
     save_frames(tmp_path / "frames.npy", frames, {"fps": 20.0})
     out2 = tmp_path / "c2.gnerv"
     rc, stdout, err = cli(
-        capsys, "compress", fig["workdir"], "-o", out2, "--frames-file", tmp_path / "frames.npy"
-    )
+        capsys, "compress", fig["workdir"], "-o", out2, "--frames-file", tmp_path / "frames.npy",
+        *PAPER_CODING,
+    )  # fmt: skip
     assert rc == 0, err
     assert out2.read_bytes() == path.read_bytes()
     assert f"{fig['psnr_quantized']:.2f} dB after" in stdout

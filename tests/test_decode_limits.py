@@ -269,7 +269,7 @@ def test_config_ranges_refused_by_writer_and_reader(
 def test_package_configs_inside_the_ranges(name: str) -> None:
     path = ROOT / name if name == "params.yaml" else ROOT / "configs" / name
     model = yaml.safe_load(path.read_text())["model"]
-    fields = {k: v for k, v in model.items() if k != "upscale_factors"}
+    fields = {k: v for k, v in model.items() if k != "upscale_factors" and v is not None}
     GNeRVConfig(1080, 1920, c0=8, **fields)
     GNeRVConfig(36, 64, c0=8, **fields)
     defaults = GNeRVConfig(720, 1280, c0=8)

@@ -130,3 +130,21 @@ def test_the_patterns_leave_legitimate_text_alone():
 def test_readme_docs_and_package_speak_of_the_project_only():
     hits = find_hits(checked_files())
     assert not hits, "words from outside the project:\n" + "\n".join(hits)
+
+
+def test_measured_tables_match_their_records():
+    """Every table marked `<!-- table: NAME RECORD -->` in README.md and docs/ is what
+    benchmarks/render_tables.py renders from its committed JSON record."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "render_tables.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    marked = [p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
+              if "<!-- table: " in p.read_text()]  # fmt: skip
+    assert marked, "no doc table is rendered from a record"

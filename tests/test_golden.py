@@ -4,6 +4,10 @@ tests/expected/golden-v1.gnerv was written by format 1's code (tests/expected/ma
 at that commit); golden-v1.json records what that code decoded it to and what ``gnerv info``
 reported. Today's reader must agree exactly. Never regenerate a golden file with today's code:
 add a new one for a new format instead.
+
+tests/expected/golden-v4.gnerv is format 4 (the symmetric scheme, its parametric blobs in the
+integer-table modes LAPLACE_T / GAUSSIAN_T); its JSON also records the SHA-256 of the decoded
+symbols and dequantized weights, which every platform must reproduce bit for bit.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +25,7 @@ from gnerv.codec.bitstream import file_info, read_gnerv
 from gnerv.codec.decode import decode_layers
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
-GOLDEN = ["golden-v1"]
+GOLDEN = ["golden-v1", "golden-v4"]
 
 
 def record(name: str) -> dict:
@@ -60,3 +65,44 @@ def test_golden_file_info_figures(name: str) -> None:
     assert info["sizes"] == want["sizes"]
     keys = ("name", "mode", "minmax_bytes", "table_bytes", "payload_bytes")
     assert [{k: t[k] for k in keys} for t in info["tensors"]] == want["tensors"]
+
+
+def _make_golden_module():  # tests/expected/make_golden.py's digests, the same code that made them
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_golden", EXPECTED / "make_golden.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_golden_v4_symbols_and_weights_are_the_recorded_ones() -> None:
+    want = record("golden-v4")
+    f = read_gnerv(EXPECTED / want["file"])
+    assert f.version == 4 and want["format"] == 4
+    modes = {r.blob[0] for r in f.records if r.blob}
+    assert {8, 9} <= modes  # both integer-table modes are exercised
+    assert not modes & {3, 4, 6, 7}  # and no float-table one
+    mg = _make_golden_module()
+    assert mg.symbols_sha256(f) == want["symbols_sha256"]
+    assert mg.weights_sha256(f) == want["weights_sha256"]
+
+
+def _with_version(data: bytes, version: int) -> bytes:
+    out = bytearray(data[:-4])
+    struct.pack_into("<H", out, 4, version)
+    return bytes(out) + struct.pack("<I", zlib.crc32(out))
+
+
+def test_format_4_modes_are_refused_in_a_format_3_header() -> None:
+    from gnerv.codec.bitstream import unpack
+    from gnerv.runtime.errors import GnervError
+
+    data = (EXPECTED / "golden-v4.gnerv").read_bytes()
+    assert unpack(_with_version(data, 4), "same.gnerv").version == 4
+    with pytest.raises(GnervError, match=r"mode byte [89] does not exist in format 3"):
+        unpack(_with_version(data, 3), "relabelled.gnerv")
+    # a reader of format 3 (FORMAT_VERSION 3) refuses the whole file up front, by its version
+    with pytest.raises(GnervError, match="newer gnerv"):
+        unpack(_with_version(data, 5), "future.gnerv")

@@ -7,6 +7,7 @@ import torch
 
 from gnerv.codec import kernels
 from gnerv.codec.config import (
+    PAPER_COUNTS,
     GNeRVConfig,
     c0_for_size,
     count_params,
@@ -243,17 +244,8 @@ def test_render_batches_and_uint8():
 # The paper's layout: its parameter counts (Tables 3 and 4) and MACs (Table 3)
 # --------------------------------------------------------------------------------------------
 
-# (height, width, C0, parameters in M) as the paper prints them: Table 4 (Bunny, 720p) and
-# Table 3 (UVG, 1080p, the 160-channel stage-1 model). benchmarks/paper_counts.py prints them.
-PAPER_SIZES = [
-    (720, 1280, 20, 0.115),
-    (720, 1280, 40, 0.274),
-    (720, 1280, 80, 0.92),
-    (720, 1280, 152, 3.17),
-    (720, 1280, 223, 6.67),
-    (720, 1280, 304, 12.42),
-    (1080, 1920, 160, 4.66),
-]
+# (height, width, C0, parameters in M) as the paper prints them (gnerv.codec.config).
+PAPER_SIZES = [(h, w, c0, params_m) for _, h, w, c0, params_m, _ in PAPER_COUNTS]
 
 
 @pytest.mark.parametrize("height, width, c0, params_m", PAPER_SIZES)

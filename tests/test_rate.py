@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gnerv.codec import bitstream as bs
-from gnerv.codec.config import SYMMETRIC_SCHEME, GNeRVConfig
+from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig
 from gnerv.codec.decode import build_model
 from gnerv.codec.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
 from gnerv.codec.model import GNeRV, render, to_uint8
@@ -21,7 +21,7 @@ from gnerv.codec.quantize import (
     zero_symbol,
 )
 from gnerv.encoder.allocate import allocate_bits
-from gnerv.encoder.config import CompressConfig, TrainConfig
+from gnerv.encoder.config import CompressConfig, TrainConfig, paper_coding
 from gnerv.encoder.encode import compress_checkpoint
 from gnerv.encoder.qat import finetune, prunable
 from gnerv.encoder.train import fit
@@ -106,20 +106,20 @@ def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
         bad[end] = 0
         with pytest.raises(GnervError, match="zero count at its ends"):
             decode_symbols(head + _varints(bad) + rest, sym.size, 32)
-    with pytest.raises(GnervError, match="unknown mode byte 8"):
-        decode_symbols(b"\x08" + blob[1:], sym.size, 32)
+    with pytest.raises(GnervError, match="unknown mode byte 10"):
+        decode_symbols(b"\x0a" + blob[1:], sym.size, 32)
 
 
-def test_paper_files_stay_format_2_and_rate_path_files_are_format_3() -> None:
+def test_paper_files_stay_format_2_and_rate_path_files_are_format_4() -> None:
     import struct
 
     model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
     video = bs.video_facts(4, 36, 64, 20.0)
     paper = bs.compress_model(model, 8, video, bs.base_stage("ab" * 32))
     rate = bs.compress_model(model, 5, video, bs.base_stage("ab" * 32), scheme=SYM)
-    assert struct.unpack_from("<H", paper, 4)[0] == 2 and bs.FORMAT_VERSION == 3
-    assert struct.unpack_from("<H", rate, 4)[0] == 3
-    assert bs.unpack(paper).version == 2 and bs.unpack(rate).version == 3
+    assert struct.unpack_from("<H", paper, 4)[0] == 2 and bs.FORMAT_VERSION == 4
+    assert struct.unpack_from("<H", rate, 4)[0] == 4
+    assert bs.unpack(paper).version == 2 and bs.unpack(rate).version == 4
 
 
 @pytest.mark.parametrize("corrupt", [b"\x03\x00\x40\x00\x00\xc0\x7f", b"\x03\x05\x03"])
@@ -223,10 +223,11 @@ def test_bit_allocation_meets_its_target(fitted) -> None:
 
 def test_compress_config_refuses_what_the_paper_scheme_cannot_do() -> None:
     with pytest.raises(GnervError, match="scheme"):
-        CompressConfig(qat_epochs=3).validate()
+        CompressConfig(scheme=MINMAX_SCHEME, qat_epochs=3).validate()
     with pytest.raises(GnervError, match="fine-tune"):
-        CompressConfig(scheme=SYM, prune=0.3).validate()
-    CompressConfig().validate()  # the paper's defaults
+        CompressConfig(scheme=SYM, prune=0.3, qat_epochs=0).validate()
+    CompressConfig().validate()  # the defaults: the rate path
+    paper_coding(8).validate()
 
 
 def test_cli_compress_with_qat_and_auto_bits(fitted, tmp_path, capsys) -> None:
@@ -259,10 +260,11 @@ def test_cli_compress_with_qat_and_auto_bits(fitted, tmp_path, capsys) -> None:
     f = bs.read_gnerv(out)
     assert f.scheme == SYMMETRIC_SCHEME and (tmp_path / "v.finetune" / "checkpoint.pt").exists()
     assert min(r.bits for r in f.records) < 8
-    assert (
-        main(["compress", str(fit_dir), "-o", str(tmp_path / "p.gnerv"), "--qat-epochs", "2"]) != 0
-    )
-    assert "symmetric" in capsys.readouterr().err
+    capsys.readouterr()
+    minmax = ["compress", str(fit_dir), "-o", str(tmp_path / "p.gnerv"), "--scheme", "minmax"]
+    assert main([*minmax, "--qat-epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--qat-epochs" in err and "drop --scheme minmax" in err
 
 
 def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -> None:
@@ -295,7 +297,7 @@ def test_residual_stage_fine_tunes_on_its_own_target(fitted, tmp_path, capsys) -
     )
     gnerv("fit", residual, "-o", tmp_path / "s2", "--epochs", 20, "--lr", "5e-3", *small)
     coded = ["--scheme", "symmetric", "--bits", "4", "--frames-file", tmp_path / "frames.npy"]
-    gnerv("compress", tmp_path / "s2", "-o", tmp_path / "plain.gnerv", *coded)
+    gnerv("compress", tmp_path / "s2", "-o", tmp_path / "plain.gnerv", *coded, "--qat-epochs", 0)
     gnerv(
         "compress",
         tmp_path / "s2",
@@ -386,7 +388,8 @@ def test_finetune_command_then_compress_trains_and_allocates_once(
     assert at_once.read_bytes() == out.read_bytes()  # same settings + seed: same bitstream
 
     capsys.readouterr()
-    assert main(["finetune", str(fit_dir), "-o", str(tmp_path / "no"), "--bits", "6"]) == 2
+    no_finetune = ["--bits", "6", "--qat-epochs", "0"]
+    assert main(["finetune", str(fit_dir), "-o", str(tmp_path / "no"), *no_finetune]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gnerv finetune: error: ") and "nothing to fine-tune" in err, err
     assert not (tmp_path / "no").exists()
@@ -405,12 +408,13 @@ def test_rate_term_shrinks_the_file(fitted, tmp_path) -> None:
         sizes[lam] = fig["bytes"]
     assert sizes[3.0] < 0.97 * sizes[0.0], sizes
     with pytest.raises(GnervError, match="rate term trains in the fine-tune"):
-        CompressConfig(scheme=SYM, rate_lambda=1.0).validate()
+        CompressConfig(scheme=SYM, rate_lambda=1.0, qat_epochs=0).validate()
 
 
 def test_format_2_parametric_blobs_still_decode() -> None:
-    """Format 2 wrote LAPLACE / GAUSSIAN blobs with float32 parameters (8 bytes); format 3
-    writes the compact forms (2-3 bytes) and still reads the old ones exactly."""
+    """Format 2 wrote LAPLACE / GAUSSIAN blobs with float32 parameters (8 bytes); formats 3 and
+    4 write compact forms (2-3 bytes; format 4's with integer tables) and still read the old
+    ones exactly."""
     from gnerv.codec.entropy import _encode_parametric
 
     rng = np.random.default_rng(3)
@@ -419,5 +423,5 @@ def test_format_2_parametric_blobs_still_decode() -> None:
     old = _encode_parametric(sym, lo, hi)
     assert old[0] in (3, 4) and np.array_equal(decode_symbols(old, sym.size, 64), sym)
     new = encode_symbols(sym, 64, parametric=True)
-    assert new[0] in (6, 7) and np.array_equal(decode_symbols(new, sym.size, 64), sym)
+    assert new[0] in (8, 9) and np.array_equal(decode_symbols(new, sym.size, 64), sym)
     assert blob_info(new, sym.size).table_bytes <= blob_info(old, sym.size).table_bytes - 5

@@ -1,6 +1,7 @@
 """Training: the loss falls, PSNR rises, runs are seeded, a killed run resumes exactly."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -273,3 +274,100 @@ def test_embedding_std_scales_the_start_and_only_then_enters_the_settings(tiny_c
         load_checkpoint(tmp_path / "b" / "checkpoint.pt")["settings"]["train"]["embedding_std"]
         == EMBEDDING_STD
     )
+
+
+# Precision: the tiny case of the tests below (4 frames 36x64, c0 8, 3 epochs on the CPU).
+PRECISION_RUN = {"epochs": 3, "seed": 2, "device": "cpu"}
+
+
+def _fit_precision(frames: np.ndarray, out, precision: str):
+    cfg = TrainConfig(**PRECISION_RUN, precision=precision)
+    return fit(frames[:4], small_cfg(frames), cfg, out, progress=False)
+
+
+@pytest.fixture(scope="module")
+def fp32_run(tiny_cockatoo, tmp_path_factory):
+    """One fp32 fit of the tiny case, shared by the precision tests."""
+    out = tmp_path_factory.mktemp("fp32")
+    return _fit_precision(tiny_cockatoo[0], out, "fp32"), out
+
+
+def test_precision_fp32_gives_the_same_bits_every_run(tiny_cockatoo, tmp_path, fp32_run):
+    """fp32 never autocasts (the weights of the code before the precision choice): two runs
+    give the very same weights and Adam state, and fit.json says fp32; every history record has
+    the training seconds so far."""
+    first, first_dir = fp32_run
+    again = _fit_precision(tiny_cockatoo[0], tmp_path, "fp32")
+    a, b = weights(first.model), weights(again.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ca = load_checkpoint(first_dir / "checkpoint.pt")
+    cb = load_checkpoint(tmp_path / "checkpoint.pt")
+    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])
+    assert "precision" not in ca["settings"]["train"]  # not part of what a resume must match
+    summary = json.loads((tmp_path / "fit.json").read_text())
+    assert summary["precision"] == "fp32"
+    elapsed = [r["elapsed_seconds"] for r in summary["history"]]
+    assert len(elapsed) == 3 and 0 < elapsed[0] < elapsed[1] < elapsed[2]
+    assert elapsed[-1] == pytest.approx(summary["train_seconds"])
+
+
+def test_precision_bf16_trains_reproducibly_close_to_fp32(tiny_cockatoo, tmp_path, fp32_run):
+    """bf16 (autocast forward, fp32 weights and loss) where the CPU has it natively: it trains,
+    lands within a couple of dB of fp32 on the tiny case, and two runs give the same bits; its
+    checkpoint's settings are fp32's (a run may resume in the other precision)."""
+    if not train_mod.bf16_supported(torch.device("cpu")):
+        pytest.skip("this CPU has no native bfloat16 (AVX-512 BF16 or AMX)")
+    fp32, fp32_dir = fp32_run
+    one = _fit_precision(tiny_cockatoo[0], tmp_path / "one", "bf16")
+    two = _fit_precision(tiny_cockatoo[0], tmp_path / "two", "bf16")
+    assert all(math.isfinite(r["loss"]) for r in one.history)
+    assert np.isfinite(one.psnr) and abs(one.psnr - fp32.psnr) < 2.0
+    a, b, c = weights(one.model), weights(two.model), weights(fp32.model)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)  # bf16 did run
+    assert all(v.dtype == torch.float32 for v in a.values())  # fp32 master weights
+    summary = json.loads((tmp_path / "one" / "fit.json").read_text())
+    assert summary["precision"] == "bf16"
+    assert (
+        load_checkpoint(tmp_path / "one" / "checkpoint.pt")["settings"]
+        == load_checkpoint(fp32_dir / "checkpoint.pt")["settings"]
+    )
+
+
+def test_precision_auto_and_the_refusal_of_bf16_without_native_support(
+    tiny_cockatoo, tmp_path, monkeypatch
+):
+    """auto is bf16 where it pays (native bf16 and, on a CPU, AMX tiles) and fp32 elsewhere; an
+    explicit bf16 where it is not native is refused in one line naming the way out, before
+    anything is written."""
+    from gnerv.encoder.train import training_precision
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(train_mod, "bf16_supported", lambda _device: True)
+    monkeypatch.setattr(train_mod, "_has_amx", lambda: True)
+    assert [training_precision(p, cpu) for p in ("auto", "bf16", "fp32")] == [
+        "bf16",
+        "bf16",
+        "fp32",
+    ]
+    monkeypatch.setattr(train_mod, "_has_amx", lambda: False)  # AVX-512 BF16 alone: no gain
+    assert [training_precision(p, cpu) for p in ("auto", "bf16")] == ["fp32", "bf16"]
+    monkeypatch.setattr(train_mod, "bf16_supported", lambda _device: False)
+    assert [training_precision(p, cpu) for p in ("auto", "fp32")] == ["fp32", "fp32"]
+    frames, _ = tiny_cockatoo
+    with pytest.raises(GnervError, match="--precision fp32 or auto") as refused:
+        fit(
+            frames[:4],
+            small_cfg(frames),
+            TrainConfig(epochs=1, device="cpu", precision="bf16"),
+            tmp_path / "bf16",
+            progress=False,
+        )
+    assert "\n" not in str(refused.value) and "bfloat16" in str(refused.value)
+    assert not (tmp_path / "bf16").exists()
+    cfg = TrainConfig(epochs=1, device="cpu", precision="auto")
+    fit(frames[:4], small_cfg(frames), cfg, tmp_path / "auto", progress=False)
+    assert json.loads((tmp_path / "auto" / "fit.json").read_text())["precision"] == "fp32"
+    with pytest.raises(GnervError, match="precision"):
+        TrainConfig(precision="fp16").validate()

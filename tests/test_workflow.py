@@ -226,6 +226,7 @@ def test_dry_run_builds_the_progressive_dag(wf: Path) -> None:
         "extract": 1,
         "baselines": 1,
         "fit": n_stages,
+        "finetune": n_stages,  # the default recipe's coding fine-tunes every stage
         "compress": n_stages,
         "residual": n_stages - 1,
         "evaluate": 1,
@@ -256,7 +257,7 @@ def test_torch_rules_use_the_cores(wf: Path) -> None:
     torch_rules = {"fit", "compress", "residual", "evaluate", "decode"}
     for cores, fit_threads, other_threads in (("1", 1, 1), ("2", 2, 2), ("32", 8, 4)):
         for job in dry_run_jobs(wf, "--cores", cores):
-            if job.rule == "fit":
+            if job.rule in ("fit", "finetune"):
                 assert job.threads == fit_threads, (cores, job)
             elif job.rule in torch_rules:
                 assert job.threads == other_threads, (cores, job)
@@ -573,7 +574,7 @@ def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
     else:
         use_as_params(wf, config)
     jobs = dry_run_jobs(wf)
-    assert any(j.rule == "finetune" for j in jobs) == (config == "rate")
+    assert any(j.rule == "finetune" for j in jobs) == (config != CI_CONFIG)  # its paper recipe
     stages = dvc_stages(wf)
     # Snakemake's `all` is DVC's last stage, which waits for the same files and records
     # DVC's runs in Snakemake's metadata (`snakemake --touch`)
@@ -972,7 +973,7 @@ def test_snakemake_and_dvc_share_one_state(wf: Path) -> None:
 @needs_cli
 @pytest.mark.slow
 def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
-    """compress.qat_epochs > 0: each stage's quantization-aware fine-tune is a job of its own
+    """A fine-tuning coding: each stage's quantization-aware fine-tune is a job of its own
     (rule finetune / DVC stage finetune-*), so a change to the compression settings reruns the
     fine-tunes and the coding but never the base stage's fit."""
     use_rate_path(wf)
@@ -983,7 +984,7 @@ def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
         assert summary["key"]["compress"]["qat_epochs"] == 1 and summary["bits"] == 6
         assert (wf / f"results/cockatoo/stage{j}/finetune/checkpoint.pt").is_file()
         layer = (wf / f"results/cockatoo/stage{j}/stage{j}.gnerv").read_bytes()
-        assert struct.unpack_from("<H", layer, 4)[0] == 3  # the rate path's format
+        assert struct.unpack_from("<H", layer, 4)[0] == 4  # the rate path's format
     assert not ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
     fit1 = (wf / FIT1_CHECKPOINT).read_bytes()
 

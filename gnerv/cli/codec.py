@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from dataclasses import replace
 
 from gnerv.cli.common import (
@@ -33,6 +34,22 @@ from gnerv.runtime.errors import GnervError
 from gnerv.runtime.sizes import parse_bytes
 
 GNERV_SUFFIX = (".gnerv",)
+TARGET_STAGES = 4  # the stage limit of --target-psnr / --target-bpp without --stages
+
+
+def coding_inputs(args: argparse.Namespace, cfg) -> tuple[str | None, str | None]:
+    """The frames file and residual target for compress/finetune: as given, else (when the
+    coding needs them) the file the model folder records it was fitted to."""
+    frames_file, target_file = args.frames_file, args.target_file
+    if cfg.needs_frames and not (frames_file or target_file):
+        from gnerv.encoder.source import recorded_source
+
+        path, residual = recorded_source(args.model_dir)
+        if residual:
+            target_file = str(path)
+        else:
+            frames_file = str(path)
+    return frames_file, target_file
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
@@ -42,17 +59,19 @@ def cmd_compress(args: argparse.Namespace) -> None:
 
     check_suffix(args.output, GNERV_SUFFIX)
     cfg = compress_config(resolve_settings(args, "compress"))
-    cfg.validate()
-    if cfg.needs_frames and not (args.frames_file or args.target_file):
-        raise GnervError("--qat-epochs and --bits auto need --frames-file (the fitted frames)")
-    frames = load_frames(args.frames_file)[0] if args.frames_file else None
+    finetune_dir = args.finetune_dir or default_finetune_dir(args.output)
+    check_writable(args.output)  # before any fine-tune: refuse an output it could not write
+    if cfg.fine_tunes:
+        check_writable(finetune_dir, folder=True)
+    frames_file, target_file = coding_inputs(args, cfg)
+    frames = load_frames(frames_file)[0] if frames_file else None
     model_dir, bits, extra = prepare_model(
         args.model_dir,
         frames,
         cfg,
-        args.finetune_dir or default_finetune_dir(args.output),
+        finetune_dir,
         TrainConfig(device=args.device),
-        residual_target=args.target_file,
+        residual_target=target_file,
     )
     fig = compress_checkpoint(
         model_dir,
@@ -62,6 +81,7 @@ def cmd_compress(args: argparse.Namespace) -> None:
         device=args.device,
         batch_size=args.batch,
         scheme=cfg.scheme,
+        recipe=cfg.recipe,
     )
     print_figures({**fig, **extra})
 
@@ -72,16 +92,14 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     from gnerv.media.video import load_frames
 
     cfg = compress_config(resolve_settings(args, "compress"))
-    cfg.validate()
-    if not cfg.qat_epochs:
+    if not cfg.fine_tunes:
         raise GnervError(
-            "qat_epochs is 0: there is nothing to fine-tune (give --qat-epochs N or set "
-            "compress.qat_epochs in the parameters); gnerv compress codes the fitted model as is"
+            "there is nothing to fine-tune (qat_epochs 0, or the paper's min/max coding): give "
+            "--qat-epochs N; gnerv compress codes the fitted model as is"
         )
-    if not args.frames_file:
-        raise GnervError("give --frames-file: the frames the model was fitted to (.npy)")
     check_writable(args.output, folder=True)
-    frames = load_frames(args.frames_file)[0]
+    frames_file, target_file = coding_inputs(args, cfg)
+    frames = load_frames(frames_file)[0] if frames_file else None
     _, bits, extra = prepare_model(
         args.model_dir,
         frames,
@@ -89,11 +107,11 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         args.output,
         TrainConfig(device=args.device),
         progress=not args.quiet,
-        residual_target=args.target_file,
+        residual_target=target_file,
     )
     depths = sorted(set(bits.values())) if isinstance(bits, dict) else [bits]
     print(
-        f"fine-tuned {cfg.qat_epochs} epochs at {'/'.join(map(str, depths))} bits "
+        f"fine-tuned {extra['finetune_epochs']} epochs at {'/'.join(map(str, depths))} bits "
         f"({extra['finetune_seconds']:.0f} s of training) -> {args.output}"
     )
 
@@ -102,7 +120,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.codec.config import describe
     from gnerv.encoder.encode import default_workdir, encode_single
 
-    if args.stages != 1 or args.respective or target_of(args) is not None:
+    layered = (args.stages or 1) != 1 or args.stage_sizes or args.respective
+    if layered or target_of(args) is not None:
         return cmd_encode_layers(args)
     if args.warm_start:
         raise GnervError("--warm-start applies to progressive stages: give --stages N >= 2")
@@ -110,8 +129,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     workdir = args.workdir or default_workdir(args.output)
     check_writable(args.output)
     check_writable(workdir, folder=True)
-    settings = resolve_settings(args, "fit")
-    compress_config(settings).validate()  # before the video is read
+    settings = resolve_settings(args, "encode")
+    compress = compress_config(settings)  # before the video is read
     frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
     n, h, w, _ = frames.shape
     model_cfg = model_config(settings, h, w, residual=False, n_frames=n)
@@ -125,7 +144,7 @@ def cmd_encode(args: argparse.Namespace) -> None:
         workdir=workdir,
         resume=resume_mode(args),
         progress=not args.quiet,
-        compress=compress_config(settings),
+        compress=compress,
     )
     print(
         f"fit: PSNR {fig['fit_psnr']:.2f} dB after {fig['epochs']} epochs "
@@ -161,12 +180,19 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
     if args.warm_start and args.respective:
         raise GnervError("--warm-start starts each stage from the one before: drop --respective")
     check_writable(args.output, folder=True)
-    settings = resolve_settings(args, "fit")
-    compress = compress_config(settings)
-    compress.validate()  # before the video is read
+    settings = resolve_settings(args, "encode")
+    compress = compress_config(settings)  # before the video is read
     sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
+    n_stages = args.stages or (len(sizes) if sizes else 1)
+    if target is not None and args.stages is None and not sizes:
+        n_stages = TARGET_STAGES
+        print(
+            f"note: {target.describe()} without --stages: up to {TARGET_STAGES} stages of the "
+            "base's size each (--stages N for another limit)",
+            file=sys.stderr,
+        )
     specs = stage_specs(
-        args.stages,
+        n_stages,
         sizes=[parse_param_count(s) for s in sizes] if sizes else None,
         epochs=parse_list(args.stage_epochs, int, "--stage-epochs") if args.stage_epochs else None,
         lrs=parse_lrs(args.stage_lrs) if args.stage_lrs else None,
@@ -274,6 +300,7 @@ def cmd_info(args: argparse.Namespace) -> None:
     )
     print(f"{info['file']}: .gnerv format {info['format']} ({info['encoder']}), {layer}")
     print(f"  sha256 {info['sha256']}, video {st['video_id'][:16]}")
+    print(f"  recipe: {info['recipe'] or 'not recorded (a file written before recipes were)'}")
     print(
         f"  video: {v['n_frames']} frames of {v['height']}x{v['width']} (HxW) at {v['fps']:g} fps"
     )
@@ -361,14 +388,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--frames-file",
         metavar="FRAMES",
-        help="the frames the model was fitted to (.npy): prints PSNR before/after quantization; "
-        "needed by --qat-epochs and --bits auto",
+        help="the frames the model was fitted to (.npy): prints PSNR before/after quantization "
+        "(default: the frames file `gnerv fit` recorded, when the fine-tune or --bits auto "
+        "needs them)",
     )
     p.add_argument(
         "--target-file",
         metavar="RESIDUAL",
         help="a residual stage's own target (the residual.npy `gnerv residual` wrote for it): "
-        "what its --qat-epochs fine-tune fits; read only then",
+        "what its fine-tune fits; read only then (default: the one `gnerv fit` recorded)",
     )
     p.add_argument(
         "--finetune-dir",
@@ -394,12 +422,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_bits_arg(p)
     add_rate_args(p)
     p.add_argument(
-        "--frames-file", metavar="FRAMES", help="the frames the model was fitted to (.npy)"
+        "--frames-file",
+        metavar="FRAMES",
+        help="the frames the model was fitted to (.npy; default: the one `gnerv fit` recorded)",
     )
     p.add_argument(
         "--target-file",
         metavar="RESIDUAL",
-        help="a residual stage's own target (the residual.npy `gnerv residual` wrote for it)",
+        help="a residual stage's own target (the residual.npy `gnerv residual` wrote for it; "
+        "default: the one `gnerv fit` recorded)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_params_args(p, "compress")
@@ -416,7 +447,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file to write; with --stages N > 1 a folder for stage1.gnerv ... stageN.gnerv",
     )
     g = p.add_argument_group("progressive stages")
-    g.add_argument("--stages", type=int, default=1, help="number of progressive stages (1)")
+    g.add_argument(
+        "--stages",
+        type=int,
+        default=None,
+        help="number of progressive stages, each of --size unless --stage-sizes gives them "
+        f"(default 1; with a target: up to {TARGET_STAGES})",
+    )
     g.add_argument("--stage-sizes", metavar="0.1M,0.05M,...", help="params of each stage")
     g.add_argument("--stage-epochs", metavar="300,100,...", help="epochs of each stage")
     g.add_argument(
@@ -465,7 +502,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_extract_args(p)
     add_model_args(p)
     add_train_args(p)
-    add_params_args(p, "fit")
+    add_params_args(p, "encode")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode .gnerv layers (base first) to mp4, mkv or npy")

@@ -10,28 +10,36 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from gnerv.codec.config import (
     DEFAULT_BATCH,
-    DEFAULT_BITS,
     DEFAULT_PRECISION,
     MAX_BITS,
     MIN_BITS,
+    MINMAX_SCHEME,
     PRECISIONS,
     SCHEME_ALIASES,
     SCHEMES,
+    SYMMETRIC_SCHEME,
     GNeRVConfig,
 )
 from gnerv.encoder.config import (
     AUTO_LR_FROM,
+    DEFAULT_RECIPE,
     PAPER_LR,
     PAPER_RESIDUAL_LR,
+    QAT_LR_FACTOR,
+    RECIPES,
     RESIDUAL_ALPHA,
+    TRAIN_PRECISIONS,
     CompressConfig,
     TrainConfig,
+    recipe_settings,
+    stage_defaults,
 )
 from gnerv.runtime.device import DEFAULT_DEVICE
 from gnerv.runtime.errors import GnervError
@@ -84,11 +92,20 @@ def _defaults(cls: type) -> dict[str, Any]:
 MODEL_DEFAULTS = _defaults(GNeRVConfig)
 TRAIN_DEFAULTS = _defaults(TrainConfig)
 MODEL_FIELDS = tuple(name for name in MODEL_HELP if name in MODEL_DEFAULTS)
-TRAIN_FIELDS = tuple(field for _, field, _ in TRAIN_OPTIONS) + ("device",)
+TRAIN_FIELDS = tuple(field for _, field, _ in TRAIN_OPTIONS) + ("device", "precision")
 # Every setting a --params file may give (under the package's names).
 # CompressConfig's fields (compress / encode: the quantization scheme, bits, fine-tune, pruning)
 COMPRESS_FIELDS = tuple(f.name for f in dataclasses.fields(CompressConfig))
-SETTING_NAMES = {*MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "residual_scale"}
+SETTING_NAMES = {
+    *MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "residual_scale", "recipe"
+}  # fmt: skip
+# The rate path's settings, as a user names them, and the values that ask for it.
+RATE_PATH_FLAGS = {
+    "qat_epochs": ("--qat-epochs", lambda v: v is not None and v > 0),
+    "qat_share": ("qat_share", lambda v: v > 0),
+    "prune": ("--prune", lambda v: v > 0),
+    "bits": ("--bits auto", lambda v: v == "auto"),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,21 +232,23 @@ def add_bits_arg(p: argparse.ArgumentParser) -> None:
         "--bits",
         type=bits_type,
         default=SUPPRESS,
-        help=f"quantization bits ({MIN_BITS}..{MAX_BITS}, default {DEFAULT_BITS}), or auto: "
+        help=f"quantization bits ({MIN_BITS}..{MAX_BITS}, default {CompressConfig.bits}), or auto: "
         "each tensor's bits chosen for --target-psnr-drop or --max-bytes (--scheme symmetric)",
     )
 
 
 def add_rate_args(p: argparse.ArgumentParser) -> None:
-    """How the fitted model is coded beyond --bits (defaults: the paper's 8-bit min/max)."""
+    """How the fitted model is coded beyond --bits (defaults: the rate path; --recipe paper or
+    --scheme minmax: the paper's 8-bit min/max)."""
     d = CompressConfig()
-    g = p.add_argument_group("rate (beyond the paper: --scheme symmetric)")
+    g = p.add_argument_group("rate (defaults: the rate path; the paper's coding: --recipe paper)")
     g.add_argument(
         "--scheme",
         type=scheme_type,
         default=SUPPRESS,
-        help="quantization scheme: minmax (the paper's, default) or symmetric (zero-centred "
-        "grid, compact ranges, parametric entropy model)",
+        help="quantization scheme: symmetric (zero-centred grid, compact ranges, parametric "
+        "entropy model; the default) or minmax (the paper's; alone it codes 8 bits, nothing "
+        "fine-tuned)",
     )
     g.add_argument(
         "--target-psnr-drop",
@@ -244,10 +263,14 @@ def add_rate_args(p: argparse.ArgumentParser) -> None:
         "--qat-epochs",
         type=int,
         default=SUPPRESS,
-        help=f"quantization-aware fine-tune epochs after fit (default {d.qat_epochs})",
+        help="quantization-aware fine-tune epochs after fit (default: "
+        f"{d.qat_share:g} of the fit's epochs; 0: none)",
     )
     g.add_argument(
-        "--qat-lr", type=float, default=SUPPRESS, help=f"its learning rate ({d.qat_lr:g})"
+        "--qat-lr",
+        type=learning_rate,
+        default=SUPPRESS,
+        help=f"its peak learning rate (default {d.qat_lr}: {QAT_LR_FACTOR:g} x the fit's)",
     )
     g.add_argument(
         "--prune",
@@ -272,14 +295,52 @@ def scheme_type(text: str) -> str:
     return scheme
 
 
-def compress_config(settings: dict[str, Any]) -> CompressConfig:
-    """CompressConfig from resolved settings (flags over params.yaml's compress section)."""
-    return CompressConfig(**{k: settings[k] for k in COMPRESS_FIELDS if k in settings})
+def compress_config(settings: dict[str, Any], note: bool = True) -> CompressConfig:
+    """CompressConfig from resolved settings: the recipe's coding, then what flags or params
+    give. A setting that asks for the rate path (a fine-tune, pruning, bits auto) selects the
+    symmetric scheme, with a one-line note where the recipe's scheme was min/max; an explicit
+    min/max scheme alone codes the paper's way, and with such a setting is an error."""
+    recipe = settings.get("recipe", DEFAULT_RECIPE)
+    given = {k: settings[k] for k in COMPRESS_FIELDS if k in settings and k != "recipe"}
+    minmax = given.get("scheme") == MINMAX_SCHEME
+    kw = recipe_settings("paper" if minmax else recipe, "coding")
+    kw.update(given)
+    asked = [
+        flag
+        for name, (flag, means) in RATE_PATH_FLAGS.items()
+        if name in given and means(given[name])
+    ]
+    if minmax and asked:
+        raise GnervError(
+            f"{' and '.join(asked)} work on the symmetric scheme, not min/max: drop --scheme "
+            "minmax (or those settings)"
+        )
+    if asked and kw.get("scheme", CompressConfig.scheme) != SYMMETRIC_SCHEME:
+        kw["scheme"] = SYMMETRIC_SCHEME
+        if note:
+            print(
+                f"note: {' and '.join(asked)} select the symmetric scheme (the {recipe} "
+                "recipe codes min/max)",
+                file=sys.stderr,
+            )
+    cfg = CompressConfig(**kw, recipe=recipe)
+    cfg.validate()
+    return cfg
 
 
 def add_params_args(p: argparse.ArgumentParser, command: str) -> None:
-    """--params FILE... --stage J: read this command's settings from the workflow's params."""
-    g = p.add_argument_group("settings from the workflow's parameters")
+    """--recipe, and --params FILE... --stage J: this command's settings from the workflow's
+    params."""
+    g = p.add_argument_group("recipe and settings from the workflow's parameters")
+    g.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default=SUPPRESS,
+        help="default: the measured best settings for training and coding; paper: every value "
+        "the paper states (its layout, lr 2e-3 / 2e-4, randn embedding start, fp32, 8-bit "
+        "min/max, no fine-tune); flags and --params values still override it (default "
+        f"{DEFAULT_RECIPE})",
+    )
     g.add_argument(
         "--params",
         nargs="+",
@@ -346,7 +407,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         default=SUPPRESS,
         help=f"auto (GPU when present) | cpu | cuda[:N] (default {TRAIN_DEFAULTS['device']})",
     )
-    g.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    g.add_argument(
+        "--precision",
+        choices=TRAIN_PRECISIONS,
+        default=SUPPRESS,
+        help="training arithmetic: fp32, bf16 (autocast, fp32 weights) or auto: bf16 where the "
+        f"device has it natively (default {TRAIN_DEFAULTS['precision']})",
+    )
     g.add_argument(
         "--eager", action="store_true", help="plain path: NCHW tensors, no compile (for comparison)"
     )
@@ -378,8 +445,12 @@ def _coerce(name: str, value: Any) -> Any:
         return SCHEME_ALIASES.get(str(value), str(value))
     if name in ("qat_epochs", "max_bytes"):
         return None if value is None else int(value)
-    if name in ("qat_lr", "prune", "target_psnr_drop", "rate_lambda"):
+    if name == "qat_lr" and value == "auto":
+        return value
+    if name in ("qat_lr", "qat_share", "prune", "target_psnr_drop", "rate_lambda"):
         return float(value)
+    if name == "recipe":
+        return str(value)
     default = MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))
     try:
         if isinstance(default, bool):
@@ -417,7 +488,8 @@ def model_config(
     from gnerv.codec.limits import check_encodable
     from gnerv.runtime.sizes import parse_param_count
 
-    common = {name: settings[name] for name in MODEL_FIELDS if name in settings}
+    common = recipe_settings(settings.get("recipe", DEFAULT_RECIPE), "model")
+    common.update({name: settings[name] for name in MODEL_FIELDS if name in settings})
     common.update(height=height, width=width, residual=residual)
     if "c0" in settings:
         cfg = GNeRVConfig(c0=settings["c0"], **common)
@@ -435,13 +507,13 @@ def model_config(
 
 
 def train_config(settings: dict[str, Any], args: argparse.Namespace, residual: bool):
-    """TrainConfig: the dataclass's defaults (the paper's residual lr/alpha for residual
-    stages), then the settings, then the --no-amp/--eager/--compile switches."""
-    from gnerv.encoder.progressive import stage_defaults
-
-    kw: dict[str, Any] = stage_defaults(2 if residual else 1)
+    """TrainConfig: the dataclass's defaults, then the recipe's for the stage's kind (frames or
+    a residual), then the settings, then the --eager/--compile switches."""
+    recipe = settings.get("recipe", DEFAULT_RECIPE)
+    kw: dict[str, Any] = stage_defaults(2 if residual else 1, recipe)
     kw.update({name: settings[name] for name in TRAIN_FIELDS if name in settings})
-    kw.update(amp=not args.no_amp, channels_last=not args.eager)
+    kw["recipe"] = recipe
+    kw.update(channels_last=not args.eager)
     kw["compile"] = args.compile and not args.eager
     cfg = TrainConfig(**kw)
     cfg.validate()

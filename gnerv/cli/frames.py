@@ -69,6 +69,9 @@ def cmd_fit(args: argparse.Namespace) -> None:
         if tracker:
             tracker.fail("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
         raise
+    from gnerv.encoder.source import record_source
+
+    record_source(args.output, args.frames_file, residual)
     if tracker:
         from gnerv.encoder.train import SUMMARY_NAME
         from gnerv.runtime.atomic import read_json

@@ -3,7 +3,7 @@
 Layout (all integers little-endian; docs/bitstream.md has the full description)::
 
     offset 0    4 bytes   magic b"GNRV"
-    offset 4    u16       format version (FORMAT_VERSION = 3; formats 1 and 2 are still read)
+    offset 4    u16       format version (FORMAT_VERSION = 4; formats 1 to 3 are still read)
     offset 6    u32       header length H (<= MAX_HEADER_BYTES)
     offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
     ...         body      for each tensor of the header's table, in order:
@@ -86,16 +86,18 @@ from gnerv.runtime.errors import GnervError
 MAGIC = b"GNRV"
 # 2 added model.layout and model.time_branch (format 1 reads as "wide", "ds"); 3 added the
 # entropy coder's scaled tables (gnerv.codec.entropy, mode ANS_SCALED), which the symmetric scheme's
-# files may use. Files of the paper's min/max scheme never do: they are still written as format
+# files may use; 4 added the parametric modes with integer tables (LAPLACE_T / GAUSSIAN_T, exact
+# on every platform), which the symmetric scheme's files now use in place of format 3's float
+# ones. Files of the paper's min/max scheme never use either: they are still written as format
 # 2, byte for byte as before, so that earlier readers read them.
-FORMAT_VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 SUFFIX = ".gnerv"
 QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.codec.quantize)
 _STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
 
 _PREFIX = struct.Struct("<4sHI")  # magic, version, header length
-_UNIT_BF16 = struct.Struct("<H")  # a symmetric tensor's unit step in format 3
+_UNIT_BF16 = struct.Struct("<H")  # a symmetric tensor's unit step from format 3
 _CRC = struct.Struct("<I")
 MIN_FILE_BYTES = _PREFIX.size + _CRC.size
 
@@ -525,6 +527,21 @@ def pack(
     return data
 
 
+RECIPE_MARK = ", recipe "  # the recipe, in the header's encoder field: "gnerv 0.1.0, recipe paper"
+
+
+def encoder_name(recipe: str | None = None) -> str:
+    """The header's encoder field: this package's version and, when given, the recipe whose
+    settings made the file (gnerv.encoder.config.RECIPES)."""
+    return f"gnerv {__version__}" + (f"{RECIPE_MARK}{recipe}" if recipe else "")
+
+
+def recipe_of(encoder: str) -> str | None:
+    """The recipe an encoder field names (None: a file written before recipes were recorded)."""
+    head, mark, recipe = encoder.partition(RECIPE_MARK)
+    return recipe if mark and head.startswith("gnerv ") and recipe.isidentifier() else None
+
+
 def compress_model(
     model: GNeRV,
     bits: int | dict[str, int],
@@ -541,7 +558,7 @@ def compress_model(
 
 
 def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
-    """A symmetric-scheme tensor's ranges record (format 3): the unit step as bfloat16 (the
+    """A symmetric-scheme tensor's ranges record (from format 3): the unit step as bfloat16 (the
     top 2 bytes of its float32), then (2+ channels) the step codes entropy coded."""
     codes = np.asarray(q.step_codes, dtype=np.int32)
     if codes.shape != (num_channels(q.shape),):
@@ -556,8 +573,9 @@ def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
 
 
 # The entropy modes (gnerv.codec.entropy) each format may hold: 1 CONST/RAW/ANS, 2 also LAPLACE and
-# GAUSSIAN, 3 also ANS_SCALED and the compact LAPLACE_Q / GAUSSIAN_Q.
-_MAX_ENTROPY_MODE = {1: 2, 2: 4, 3: 7}
+# GAUSSIAN, 3 also ANS_SCALED and the compact LAPLACE_Q / GAUSSIAN_Q, 4 also the integer-table
+# LAPLACE_T / GAUSSIAN_T (which a format-3 file's blob therefore cannot be).
+_MAX_ENTROPY_MODE = {1: 2, 2: 4, 3: 7, 4: 9}
 
 
 def _check_mode(blob: bytes, version: int) -> None:
@@ -789,6 +807,7 @@ def file_info(f: GnervFile, batch: int = 8) -> dict:
         "file": f.name,
         "format": f.version,
         "encoder": f.encoder,
+        "recipe": recipe_of(f.encoder),
         "sha256": f.sha256,
         "video": dict(f.video),
         "stage": dict(f.stage),

@@ -262,6 +262,25 @@ class GNeRVConfig:
         return cls(**d)
 
 
+# The paper's (source, height, width, C0, parameters in M, GMACs per frame or None), as it
+# prints them: Table 4 (Bunny, 720p) and Table 3's 160-channel stage-1 model (UVG, 1080p). The
+# "paper" layout reproduces them (tests/test_model.py; benchmarks/paper_counts.py prints them).
+PAPER_COUNTS = (
+    ("Table 4", 720, 1280, 20, 0.115, None),
+    ("Table 4", 720, 1280, 40, 0.274, None),
+    ("Table 4", 720, 1280, 80, 0.92, None),
+    ("Table 4", 720, 1280, 152, 3.17, None),
+    ("Table 4", 720, 1280, 223, 6.67, None),
+    ("Table 4", 720, 1280, 304, 12.42, None),
+    ("Table 3", 1080, 1920, 160, 4.66, 54.80),
+)
+# Table 3's two larger "Respective" models: not among the seven pairs, a check on the reading.
+PAPER_EXTRA_COUNTS = (
+    ("Table 3", 1080, 1920, 230, 9.49, 91.14),
+    ("Table 3", 1080, 1920, 280, 14.07, 133.07),
+)
+
+
 def check_mask(cfg: GNeRVConfig, mask: str | None) -> None:
     """Refuse a mask the model cannot take: only a two-branch model (ds+m) masks one branch."""
     if mask is None:

@@ -30,8 +30,19 @@ are unsigned LEB128, at most 5 bytes, minimal length)::
                  LAPLACE with its two parameters coded in 2-3 bytes instead of 8: mean =
                  lo + m / 16 (m <= 16 * (n - 1)), scale = 2**(k / 8 - 8) (k <= 192, so the
                  scale is in [2**-8, 2**16]), computed exactly from tabled constants
-                 (:func:`compact_scale`). Written by format 3.
+                 (:func:`compact_scale`). Written by format 3 (format 4 writes LAPLACE_T /
+                 GAUSSIAN_T instead).
     GAUSSIAN_Q (7): as LAPLACE_Q with QuantizedGaussian.
+    LAPLACE_T (8): u8 8 | varint lo | varint n (>= 2) | varint m | u8 k | varint n_words
+                 | n_words x u32 little-endian
+                 LAPLACE_Q's parameters (mean lo + m / 16, scale 2**(k / 8 - 8)), but the model
+                 is an integer frequency table that this module computes in int64 fixed point
+                 (:func:`parametric_table`: no float, no platform's exp/erf), summing to
+                 2**TABLE_BITS with every entry >= 1, coded as
+                 Categorical(table / 2**TABLE_BITS, perfect=False) over symbol - lo (those floats
+                 are exact, and constriction's quantization of them is IEEE + - * / and
+                 truncation only). Written by format 4.
+    GAUSSIAN_T (9): as LAPLACE_T with the Gaussian table.
     ANS_SCALED (5): as ANS, but the n counts are the frequencies at a lower precision: any
                  non-negative integers (count_0 and count_{n-1} > 0) whose ratios are the
                  model, not occurrences (so no sum check). The encoder scales the occurrences
@@ -64,6 +75,8 @@ MODE_GAUSSIAN = 4
 MODE_ANS_SCALED = 5
 MODE_LAPLACE_Q = 6
 MODE_GAUSSIAN_Q = 7
+MODE_LAPLACE_T = 8
+MODE_GAUSSIAN_T = 9
 # The parametric modes: mode byte -> (name, constriction model class name).
 _PARAMETRIC = {
     MODE_LAPLACE: ("laplace", "QuantizedLaplace"),
@@ -73,6 +86,12 @@ _PARAMETRIC = {
 _COMPACT = {
     MODE_LAPLACE_Q: ("laplace", "QuantizedLaplace"),
     MODE_GAUSSIAN_Q: ("gaussian", "QuantizedGaussian"),
+}
+# ... and their exactly reproducible forms (integer tables, gnerv's own arithmetic), which the
+# encoder writes from format 4 on: mode byte -> (name, the compact mode with the same parameters).
+_TABLED = {
+    MODE_LAPLACE_T: ("laplace", MODE_LAPLACE_Q),
+    MODE_GAUSSIAN_T: ("gaussian", MODE_GAUSSIAN_Q),
 }
 MEAN_STEPS_PER_SYMBOL = 16  # the compact modes' mean resolution
 SCALE_CODES_PER_OCTAVE = 8  # ... and their scale's: 2**(1/8) apart
@@ -87,6 +106,23 @@ _SCALE_FRACTIONS = np.array(
 PARAMETRIC_MIN_SCALE = 2.0**-8
 PARAMETRIC_MAX_SCALE = 2.0**16
 _PARAMETRIC_TRIES = tuple(2.0 ** (k / 8) for k in range(-4, 5))
+# The integer tables of LAPLACE_T / GAUSSIAN_T: fixed-point constants, written out (rounded from
+# exact values once; what matters is that they never change, and they are used only in int64
+# integer arithmetic, which is the same on every platform).
+TABLE_BITS = 24  # the tables sum to 2**24
+_LOG2E_Q32 = 6196328019  # round(log2(e) * 2**32)
+_LN2_Q30 = 744261118  # round(ln(2) * 2**30)
+_INV_SCALE_FRACTIONS_Q32 = (  # round(2**(-j/8) * 2**32) for j = 0..7
+    4294967296, 3938502376, 3611622603, 3311872529,
+    3037000500, 2784941738, 2553802834, 2341847524,
+)  # fmt: skip
+# A symbol's weight is the density summed at _BIN_POINTS points evenly spread over its bin
+# [x - 1/2, x + 1/2] (the midpoint rule), in 1/32 of a symbol from x.
+_BIN_POINTS = 8
+_BIN_OFFSETS = np.arange(-_BIN_POINTS + 1, _BIN_POINTS, 2, dtype=np.int64) * (16 // _BIN_POINTS)
+_Z_CAP = 1 << 23  # standardized distances beyond the nearest symbol's + 128: weight 0
+_EXP_TERMS = 14  # terms of the alternating series of exp(-x), 0 <= x < ln 2, in Q30
+_ZERO_WEIGHT_SHIFT = 40  # weights below 2**-40 of the largest are 0 (then 1 in the table)
 # Precisions (bits of the largest entry) tried for an ANS_SCALED table.
 _SCALED_PRECISIONS = range(2, 15)
 
@@ -346,26 +382,97 @@ def compact_scale(k: int) -> float:
     return math.ldexp(frac, k // SCALE_CODES_PER_OCTAVE - 8)
 
 
-def _encode_compact(sym: np.ndarray, lo: int, hi: int) -> bytes:
-    """The shortest LAPLACE_Q / GAUSSIAN_Q blob: the mean code nearest the median, scale codes
-    around the data's spread."""
+def _exp2_neg_q32(y: np.ndarray) -> np.ndarray:
+    """2**(-y / 2**32) in Q30 (int64) for int64 ``y`` >= 0, in integer arithmetic only: 2**-i
+    as a shift, 2**-f = exp(-f ln 2) for the fraction f by its alternating series (floored terms).
+    Exactly 2**30 at y == 0; 0 from y >= 2**32 * _ZERO_WEIGHT_SHIFT."""
+    whole = y >> 32
+    x = ((y & 0xFFFFFFFF) >> 2) * _LN2_Q30 >> 30  # f * ln 2 in Q30, < 0.7 * 2**30
+    term = np.full(y.shape, 1 << 30, dtype=np.int64)
+    out = term.copy()
+    for j in range(1, _EXP_TERMS):
+        term = ((term * x) >> 30) // j
+        out = out - term if j % 2 else out + term
+    far = whole >= _ZERO_WEIGHT_SHIFT
+    return np.where(far, 0, out >> np.where(far, 0, whole))
+
+
+def parametric_table(mode: int, lo: int, n: int, m: int, k: int) -> np.ndarray:
+    """The integer frequency table (int64, n entries, sum 2**TABLE_BITS, each >= 1) of a
+    LAPLACE_T / GAUSSIAN_T blob over symbols lo..lo+n-1 with mean code m and scale code k: the
+    density exp(-|t - mean| / scale) (Laplace) or exp(-(t - mean)**2 / (2 scale**2)) (Gaussian),
+    mean = lo + m / 16, scale = 2**(k / 8 - 8), summed over 8 points t of each symbol x's bin
+    (x - 7/16, x - 5/16, ..., x + 7/16: the midpoint rule), in fixed point:
+
+    1. D = |32 (x - lo) + o - 2 m| for the offsets o = -14, -10, ..., 14 (distances in 1/32),
+       k = 8 q + j; the standardized distance z = D * round(2**(32 - j/8)) >> (13 + q), Q16.
+    2. relative to the nearest point's (whose weight is 2**30 exactly): r = min(z - min(z),
+       2**23); the exponent in log2 units, Q32: Laplace y = r * round(log2(e) 2**32) >> 16;
+       Gaussian y = min((r (r + 2 min z)) >> 16, 2**24) * round(log2(e) 2**32) >> 17.
+    3. each point's weight 2**(-y) in Q30 (:func:`_exp2_neg_q32`; 0 below 2**-40), and the
+       symbol's weight w the sum of its 8.
+    4. the table: 1 + floor(w * (2**TABLE_BITS - n) / sum(w)) for each symbol, and what is left
+       of 2**TABLE_BITS (< n) added to the entry of the first symbol of largest weight.
+
+    Only int64 + - * // and shifts of non-negative values below 2**60: every platform computes
+    the same table (tests/test_entropy.py pins some by their SHA-256).
+    """
+    if mode not in _TABLED:
+        raise GnervError(f"entropy: mode {mode} has no integer table")
+    if not (2 <= n <= MAX_ALPHABET and 0 <= m <= MEAN_STEPS_PER_SYMBOL * (n - 1)):
+        raise GnervError(f"entropy: parametric table for n={n}, mean code {m} invalid")
+    if not 0 <= k <= SCALE_CODE_MAX:
+        raise GnervError(f"entropy: scale code {k} outside 0..{SCALE_CODE_MAX}")
+    q, j = divmod(k, SCALE_CODES_PER_OCTAVE)
+    steps = 2 * MEAN_STEPS_PER_SYMBOL  # positions in 1/32 of a symbol
+    at = steps * np.arange(n, dtype=np.int64)[:, None] + _BIN_OFFSETS[None, :] - 2 * m
+    z = (np.abs(at) * _INV_SCALE_FRACTIONS_Q32[j]) >> (13 + q)
+    zmin = z.min()
+    r = np.minimum(z - zmin, _Z_CAP)
+    if mode == MODE_LAPLACE_T:
+        y = (r * _LOG2E_Q32) >> 16
+    else:
+        y = (np.minimum((r * (r + 2 * zmin)) >> 16, 1 << 24) * _LOG2E_Q32) >> 17
+    w = _exp2_neg_q32(y).sum(axis=1)
+    free = (1 << TABLE_BITS) - n
+    table = (w * free) // w.sum() + 1
+    table[int(np.argmax(w))] += (1 << TABLE_BITS) - int(table.sum())
+    return table
+
+
+def _table_model(mode: int, lo: int, n: int, m: int, k: int) -> object:
+    """constriction's model of a LAPLACE_T / GAUSSIAN_T blob (symbols shifted by -lo): the
+    integer table as exactly representable float64 probabilities (table / 2**24)."""
+    probs = parametric_table(mode, lo, n, m, k).astype(np.float64) / float(1 << TABLE_BITS)
+    return constriction.stream.model.Categorical(probs, perfect=False)
+
+
+def _encode_compact(sym: np.ndarray, lo: int, hi: int, tabled: bool = True) -> bytes:
+    """The shortest LAPLACE_T / GAUSSIAN_T blob (``tabled``, format 4) or LAPLACE_Q / GAUSSIAN_Q
+    blob (format 3's, kept so that tests can make the blobs format-3 files hold): the mean code
+    nearest the median, scale codes around the data's spread."""
     n = hi - lo + 1
     m = min(max(round(MEAN_STEPS_PER_SYMBOL * (float(np.median(sym)) - lo)), 0),
             MEAN_STEPS_PER_SYMBOL * (n - 1))  # fmt: skip
     mean = lo + m / MEAN_STEPS_PER_SYMBOL
     dev = sym.astype(np.float64) - mean
-    spreads = {MODE_LAPLACE_Q: float(np.abs(dev).mean()), MODE_GAUSSIAN_Q: float(dev.std())}
+    laplace, gaussian = (MODE_LAPLACE_T, MODE_GAUSSIAN_T) if tabled else _COMPACT
+    spreads = {laplace: float(np.abs(dev).mean()), gaussian: float(dev.std())}
+    shifted = sym - np.int32(lo) if lo else sym
     best = b""
     for mode, spread in spreads.items():
         centre = round(SCALE_CODES_PER_OCTAVE * (math.log2(max(spread, 2.0**-9)) + 8))
         for k in range(centre - 4, centre + 5):
             if not 0 <= k <= SCALE_CODE_MAX:
                 continue
-            model = getattr(constriction.stream.model, _COMPACT[mode][1])(
-                lo, hi, mean, compact_scale(k)
-            )
             coder = constriction.stream.stack.AnsCoder()
-            coder.encode_reverse(sym, model)
+            if tabled:
+                coder.encode_reverse(shifted, _table_model(mode, lo, n, m, k))
+            else:
+                model = getattr(constriction.stream.model, _COMPACT[mode][1])(
+                    lo, hi, mean, compact_scale(k)
+                )
+                coder.encode_reverse(sym, model)
             words = coder.get_compressed()
             blob = (
                 bytes([mode]) + _varint(lo) + _varint(n) + _varint(m) + bytes([k])
@@ -388,8 +495,9 @@ def _read_symbol_range(r: _Reader, alphabet_size: int) -> tuple[int, int]:
     return lo, n
 
 
-def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
-    """lo, n, mean, scale of a LAPLACE_Q / GAUSSIAN_Q blob, checked."""
+def _read_compact_codes(r: _Reader, alphabet_size: int) -> tuple[int, int, int, int]:
+    """lo, n, mean code, scale code of a LAPLACE_Q / GAUSSIAN_Q / LAPLACE_T / GAUSSIAN_T blob,
+    checked."""
     lo, n = _read_symbol_range(r, alphabet_size)
     m = r.varint("model mean")
     if m > MEAN_STEPS_PER_SYMBOL * (n - 1):
@@ -398,6 +506,12 @@ def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float,
     k = r.u8("model scale")
     if k > SCALE_CODE_MAX:
         raise GnervError(f"entropy blob: model scale code {k} outside 0..{SCALE_CODE_MAX}")
+    return lo, n, m, k
+
+
+def _read_compact_head(r: _Reader, alphabet_size: int) -> tuple[int, int, float, float]:
+    """lo, n, mean, scale of a LAPLACE_Q / GAUSSIAN_Q blob, checked."""
+    lo, n, m, k = _read_compact_codes(r, alphabet_size)
     return lo, n, lo + m / MEAN_STEPS_PER_SYMBOL, compact_scale(k)
 
 
@@ -416,6 +530,15 @@ def _read_parametric_head(r: _Reader, alphabet_size: int) -> tuple[int, int, flo
 
 
 def _decode_parametric(mode: int, r: _Reader, count: int, alphabet_size: int) -> np.ndarray:
+    if mode in _TABLED:
+        lo, n, m, k = _read_compact_codes(r, alphabet_size)
+        model = _table_model(mode, lo, n, m, k)
+        n_words = r.varint("payload length")
+        words = np.frombuffer(r.take(4 * n_words, "parametric payload"), dtype="<u4")
+        out = _ans_decode(words.astype(np.uint32), model, count)
+        if lo:
+            out += np.int32(lo)
+        return out
     if mode in _COMPACT:
         lo, n, mean, scale = _read_compact_head(r, alphabet_size)
         cls = getattr(constriction.stream.model, _COMPACT[mode][1])
@@ -451,8 +574,9 @@ def encode_symbols(symbols: np.ndarray, alphabet_size: int, parametric: bool = F
     """Code integer symbols in ``[0, alphabet_size)`` as one self-contained blob.
 
     The shortest of CONST / RAW / ANS (see the module docstring), and with ``parametric`` of
-    LAPLACE / GAUSSIAN too, is kept; the output is a deterministic function of the arguments.
-    (The paper's min/max scheme codes without ``parametric``, as it always has.)
+    ANS_SCALED and LAPLACE_T / GAUSSIAN_T too (format 4's modes; format 3's LAPLACE_Q /
+    GAUSSIAN_Q are no longer written), is kept; the output is a deterministic function of the
+    arguments. (The paper's min/max scheme codes without ``parametric``, as it always has.)
     """
     _check_alphabet(alphabet_size)
     sym = _as_symbols(symbols, alphabet_size)
@@ -523,7 +647,7 @@ def decode_symbols(blob: bytes, count: int, alphabet_size: int) -> np.ndarray:
             raise GnervError("entropy blob: raw symbol outside alphabet")
     elif mode in (MODE_ANS, MODE_ANS_SCALED):
         out = _decode_ans(r, count, alphabet_size, exact=mode == MODE_ANS)
-    elif mode in _PARAMETRIC or mode in _COMPACT:
+    elif mode in _PARAMETRIC or mode in _COMPACT or mode in _TABLED:
         out = _decode_parametric(mode, r, count, alphabet_size)
     else:
         raise GnervError(f"entropy blob: unknown mode byte {mode}")
@@ -617,13 +741,13 @@ def blob_info(blob: bytes, count: int) -> BlobInfo:
         r.take(8, "model parameters")
         r.varint("payload length")
         return BlobInfo(_PARAMETRIC[mode][0], r.pos, len(blob) - r.pos)
-    if mode in _COMPACT:
+    if mode in _COMPACT or mode in _TABLED:
         r.varint("lowest symbol")
         r.varint("symbol range")
         r.varint("model mean")
         r.u8("model scale")
         r.varint("payload length")
-        return BlobInfo(_COMPACT[mode][0], r.pos, len(blob) - r.pos)
+        return BlobInfo((_COMPACT | _TABLED)[mode][0], r.pos, len(blob) - r.pos)
     raise GnervError(f"entropy blob: unknown mode byte {mode}")
 
 

@@ -7,11 +7,12 @@ training itself is :mod:`gnerv.encoder.train`, the fine-tune :mod:`gnerv.encoder
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from gnerv.codec.config import (
-    DEFAULT_BITS,
-    DEFAULT_SCHEME,
+    MINMAX_SCHEME,
     SYMMETRIC_SCHEME,
     GNeRVConfig,
     check_scheme,
@@ -45,6 +46,10 @@ def auto_lr(params: int) -> float:
     return PAPER_LR * factor
 
 
+TRAIN_PRECISIONS = ("auto", "fp32", "bf16")
+DEFAULT_TRAIN_PRECISION = "auto"
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 300  # paper 4.1
@@ -59,10 +64,13 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 10  # epochs between checkpoints (the last epoch always writes one)
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda[:N]
-    amp: bool = True  # bf16 autocast on CUDA (ignored on CPU)
+    # arithmetic of the training step: fp32, bf16 (autocast, fp32 master weights) or auto:
+    # bf16 where the device computes it natively (CUDA GPUs, CPUs with AVX-512 BF16 or AMX)
+    precision: str = DEFAULT_TRAIN_PRECISION
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convs run faster on them
     compile: bool = False  # torch.compile the model (pays a compile time up front)
     extra: dict = field(default_factory=dict)  # free-form notes kept in the checkpoint
+    recipe: str = "default"  # the recipe these settings came from (RECIPES; recorded only)
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -79,6 +87,11 @@ class TrainConfig:
             raise GnervError(f"loss alpha = {self.loss_alpha} must be in [0, 1]")
         if self.distortion not in ("l1", "mse"):
             raise GnervError(f"distortion '{self.distortion}' unknown: use l1 or mse")
+        check_recipe(self.recipe)
+        if self.precision not in TRAIN_PRECISIONS:
+            raise GnervError(
+                f"precision {self.precision!r} is not one of: {', '.join(TRAIN_PRECISIONS)}"
+            )
         if self.checkpoint_every < 1:
             raise GnervError(f"checkpoint_every = {self.checkpoint_every} must be >= 1")
 
@@ -91,54 +104,169 @@ def resolve_lr(cfg: TrainConfig, model_cfg: GNeRVConfig) -> TrainConfig:
     return replace(cfg, lr=auto_lr(count_params(model_cfg)))
 
 
-DEFAULT_QAT_EPOCHS = 0  # the paper fine-tunes nothing
-DEFAULT_QAT_LR = 5e-4  # a tenth of the demo's fit lr: the weights only settle onto the grid
-DEFAULT_PRUNE = 0.0  # the paper prunes nothing
-DEFAULT_RATE_LAMBDA = 0.0  # the paper's loss has no rate term
-DEFAULT_TARGET_PSNR_DROP = 0.2  # dB below the float model
+# How a fitted model is coded by default: the rate path, chosen by measurement on three clips at
+# three sizes each (docs/compression.md, "The default coding"): a zero-centred grid at 6 bits
+# with a quantization-aware fine-tune of a tenth of the fit's epochs at a tenth of its lr. The
+# paper's coding (8-bit min/max, nothing fine-tuned) is the paper recipe's (PAPER_RECIPE).
+DEFAULT_CODING_SCHEME = SYMMETRIC_SCHEME
+DEFAULT_CODING_BITS = 6
+DEFAULT_QAT_SHARE = 0.1  # fine-tune epochs as a share of the fit's (paper: none)
+AUTO_QAT_LR = "auto"  # the fine-tune's lr: QAT_LR_FACTOR x the fit's peak lr
+QAT_LR_FACTOR = 0.1  # the weights only settle onto the grid
+DEFAULT_PRUNE = 0.0  # pruning did not pay on the clips measured (paper: none)
+DEFAULT_RATE_LAMBDA = 0.0  # the rate term did not pay on the clips measured (paper: none)
+DEFAULT_TARGET_PSNR_DROP = 0.2  # bits auto: dB below the float model
 
 
 @dataclass(frozen=True)
 class CompressConfig:
-    """How a fitted model becomes a file; the defaults are the paper's (8-bit min/max, no
-    fine-tune, no pruning). params.yaml's ``compress:`` section maps onto these fields."""
+    """How a fitted model becomes a file. The defaults are the measured best (DEFAULT_CODING_*);
+    the paper's coding is ``recipe_settings("paper")``. params.yaml's ``compress:`` and
+    ``quant:`` sections map onto these fields, and so do the CLI's rate flags: a new coding
+    option is a field here (with its flag and its params.yaml key) plus its use."""
 
-    scheme: str = DEFAULT_SCHEME
-    bits: int | str = DEFAULT_BITS  # or "auto": per-tensor allocation (gnerv.encoder.allocate)
-    target_psnr_drop: float = DEFAULT_TARGET_PSNR_DROP  # --bits auto: dB below the float model
-    max_bytes: int | None = None  # --bits auto: a byte budget instead of the PSNR drop
-    qat_epochs: int = DEFAULT_QAT_EPOCHS  # quantization-aware fine-tune after fit
-    qat_lr: float = DEFAULT_QAT_LR
+    scheme: str = DEFAULT_CODING_SCHEME  # (paper: minmax)
+    bits: int | str = DEFAULT_CODING_BITS  # or "auto": per-tensor (gnerv.encoder.allocate)
+    target_psnr_drop: float = DEFAULT_TARGET_PSNR_DROP  # bits auto: dB below the float model
+    max_bytes: int | None = None  # bits auto: a byte budget instead of the PSNR drop
+    qat_epochs: int | None = None  # fine-tune epochs; None: qat_share of the fit's epochs
+    qat_share: float = DEFAULT_QAT_SHARE
+    qat_lr: float | str = AUTO_QAT_LR  # or a number
     prune: float = DEFAULT_PRUNE  # share of each convolution's weights set to zero
     rate_lambda: float = DEFAULT_RATE_LAMBDA  # weight of the fine-tune's rate term (per bpp)
+    recipe: str = "default"  # the recipe these settings came from (RECIPES; in the header)
 
     def validate(self) -> None:
+        check_recipe(self.recipe)
         check_scheme(self.scheme)
         if self.bits != "auto" and not isinstance(self.bits, int):
             raise GnervError(f"bits {self.bits!r}: give an integer or auto")
-        if self.qat_epochs < 0:
+        if self.qat_epochs is not None and self.qat_epochs < 0:
             raise GnervError(f"qat_epochs = {self.qat_epochs} must be >= 0")
+        if not 0 <= self.qat_share <= 1:
+            raise GnervError(f"qat_share = {self.qat_share} must be in [0, 1]")
+        if self.qat_lr != AUTO_QAT_LR and not (
+            isinstance(self.qat_lr, int | float) and self.qat_lr > 0
+        ):
+            raise GnervError(f"qat_lr = {self.qat_lr!r} must be positive, or auto")
         if not 0 <= self.prune < 1:
             raise GnervError(f"prune = {self.prune} must be in [0, 1)")
-        if self.prune and not self.qat_epochs:
+        if self.prune and not self.fine_tunes:
             raise GnervError("pruning needs a fine-tune to recover: give qat_epochs >= 1")
         if self.rate_lambda < 0:
             raise GnervError(f"rate_lambda = {self.rate_lambda} must be >= 0")
-        if self.rate_lambda and not self.qat_epochs:
+        if self.rate_lambda and not self.fine_tunes:
             raise GnervError("the rate term trains in the fine-tune: give qat_epochs >= 1")
-        if (self.qat_epochs or self.prune or self.bits == "auto") and (
-            self.scheme != SYMMETRIC_SCHEME
-        ):
+        if self.rate_path and self.scheme != SYMMETRIC_SCHEME:
             raise GnervError(
-                f"fine-tuning, pruning and --bits auto work on the {SYMMETRIC_SCHEME} scheme: "
-                "add --scheme symmetric"
+                "fine-tuning, pruning and --bits auto work on the symmetric scheme: drop "
+                "--scheme minmax (or the fine-tune: --qat-epochs 0)"
             )
 
     @property
+    def fine_tunes(self) -> bool:
+        """Whether a quantization-aware fine-tune runs after the fit."""
+        return (self.qat_epochs if self.qat_epochs is not None else self.qat_share) > 0
+
+    @property
+    def rate_path(self) -> bool:
+        """Whether anything of the rate path beyond the grid is asked for."""
+        return self.fine_tunes or bool(self.prune) or self.bits == "auto"
+
+    @property
     def needs_frames(self) -> bool:
-        return self.qat_epochs > 0 or self.bits == "auto"
+        return self.fine_tunes or self.bits == "auto"
+
+    def finetune_epochs(self, fit_epochs: int) -> int:
+        """The fine-tune's epochs after a fit of `fit_epochs` (qat_epochs, else the share)."""
+        if self.qat_epochs is not None:
+            return self.qat_epochs
+        return max(1, round(self.qat_share * fit_epochs)) if self.qat_share > 0 else 0
+
+    def finetune_lr(self, fit_lr: float) -> float:
+        """The fine-tune's peak lr after a fit whose peak lr was `fit_lr`."""
+        return QAT_LR_FACTOR * fit_lr if self.qat_lr == AUTO_QAT_LR else float(self.qat_lr)
 
 
 DEFAULT_RESIDUAL_SCALE = 100.0  # paper's ablation
 RESIDUAL_LR = AUTO_LR  # the frames' size rule (paper 4.1: PAPER_RESIDUAL_LR, 2e-4)
 RESIDUAL_ALPHA = 1.0  # paper: no SSIM term on residuals
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes: every default above (the measured best), or every value the paper states
+# --------------------------------------------------------------------------------------------
+
+RECIPES = ("default", "paper")
+DEFAULT_RECIPE = "default"
+# What each recipe sets, under the package's names, by part: the model, the base stage's
+# training, a residual stage's training (over the base's), the coding. Explicit flags and
+# params.yaml values still override a recipe's; the default recipe's own values are the
+# dataclasses' defaults, so it lists only what differs between frames and residuals.
+RECIPE_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "default": {
+        "model": {},
+        "frames": {},
+        "residuals": {"lr": RESIDUAL_LR, "loss_alpha": RESIDUAL_ALPHA},
+        "coding": {},
+    },
+    # Paper sections 3.1 and 4.1: its layout (E-NeRV's Conv-Up block, 1x1 head, two-layer DS),
+    # lr 2e-3 (2e-4 for residual stages), the embedding's randn start, fp32 training, 8-bit
+    # min/max per-channel quantization with nothing fine-tuned.
+    "paper": {
+        "model": {"layout": "paper"},
+        "frames": {"lr": PAPER_LR, "embedding_std": RANDN_STD, "precision": "fp32"},
+        "residuals": {"lr": PAPER_RESIDUAL_LR, "loss_alpha": RESIDUAL_ALPHA},
+        "coding": {"scheme": MINMAX_SCHEME, "bits": 8, "qat_epochs": None, "qat_share": 0.0},
+    },
+}
+
+
+def check_recipe(recipe: str) -> None:
+    if recipe not in RECIPES:
+        raise GnervError(f"recipe {recipe!r} is not one of: {', '.join(RECIPES)}")
+
+
+def recipe_settings(recipe: str, part: str) -> dict[str, Any]:
+    """What `recipe` sets for `part` (model, frames, residuals or coding)."""
+    check_recipe(recipe)
+    return dict(RECIPE_SETTINGS[recipe][part])
+
+
+def paper_coding(bits: int) -> CompressConfig:
+    """The paper's coding (min/max per channel, nothing fine-tuned) at `bits`: what the
+    library's encode functions do when given bits rather than a CompressConfig, and what
+    `--scheme minmax` alone selects (the recipe stays the default one, whose coding it
+    overrides)."""
+    return CompressConfig(**{**recipe_settings("paper", "coding"), "bits": bits})
+
+
+def stage_defaults(index: int, recipe: str = DEFAULT_RECIPE) -> dict[str, Any]:
+    """TrainConfig settings of stage `index` under `recipe`: the frames' part for the base, the
+    frames' and then the residuals' for stages >= 2."""
+    settings = recipe_settings(recipe, "frames")
+    if index > 1:
+        settings.update(recipe_settings(recipe, "residuals"))
+    return settings
+
+
+def fine_tunes(params: Mapping[str, Any]) -> bool:
+    """Whether the pipeline fine-tunes each fitted stage with the quantizer in the loop (the
+    recipe's coding and the compress section resolved as the CLI resolves them): a training
+    step of its own in the workflow (rule finetune)."""
+    from gnerv.pipeline.params import COMMAND_SECTIONS
+
+    recipe = str(params.get("recipe") or "default")
+    given = {
+        name: value
+        for section, keys in COMMAND_SECTIONS["compress"]
+        for key, name in keys.items()
+        if (value := (params.get(section) or {}).get(key)) is not None
+    }
+    if given.get("scheme") in (
+        "minmax",
+        MINMAX_SCHEME,
+    ):  # min/max alone: the paper's coding, nothing fine-tuned
+        return bool(given.get("qat_epochs") or given.get("qat_share"))
+    fields = {k: v for k, v in given.items() if k in ("qat_epochs", "qat_share")}
+    return CompressConfig(**{**recipe_settings(recipe, "coding"), **fields}).fine_tunes

@@ -23,6 +23,7 @@ from gnerv.codec.bitstream import (
     GnervFile,
     base_stage,
     compress_model,
+    encoder_name,
     file_info,
     unpack,
     video_facts,
@@ -40,12 +41,13 @@ from gnerv.encoder.allocate import allocate_bits
 from gnerv.encoder.config import (
     CompressConfig,
     TrainConfig,
+    paper_coding,
 )
 from gnerv.encoder.qat import finetune
 from gnerv.encoder.train import CHECKPOINT_NAME, fit, model_from_checkpoint
 from gnerv.evaluation.metrics import mean_psnr
 from gnerv.media.video import DEFAULT_FPS, video_fingerprint
-from gnerv.pipeline.results import FINETUNE_SUMMARY_NAME
+from gnerv.pipeline.results import FINETUNE_SUMMARY_NAME, FIT_SUMMARY_NAME
 from gnerv.runtime.atomic import write_json
 from gnerv.runtime.device import select_device
 from gnerv.runtime.errors import GnervError
@@ -72,9 +74,11 @@ def compress_checkpoint(
     device: str = "auto",
     batch_size: int = DEFAULT_BATCH,
     scheme: str = DEFAULT_SCHEME,
+    recipe: str | None = None,
 ) -> dict:
     """Quantize + entropy code ``model_dir``'s checkpoint into ``output`` (a base layer unless
-    ``stage`` is given) with ``scheme`` at ``bits`` (one depth, or one per tensor). With the
+    ``stage`` is given) with ``scheme`` at ``bits`` (one depth, or one per tensor; ``recipe``:
+    the recipe named in the header). With the
     source ``frames`` (uint8 N,H,W,3), the PSNR before and after quantization is measured (base
     layers only). Returns the figures; writes nothing on error."""
     ckpt_path = Path(model_dir) / CHECKPOINT_NAME
@@ -88,18 +92,7 @@ def compress_checkpoint(
     meta = ckpt.get("video") or {}
     video_id = meta.get("video_id")
     if frames is not None:
-        if frames.shape != (n, height, width, 3):
-            raise GnervError(
-                f"frames of shape {frames.shape} are not the {n}x{height}x{width} video the "
-                f"model in {model_dir} was fitted to"
-            )
-        fingerprint = video_fingerprint(frames)
-        if video_id is not None and video_id != fingerprint:
-            raise GnervError(
-                f"the frames given are not the video the model in {model_dir} was fitted to "
-                "(fingerprints differ)"
-            )
-        video_id = fingerprint
+        video_id = check_frames(model_dir, ckpt, frames)
     if stage is None and meta.get("stage"):  # a residual stage: `gnerv residual` named its place
         stage = meta["stage"]
     if stage is None:
@@ -118,7 +111,7 @@ def compress_checkpoint(
             f"the stage given is for another video than the model in {model_dir} was fitted to"
         )
     video = video_facts(n, height, width, float(meta.get("fps") or DEFAULT_FPS))
-    data = compress_model(model, bits, video, stage, scheme=scheme)
+    data = compress_model(model, bits, video, stage, encoder_name(recipe), scheme)
     coded = unpack(data, str(output))
     figures = summary(coded)
     if frames is not None and coded.index == 1:
@@ -131,6 +124,25 @@ def compress_checkpoint(
         figures["psnr_quantized"] = mean_psnr(frames, after)
     write_gnerv(output, data)
     return figures
+
+
+def check_frames(model_dir: str | os.PathLike, ckpt: dict, frames: np.ndarray) -> str:
+    """Refuse frames other than the video the checkpoint `ckpt` (of model_dir) was fitted to;
+    returns their fingerprint."""
+    n, height, width = (int(v) for v in ckpt["settings"]["target_shape"][:3])
+    if frames.shape != (n, height, width, 3):
+        raise GnervError(
+            f"frames of shape {frames.shape} are not the {n}x{height}x{width} video the "
+            f"model in {model_dir} was fitted to"
+        )
+    fingerprint = video_fingerprint(frames)
+    video_id = (ckpt.get("video") or {}).get("video_id")
+    if video_id is not None and video_id != fingerprint:
+        raise GnervError(
+            f"the frames given are not the video the model in {model_dir} was fitted to "
+            "(fingerprints differ)"
+        )
+    return fingerprint
 
 
 def prepare_model(
@@ -168,10 +180,14 @@ def prepare_model(
         frames = load_residual(residual_target)[0]
     if frames is None:
         raise GnervError("a fine-tune or --bits auto needs the frames the model was fitted to")
+    if residual_target is None:  # the frames: checked before any training on them
+        check_frames(model_dir, model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)[1], frames)
     bits: int | dict[str, int]
+    fit_epochs, fit_lr = fitted_schedule(model_dir)
+    qat_epochs = cfg.finetune_epochs(fit_epochs)
     record_path = Path(finetune_dir) / FINETUNE_SUMMARY_NAME
     key, record = None, None
-    if cfg.qat_epochs:  # only a fine-tune leaves a record (hashing the checkpoint costs a read)
+    if qat_epochs:  # only a fine-tune leaves a record (hashing the checkpoint costs a read)
         key = {
             "compress": asdict(cfg),
             "source_sha256": _file_sha256(Path(model_dir) / CHECKPOINT_NAME),
@@ -192,18 +208,33 @@ def prepare_model(
         }
     else:
         bits = int(cfg.bits)
-    if not cfg.qat_epochs:
+    if not qat_epochs:
         return Path(model_dir), bits, figures
     base = train_cfg or TrainConfig()
-    qat_cfg = replace(base, epochs=cfg.qat_epochs, lr=cfg.qat_lr, warmup_fraction=0.0)
+    qat_lr = cfg.finetune_lr(fit_lr)
+    # fp32: the fine-tune trains through the quantizer's grid, which the decoder computes with
+    # in fp32 (bf16 would round the grid's values it trains on)
+    qat_cfg = replace(base, epochs=qat_epochs, lr=qat_lr, warmup_fraction=0.0, precision="fp32")
     result = finetune(
         frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress, cfg.rate_lambda
     )
-    figures["finetune_seconds"] = result.train_seconds
+    figures.update(finetune_seconds=result.train_seconds, finetune_epochs=qat_epochs)
     # Written last: the sign (for the workflow's finetune rule) that the fine-tune is complete,
     # and the allocation it trained at, which a later `gnerv compress` then need not measure.
     write_json(record_path, {"key": key, "bits": bits, **figures})
     return Path(finetune_dir), bits, figures
+
+
+def fitted_schedule(model_dir: str | os.PathLike) -> tuple[int, float]:
+    """The epochs and peak learning rate of the fit in ``model_dir`` (its fit.json)."""
+    path = Path(model_dir) / FIT_SUMMARY_NAME
+    try:
+        record = json.loads(path.read_text())
+        return int(record["epochs"]), float(record["train"]["lr"])
+    except OSError:
+        raise GnervError(f"{path} not found: give a MODEL_DIR written by `gnerv fit`")
+    except (ValueError, KeyError, TypeError):
+        raise GnervError(f"{path} does not record the fit's epochs and lr: fit the model again")
 
 
 def _file_sha256(path: Path) -> str:
@@ -257,7 +288,7 @@ def encode_single(
 
     Returns the figures of :func:`compress_checkpoint` plus the fit's own PSNR and time.
     """
-    compress = compress or CompressConfig(bits=bits)
+    compress = compress or paper_coding(bits)
     compress.validate()
     workdir = Path(workdir) if workdir is not None else default_workdir(output)
     meta = {**meta, "video_id": video_fingerprint(frames)}
@@ -275,6 +306,7 @@ def encode_single(
         device=train_cfg.device,
         batch_size=batch_size,
         scheme=compress.scheme,
+        recipe=compress.recipe,
     )
     figures.update(extra)
     figures.update(

@@ -22,10 +22,10 @@ from gnerv.codec.decode import decode_float, decode_layers, load_layers
 from gnerv.codec.model import GNeRV
 from gnerv.encoder.config import (
     DEFAULT_RESIDUAL_SCALE,
-    RESIDUAL_ALPHA,
-    RESIDUAL_LR,
     CompressConfig,
     TrainConfig,
+    paper_coding,
+    recipe_settings,
 )
 from gnerv.encoder.encode import compress_checkpoint, encode_single, prepare_model
 from gnerv.encoder.residual import check_scale, residual_target, save_residual
@@ -41,8 +41,8 @@ from gnerv.runtime.errors import GnervError
 class StageSpec:
     """One progressive stage: its size (params or C0), epochs and, for j >= 2, residual scale.
 
-    Settings left None take the stage's defaults: the base TrainConfig's (the paper's frame
-    recipe) for stage 1, the paper's residual recipe (:func:`stage_defaults`) after it."""
+    Settings left None take the stage's defaults: the base TrainConfig's for stage 1, its
+    recipe's residual settings (gnerv.encoder.config.stage_defaults) after it."""
 
     size: int | None = None  # target parameter count
     c0: int | None = None  # or C0 directly
@@ -81,17 +81,12 @@ def stage_model_config(spec: StageSpec, base: GNeRVConfig, index: int) -> GNeRVC
     return GNeRVConfig(c0=c0_for_size(spec.size, **common), **common)
 
 
-def stage_defaults(index: int) -> dict:
-    """TrainConfig settings that differ by stage: none for the base (TrainConfig's defaults are
-    the paper's frame recipe), the paper's residual lr and loss weight for stages >= 2."""
-    return {} if index == 1 else {"lr": RESIDUAL_LR, "loss_alpha": RESIDUAL_ALPHA}
-
-
 def stage_train_config(spec: StageSpec, base: TrainConfig, index: int) -> TrainConfig:
     """Stage `index`'s training: the shared settings of `base`; for residual stages the paper's
     residual recipe in place of base's lr and alpha; then what `spec` sets."""
     own = {"epochs": spec.epochs, "lr": spec.lr, "loss_alpha": spec.alpha}
-    settings = {**stage_defaults(index), **{k: v for k, v in own.items() if v is not None}}
+    residual = recipe_settings(base.recipe, "residuals") if index > 1 else {}
+    settings = {**residual, **{k: v for k, v in own.items() if v is not None}}
     return replace(base, **settings)
 
 
@@ -108,8 +103,8 @@ def stage_specs(
 ) -> list[StageSpec]:
     """The stage list of `encode --stages N`: per-stage sizes / epochs / learning rates (one
     value per stage), residual scales (one for all, or one per stage after the first). Without
-    `sizes` only stage 1 has a size (base_size or base_c0); base_lr/alpha apply to stage 1 (lrs
-    replace base_lr)."""
+    `sizes` every stage takes the base's size (base_size or base_c0): N stages of S each;
+    base_lr/alpha apply to stage 1 (lrs replace base_lr)."""
     if n_stages < 1:
         raise GnervError(f"--stages {n_stages}: give at least 1 stage")
     scales = residual_scales or [DEFAULT_RESIDUAL_SCALE]
@@ -127,19 +122,17 @@ def stage_specs(
         )
     specs = []
     for j in range(n_stages):
-        size = sizes[j] if sizes else (base_size if j == 0 else None)
+        size = sizes[j] if sizes else base_size
         specs.append(
             StageSpec(
                 size=size if base_c0 is None or sizes else None,
-                c0=base_c0 if j == 0 and not sizes else None,
+                c0=base_c0 if not sizes else None,
                 epochs=epochs[j] if epochs else None,
                 lr=lrs[j] if lrs else (base_lr if j == 0 else None),
                 alpha=base_alpha if j == 0 else None,
                 residual_scale=scales[min(max(j - 1, 0), len(scales) - 1)],
             )
         )
-    if specs[1:] and specs[1].size is None and specs[1].c0 is None:
-        raise GnervError("--stages > 1 needs --stage-sizes (one size per stage)")
     return specs
 
 
@@ -204,7 +197,7 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.encoder.train.fit)
     which: met, or not met within the stage limit (a bpp target no prefix meets is an error,
     nothing kept)."""
     check_stages(stages)
-    compress = compress or CompressConfig(bits=bits)
+    compress = compress or paper_coding(bits)
     compress.validate()
     out_dir = Path(out_dir)
     video_id = video_fingerprint(frames)
@@ -253,6 +246,7 @@ def encode_progressive(  # resume: True, or "auto" (see gnerv.encoder.train.fit)
             device=base_train.device,
             batch_size=batch_size,
             scheme=compress.scheme,
+            recipe=compress.recipe,
         )
         figures.update(extra)
         figures.update(

@@ -4,6 +4,11 @@ Adam(0.5, 0.999), linear warm-up over the first 20 % of steps then cosine decay,
 a * D + (1 - a) * (1 - SSIM). The whole target sits on the device once (frames as uint8, residuals
 as float32) and is converted per batch. Training state is checkpointed atomically every few epochs;
 `resume=True` continues from the last checkpoint and gives the same weights as an unbroken run.
+
+Precision (:func:`training_precision`, the same rule on CPU and GPU): the forward pass runs under
+bfloat16 autocast where the device computes bf16 natively (CUDA GPUs; CPUs with AVX-512 BF16 or
+AMX) unless fp32 is asked for; the weights, Adam's state and the loss stay float32, and the final
+PSNR is measured in float32. fp32 gives the very weights of a build without the choice.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from pytorch_msssim import ssim
 from tqdm import tqdm
 
 from gnerv.codec.config import GNeRVConfig, count_params, macs_per_frame
+from gnerv.codec.decode import bf16_supported
 from gnerv.codec.model import GNeRV, frame_times, render
-from gnerv.encoder.config import RANDN_STD, TrainConfig, resolve_lr
+from gnerv.encoder.config import RANDN_STD, TRAIN_PRECISIONS, TrainConfig, resolve_lr
 from gnerv.pipeline.results import CHECKPOINT_NAME
 from gnerv.pipeline.results import FIT_SUMMARY_NAME as SUMMARY_NAME
 from gnerv.runtime.atomic import atomic_output, write_json
@@ -46,6 +52,34 @@ def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
         return cfg.lr * (step + 1) / warmup
     progress = (step - warmup) / max(total_steps - warmup, 1)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _has_amx() -> bool:
+    """Whether this CPU has AMX tiles (torch's own check, where this torch has it)."""
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def training_precision(precision: str, device: torch.device) -> str:
+    """The arithmetic a training step on `device` uses for TrainConfig.precision: "bf16" or
+    "fp32". auto is bf16 where it pays: CUDA GPUs with bf16, and CPUs with AMX tiles; a CPU with
+    AVX-512 BF16 but no AMX trained a Bunny 180x320 fit no faster in bf16 than in fp32
+    (docs/performance.md), so auto keeps fp32 there. bf16 where it is not native is refused."""
+    native = bf16_supported(device)
+    if precision == "auto":
+        pays = device.type == "cuda" or _has_amx()
+        return "bf16" if native and pays else "fp32"
+    if precision == "bf16" and not native:
+        raise GnervError(
+            f"--precision bf16: this {device.type.upper()} has no native bfloat16 (a CPU needs "
+            "AVX-512 BF16 or AMX); train with --precision fp32 or auto"
+        )
+    if precision not in ("bf16", "fp32"):
+        raise GnervError(f"precision {precision!r} is not one of: {', '.join(TRAIN_PRECISIONS)}")
+    return precision
 
 
 def stage_loss(
@@ -126,8 +160,11 @@ def _settings_fingerprint(
     model_cfg: GNeRVConfig, cfg: TrainConfig, target: np.ndarray, target_scale: float
 ) -> dict:
     train = asdict(cfg)
-    for volatile in ("device", "checkpoint_every", "extra", "channels_last", "compile", "amp"):
-        train.pop(volatile)
+    # how the arithmetic runs, not what is trained: a run may resume on another device or
+    # precision (fit.json's summary records the precision of the run that finished)
+    volatile = ("device", "checkpoint_every", "extra", "channels_last", "compile", "precision")
+    for name in volatile:
+        train.pop(name)
     train["betas"] = list(train["betas"])
     if train["embedding_std"] == RANDN_STD:  # absent at randn's std, as before the option existed:
         train.pop("embedding_std")  # checkpoints written then still resume (with --embedding-std 1)
@@ -265,16 +302,18 @@ def _train_epoch(
     data_range: float,
     pixel_scale: float,
     penalty: Callable[[], torch.Tensor | None] | None = None,
+    precision: str = "fp32",
 ) -> dict:
     """Train epoch number state.epoch (0-based) on the shuffled target; return its history
     record: mean loss, PSNR of the outputs along the way (pixel units), last learning rate.
     ``penalty()``, when given and not None, is added to each step's loss (not to the
-    recorded loss, which stays the distortion)."""
+    recorded loss, which stays the distortion). precision: "bf16" runs the forward pass under
+    bfloat16 autocast (the loss is computed in float32), "fp32" in float32 throughout."""
     n = data.shape[0]
     device = data.device
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps_per_epoch
-    use_amp = cfg.amp and device.type == "cuda"
+    bf16 = precision == "bf16"
     order = torch.randperm(n, generator=state.shuffle)
     loss_sum = torch.zeros((), device=device)
     sq_err_sum = torch.zeros((), device=device, dtype=torch.float64)
@@ -284,7 +323,7 @@ def _train_epoch(
             group["lr"] = lr_at(step, total_steps, cfg)
         idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         gt = _batch(data, idx.to(device))
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             pred = step_model(frame_times(idx, n).to(device))
         pred = pred.float()
         loss = stage_loss(pred, gt, cfg.loss_alpha, cfg.distortion, data_range)
@@ -313,6 +352,7 @@ def _finish(
     video_meta: dict | None,
     target_scale: float,
     summary_path: Path,
+    precision: str,
 ) -> FitResult:
     """Measure the final model's PSNR on the target and write the run's summary (fit.json)."""
     model_cfg = state.model.cfg
@@ -328,6 +368,7 @@ def _finish(
         "epochs": cfg.epochs,
         "train_seconds": state.train_seconds,
         "device": str(device),
+        "precision": precision,  # the training step's arithmetic (training_precision)
         "video": video_meta or {},
         "target_scale": target_scale,
         "history": state.history,
@@ -396,6 +437,7 @@ def fit(
     cfg = resolve_lr(cfg, model_cfg)
     out_dir = Path(out_dir)
     device = select_device(cfg.device)
+    precision = training_precision(cfg.precision, device)
     _check_target(target, model_cfg, cfg, device)
     settings = _settings_fingerprint(model_cfg, cfg, target, target_scale)
     if init is not None:
@@ -437,7 +479,9 @@ def fit(
     state.model.train()
     for epoch in bar:
         t0 = time.perf_counter()
-        record = _train_epoch(state, step_model, data, cfg, data_range, pixel_scale, penalty)
+        record = _train_epoch(
+            state, step_model, data, cfg, data_range, pixel_scale, penalty, precision
+        )
         if not math.isfinite(record["loss"]):
             bar.close()
             raise GnervError(
@@ -446,6 +490,7 @@ def fit(
             )
         state.train_seconds += time.perf_counter() - t0
         state.epoch = epoch + 1
+        record["elapsed_seconds"] = state.train_seconds  # training time so far, this epoch's too
         state.history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.4f}", psnr=f"{record['train_psnr']:.2f}")
         if not progress:
@@ -460,7 +505,16 @@ def fit(
 
     summary_path = out_dir / SUMMARY_NAME
     return _finish(
-        state, data, pixel_scale, settings, cfg, device, video_meta, target_scale, summary_path
+        state,
+        data,
+        pixel_scale,
+        settings,
+        cfg,
+        device,
+        video_meta,
+        target_scale,
+        summary_path,
+        precision,
     )
 
 

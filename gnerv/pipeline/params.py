@@ -39,6 +39,7 @@ TRAIN_KEYS = {
     "distortion": "distortion",
     "seed": "seed",
     "device": "device",
+    "precision": "precision",
     "checkpoint_every": "checkpoint_every",
 }
 # One entry of `stages` (size or c0 picks the model's size).
@@ -58,6 +59,7 @@ COMPRESS_KEYS = {
     "target_psnr_drop": "target_psnr_drop",
     "max_bytes": "max_bytes",
     "qat_epochs": "qat_epochs",
+    "qat_share": "qat_share",
     "qat_lr": "qat_lr",
     "prune": "prune",
     "rate_lambda": "rate_lambda",
@@ -67,6 +69,14 @@ COMPRESS_KEYS = {
 COMMAND_SECTIONS = {
     "fit": (("model", MODEL_KEYS), ("train", TRAIN_KEYS), ("stage", STAGE_KEYS)),
     "compress": (("quant", QUANT_KEYS), ("compress", COMPRESS_KEYS)),
+    # encode fits and codes in one go: both commands' sections
+    "encode": (
+        ("model", MODEL_KEYS),
+        ("train", TRAIN_KEYS),
+        ("stage", STAGE_KEYS),
+        ("quant", QUANT_KEYS),
+        ("compress", COMPRESS_KEYS),
+    ),
     "residual": (("stage", {"residual_scale": "residual_scale"}),),
 }
 # The stage entry's keys that `fit` does not read (they belong to `residual`).
@@ -125,29 +135,25 @@ def command_settings(params: Mapping[str, Any], command: str, stage: int) -> dic
     """The settings `command` takes from the parameters for stage `stage`, under the package's
     names (e.g. {"batch_size": 4, "loss_alpha": 0.7, "c0": 160, ...})."""
     settings: dict[str, Any] = {}
+    if params.get("recipe") is not None:  # the top-level recipe applies to every command
+        settings["recipe"] = str(params["recipe"])
     for section, keys in COMMAND_SECTIONS[command]:
         values = stage_entry(params, stage) if section == "stage" else params.get(section, {})
         if not isinstance(values, Mapping):
             raise GnervError(f"parameters section `{section}` must be a mapping")
         for key, name in keys.items():
             if key in values and values[key] is not None:
-                if command == "fit" and section == "stage" and key in FIT_SKIPS_STAGE_KEYS:
+                skips = command in ("fit", "encode") and key in FIT_SKIPS_STAGE_KEYS
+                if section == "stage" and skips:
                     continue
                 settings[name] = values[key]
     return settings
 
 
-def fine_tunes(params: Mapping[str, Any]) -> bool:
-    """Whether the pipeline fine-tunes each fitted stage with the quantizer in the loop
-    (compress.qat_epochs > 0): a training step of its own in the workflow (rule finetune)."""
-    section = params.get("compress") or {}
-    return bool(section.get("qat_epochs") or 0)
-
-
 def command_params(params: Mapping[str, Any], command: str, stage: int) -> list[str]:
     """The dotted params.yaml keys whose values `command` reads for stage `stage` (DVC's
     `params:` of that stage; a change to any of them reruns it, to nothing else does not)."""
-    keys = []
+    keys = ["recipe"] if params.get("recipe") is not None else []
     for section, table in COMMAND_SECTIONS[command]:
         if section == "stage":
             entry = stage_entry(params, stage)

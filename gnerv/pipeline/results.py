@@ -6,7 +6,8 @@ number; both may be Snakemake wildcards (``"{video}"``, ``"{stage}"``), in which
 result is a wildcard pattern::
 
     results/<video>/frames.npy, frames.json          extraction
-    results/<video>/stage<j>/fit.json, checkpoint.pt  stage j's training
+    results/<video>/stage<j>/fit.json, checkpoint.pt  stage j's training (and source.json:
+                                                      the target file it was fitted to)
     results/<video>/stage<j>/residual.npy, .json      stage j's target (j >= 2)
     results/<video>/stage<j>/finetune/finetune.json, checkpoint.pt
                                                       its quantization-aware fine-tune
@@ -32,6 +33,7 @@ FRAMES_NAME = "frames.npy"
 FRAMES_META_NAME = "frames.json"
 FIT_SUMMARY_NAME = "fit.json"
 CHECKPOINT_NAME = "checkpoint.pt"
+SOURCE_NAME = "source.json"  # the file a model was fitted to (gnerv.encoder.source)
 RESIDUAL_NAME = "residual.npy"
 RESIDUAL_META_NAME = "residual.json"
 FINETUNE_DIR = "finetune"

@@ -1,4 +1,6 @@
-"""Make ``golden-v1.gnerv`` and ``golden-v1.json``: a small ``.gnerv`` file frozen at format 1.
+"""Make ``golden-v1.gnerv`` and ``golden-v1.json``: a small ``.gnerv`` file frozen at format 1
+(or, with ``--name golden-v4 --scheme symmetric``, ``golden-v4``: the same video and network coded
+with the symmetric scheme, which format 4 writes with its integer-table parametric modes).
 
 The golden file pins what today's files decode to, so later readers can be checked against it
 (tests/test_golden.py). Run this script AT THE COMMIT WHOSE FORMAT IT CAPTURES, with that commit's
@@ -7,6 +9,9 @@ The golden file pins what today's files decode to, so later readers can be check
     git worktree add /tmp/gnerv-at <commit>
     PYTHONPATH=/tmp/gnerv-at .venv/bin/python tests/expected/make_golden.py --out tests/expected
     git worktree remove --force /tmp/gnerv-at
+
+(golden-v4 was made by the working tree that introduced format 4, before it was committed:
+``.venv/bin/python tests/expected/make_golden.py --name golden-v4 --scheme symmetric``.)
 
 What it does: frames 0:6 of data/raw/realshort.mp4 resized to 12x16, a tiny GNeRV (c0 = 8, two
 Conv-Up blocks) fitted to them with plain Adam on MSE for a few hundred steps, coded at 6 bits as a
@@ -47,6 +52,7 @@ except ImportError:  # the commits that wrote format 1
     from gnerv.codec.bitstream import video_fingerprint  # type: ignore[attr-defined,no-redef]
 
 NAME = "golden-v1"
+SCHEMES = {"minmax": "uniform-minmax-per-channel", "symmetric": "uniform-symmetric-per-channel"}
 SOURCE = Path("data/raw/realshort.mp4")
 FRAME_RANGE = (0, 6)
 SIZE = (12, 16)  # H x W: gcd 4, a 3x4 embedding and two Conv-Up blocks (one grows, one shrinks)
@@ -82,16 +88,43 @@ def fit(frames: np.ndarray, seed: int) -> GNeRV:
 
 def rounding_margin(data: bytes) -> float:
     """Smallest distance, in uint8 steps, of a decoded value in (0, 255) to a rounding boundary."""
-    f = bs.unpack(data, NAME)
+    f = bs.unpack(data, "<golden>")
     x = decode_float([f], range(f.n_frames), "cpu", DECODE_BATCH).numpy().astype(np.float64) * 255
     inside = x[(x > 0) & (x < 255)]
     return float(np.abs(np.mod(inside, 1.0) - 0.5).min()) if inside.size else 0.5
 
 
+def symbols_sha256(f: bs.GnervFile) -> str:
+    """SHA-256 of every tensor's entropy-decoded symbols (int32 little-endian, in the file's
+    order): what the decoder promises bit-exactly on every platform (docs/bitstream.md)."""
+    h = hashlib.sha256()
+    for q in f.tensors:
+        h.update(np.asarray(q.symbols, dtype="<i4").tobytes())
+    return h.hexdigest()
+
+
+def weights_sha256(f: bs.GnervFile) -> str:
+    """SHA-256 of every tensor's dequantized float32 weights (little-endian, coding shapes, in
+    the file's order): integer symbols times float32 steps, also bit-exact everywhere."""
+    from gnerv.codec.quantize import dequantize_tensor
+
+    h = hashlib.sha256()
+    for q in f.tensors:
+        h.update(np.ascontiguousarray(dequantize_tensor(q).numpy(), dtype="<f4").tobytes())
+    return h.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--name", default=NAME, help="the files' name (default: %(default)s)")
+    parser.add_argument(
+        "--scheme", choices=sorted(SCHEMES), default="minmax", help="quantization scheme"
+    )
     args = parser.parse_args()
+    name = args.name
+    # format 1's code has no scheme argument: pass one only when it is not the paper's
+    extra = {} if args.scheme == "minmax" else {"scheme": SCHEMES[args.scheme]}
     code_dir = Path(gnerv.__file__).resolve().parent.parent
     print(f"gnerv from {code_dir}", file=sys.stderr)
     commit = subprocess.run(
@@ -106,7 +139,7 @@ def main() -> None:
     stage = bs.base_stage(video_fingerprint(frames))
     best: tuple[float, int, bytes] | None = None
     for seed in SEEDS:
-        data = bs.compress_model(fit(frames, seed), BITS, video, stage)
+        data = bs.compress_model(fit(frames, seed), BITS, video, stage, **extra)
         margin = rounding_margin(data)
         print(f"seed {seed}: {len(data)} bytes, rounding margin {margin:.2e}", file=sys.stderr)
         if best is None or margin > best[0]:
@@ -114,13 +147,16 @@ def main() -> None:
     assert best is not None
     margin, seed, data = best
 
-    f = bs.unpack(data, f"{NAME}.gnerv")
+    f = bs.unpack(data, f"{name}.gnerv")
     decoded = np.ascontiguousarray(decode_layers([f], range(n), "cpu", DECODE_BATCH))
     info = bs.file_info(f)
     record = {
-        "file": f"{NAME}.gnerv",
+        "file": f"{name}.gnerv",
         "file_sha256": f.sha256,
         "format": int.from_bytes(data[4:6], "little"),
+        **({"scheme": SCHEMES[args.scheme]} if extra else {}),
+        **({"symbols_sha256": symbols_sha256(f)} if extra else {}),
+        **({"weights_sha256": weights_sha256(f)} if extra else {}),
         "frames_shape": list(decoded.shape),
         "frames_sha256": hashlib.sha256(decoded.tobytes()).hexdigest(),
         "frame_sums": [int(s) for s in decoded.reshape(n, -1).sum(axis=1, dtype=np.int64)],
@@ -146,13 +182,14 @@ def main() -> None:
                 "the GNeRV of the header's model config, from Laplacian weights, fitted with Adam "
                 f"(lr {LR}) on MSE for {STEPS} steps, seed {seed} (the best rounding margin of "
                 f"seeds {SEEDS.start}..{SEEDS.stop - 1}); coded at {BITS} bits as a base layer"
+                + (f" with the {args.scheme} scheme" if extra else "")
             ),
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{NAME}.gnerv").write_bytes(data)
-    (args.out / f"{NAME}.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"wrote {args.out / NAME}.gnerv ({len(data)} bytes) and .json", file=sys.stderr)
+    (args.out / f"{name}.gnerv").write_bytes(data)
+    (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {args.out / name}.gnerv ({len(data)} bytes) and .json", file=sys.stderr)
 
 
 if __name__ == "__main__":

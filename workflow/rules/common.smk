@@ -10,7 +10,8 @@ from gnerv.pipeline import cluster
 
 from gnerv.pipeline import results
 from gnerv.runtime.errors import GnervError
-from gnerv.pipeline.params import command_settings, fine_tunes
+from gnerv.encoder.config import fine_tunes
+from gnerv.pipeline.params import command_settings
 from gnerv.runtime.sizes import parse_param_count
 from gnerv.encoder.target import Target, decide
 
@@ -90,7 +91,7 @@ if _problems:
 
 VIDEOS = list(config["videos"])
 N_STAGES = len(config["stages"])
-FINE_TUNES = fine_tunes(config)  # compress.qat_epochs > 0: rule finetune runs before compress
+FINE_TUNES = fine_tunes(config)  # the coding fine-tunes: rule finetune runs before compress
 TARGET = Target.from_params(config)  # target: set: stages are added until it is met
 # The `gpu` resource of the torch rules: 1 unless train.device is cpu. The SLURM profile turns
 # it into `sbatch --gpus=1`, so a CPU run (device: cpu, or the slurm-cpu profile, which sets it

@@ -25,7 +25,8 @@ import yaml
 
 from gnerv.encoder.target import Target
 from gnerv.pipeline import results
-from gnerv.pipeline.params import AblationPlan, command_params, fine_tunes
+from gnerv.encoder.config import fine_tunes
+from gnerv.pipeline.params import AblationPlan, command_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
