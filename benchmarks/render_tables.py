@@ -71,7 +71,52 @@ def default_coding(record: dict) -> str:
     return "\n".join(lines) + "\n\n" + "; ".join(summary) + ".\n"
 
 
-RENDERERS: dict[str, Callable[[dict], str]] = {"default_coding": default_coding}
+def time_to_quality(record: dict) -> str:
+    """benchmarks/time_to_quality.py's table: each path's training time, decoded PSNR and the
+    time it took to reach the reference path's final training PSNR."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`.",
+        "",
+        "| clip | path | precision | train s | ratio | decoded PSNR (dB) | to the reference's "
+        "quality: epoch, s | ratio |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in record["table"]:
+        lines.append(
+            f"| {row['clip']} | {row['path']} | {row['precision']} | {row['train_seconds']:.1f} "
+            f"| {row['train_seconds_ratio']:.2f}x | {row['decoded_psnr']:.2f} "
+            f"| {row['time_to_quality_epoch']}, {row['time_to_quality_seconds']:.1f} "
+            f"| {row['time_to_quality_ratio']:.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def load(record: dict) -> str:
+    """benchmarks/bench_load.py's table: each thread setting idle and beside busy processes."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`.",
+        "",
+        "| threads | busy processes | train s | slowdown | decode frames/s | slowdown |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for e in record["table"]:
+        lines.append(
+            f"| {e['variant']} | {e['hogs']} | {e['train_seconds']:.1f} | "
+            f"{e.get('train_slowdown', float('nan')):.2f}x | {e['decode_fps']:.1f} | "
+            f"{e.get('decode_slowdown', float('nan')):.2f}x |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[dict], str]] = {
+    "load": load,
+    "default_coding": default_coding,
+    "time_to_quality": time_to_quality,
+}
 
 
 def render(text: str) -> tuple[str, list[str]]:
