@@ -486,7 +486,6 @@ def model_config(
     (DEFAULT_SIZE). Refused before any training when the .gnerv format could not hold it."""
     from gnerv.codec.config import c0_for_size
     from gnerv.codec.limits import check_encodable
-    from gnerv.runtime.sizes import parse_param_count
 
     common = recipe_settings(settings.get("recipe", DEFAULT_RECIPE), "model")
     common.update({name: settings[name] for name in MODEL_FIELDS if name in settings})
@@ -494,8 +493,7 @@ def model_config(
     if "c0" in settings:
         cfg = GNeRVConfig(c0=settings["c0"], **common)
     else:
-        size = parse_param_count(settings.get("size", DEFAULT_SIZE))
-        cfg = GNeRVConfig(c0=c0_for_size(size, **common), **common)
+        cfg = GNeRVConfig(c0=c0_for_size(settings.get("size", DEFAULT_SIZE), **common), **common)
     try:
         check_encodable(cfg, n_frames)
     except GnervError as e:

@@ -12,6 +12,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from gnerv.runtime.errors import GnervError
+from gnerv.runtime.sizes import parse_param_count
 
 # Paper 4.1 fixes these two; every other size derives its factors from gcd's factorisation.
 PAPER_UPSCALE_FACTORS = {(720, 1280): (5, 2, 2, 2, 2), (1080, 1920): (5, 3, 2, 2, 2)}
@@ -356,8 +357,10 @@ def macs_per_frame(cfg: GNeRVConfig) -> int:
     return macs
 
 
-def c0_for_size(target_params: int, **cfg_kwargs) -> int:
-    """The C0 whose model is closest to `target_params` (params grow monotonically with C0)."""
+def c0_for_size(target_params: int | str, **cfg_kwargs) -> int:
+    """The C0 whose model is closest to `target_params` (a count, or a size like 0.5M; params
+    grow monotonically with C0)."""
+    target_params = parse_param_count(target_params)
     lo = MIN_PAPER_CHANNELS if cfg_kwargs.get("layout") == "paper" else 1
     smallest_cfg = GNeRVConfig(c0=lo, **cfg_kwargs)
     smallest = count_params(smallest_cfg)

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from gnerv.runtime.errors import GnervError
 
-if TYPE_CHECKING:
-    from gnerv.codec.model import ConvUpBlock, GNeRV
+# The model's types, as this module sees them: any module with GNeRV's parts (gnerv.codec.model
+# imports this module, so it is not imported back).
+GNeRV = ConvUpBlock = nn.Module
 
 KERNELS = ("reference", "lean", "bf16")
 DEFAULT_KERNEL = "lean"

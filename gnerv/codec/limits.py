@@ -12,14 +12,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gnerv.codec.config import GNeRVConfig, count_params, macs_per_frame
 from gnerv.runtime.errors import GnervError
 from gnerv.runtime.sizes import format_bytes
 
-if TYPE_CHECKING:
-    from gnerv.codec.bitstream import GnervFile
+
+class CodedLayer(Protocol):
+    """What the limits read of a layer read from a file (gnerv.codec.bitstream.GnervFile)."""
+
+    model_config: GNeRVConfig
+    n_frames: int
+    sizes: dict[str, int]
+    limits: DecodeLimits
+    name: str | None
 
 
 MAX_PARAMS = 1 << 28
@@ -128,7 +135,7 @@ def decode_cost(cfg: GNeRVConfig, n_frames: int, batch: int) -> dict[str, int]:
     }
 
 
-def check_decode_cost(f: GnervFile, batch: int, limits: DecodeLimits | None = None) -> None:
+def check_decode_cost(f: CodedLayer, batch: int, limits: DecodeLimits | None = None) -> None:
     """Refuse a file whose decode at ``batch`` would exceed ``limits`` (default: the limits it was
     read with): one-line GnervError naming the limit, the file's figure, the limit and its flag."""
     check_cost(

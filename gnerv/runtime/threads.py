@@ -1,12 +1,13 @@
-"""CPU threads that share a busy machine fairly without slowing an idle one.
+"""CPU threads that share a busy machine fairly.
 
 By default an OpenMP thread that finishes its share of a parallel region spins a long while,
 waiting for its siblings; when a sibling has been descheduled by another process, the spinning
-burns the very core it needs, and a fit beside one busy process took well over twice its idle
-time. Sleeping at once (OMP_WAIT_POLICY=PASSIVE) is fair under load but slows an idle machine,
-whose threads fall asleep between the many small parallel regions of a training step. A bounded
-spin (:data:`THREAD_SETTINGS`) keeps both: threads wait briefly, then sleep. The figures behind
-the choice are in docs/performance.md (benchmarks/bench_load.py measures them).
+burns the very core it needs: a fit beside one busy process took 2.8x its idle time. Sleeping at
+once (OMP_WAIT_POLICY=PASSIVE, :data:`THREAD_SETTINGS`) keeps it under 2x; bounded spins
+(GOMP_SPINCOUNT 10,000 and 30,000) did not (2.6x, 3.9x). Its price on an idle machine, whose
+threads fall asleep between the many small parallel regions of a training step, was 2 % of a
+fit on the CPU measured, more on some others; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
+takes it back. docs/performance.md has the figures (benchmarks/bench_load.py measures them).
 
 The settings must be in the environment before OpenMP starts (when torch is imported), so
 :func:`prepare_threads` is called by the commands that train or decode
