@@ -142,7 +142,7 @@ def table(rows: list[dict]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", nargs="+", default=["demo", "realshort"], choices=list(CLIPS))
-    p.add_argument("--bunny", help="path of bunny.mkv (../shared/data/bunny.mkv)")
+    p.add_argument("--bunny", help="path of bunny.mkv (data/raw/bunny.mkv)")
     p.add_argument(
         "--stage-sizes",
         nargs="+",
@@ -169,7 +169,7 @@ def main() -> None:
                 for clip in args.clips:
                     video = CLIPS[clip][0] or args.bunny
                     if video is None:
-                        raise SystemExit("clip bunny: give --bunny PATH (../shared/data/bunny.mkv)")
+                        raise SystemExit("clip bunny: give --bunny PATH (data/raw/bunny.mkv)")
                     work = Path(tmp) / f"{clip}-{stage_sizes}-{epochs}"
                     work.mkdir()
                     run_clip(clip, video, work, stage_sizes, epochs, args, rows)

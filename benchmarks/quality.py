@@ -1,7 +1,7 @@
 """Quality per parameter: decoded PSNR and bpp of training recipes at several sizes and clips.
 
     python benchmarks/quality.py                                # demo + realshort, 3 sizes
-    python benchmarks/quality.py --bunny ../shared/data/bunny.mkv --clips bunny --sizes 0.095M
+    python benchmarks/quality.py --bunny data/raw/bunny.mkv --clips bunny --sizes 0.095M
     python benchmarks/quality.py --recipes paper default "lr8e-3=--lr 8e-3" --epochs 100
 
 Each point is the real pipeline on the clip: `gnerv extract`, `gnerv fit` with the recipe's
@@ -73,7 +73,7 @@ def point(frames: Path, work: Path, size: str, epochs: int, flags: list[str]) ->
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--clips", nargs="+", default=["demo", "realshort"], choices=list(CLIPS))
-    p.add_argument("--bunny", help="path of bunny.mkv (../shared/data/bunny.mkv)")
+    p.add_argument("--bunny", help="path of bunny.mkv (data/raw/bunny.mkv)")
     p.add_argument("--sizes", nargs="+", default=["0.05M", "0.1M", "0.2M"])
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--recipes", nargs="+", default=["paper", "default"])
@@ -103,7 +103,7 @@ def main() -> None:
             video, frame_range, resize = CLIPS[clip]
             video = video or args.bunny
             if video is None:
-                raise SystemExit("clip bunny: give --bunny PATH (../shared/data/bunny.mkv)")
+                raise SystemExit("clip bunny: give --bunny PATH (data/raw/bunny.mkv)")
             frames = Path(tmp) / f"{clip}.npy"
             gnerv("extract", video, "-o", str(frames), "--frames", frame_range, "--resize", resize)
             for size in args.sizes:
