@@ -10,7 +10,6 @@ decoder's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, replace
@@ -44,6 +43,7 @@ from gnerv.encoder.config import (
     paper_coding,
 )
 from gnerv.encoder.qat import finetune
+from gnerv.encoder.source import file_sha256
 from gnerv.encoder.train import CHECKPOINT_NAME, fit, model_from_checkpoint
 from gnerv.evaluation.metrics import mean_psnr
 from gnerv.media.video import DEFAULT_FPS, video_fingerprint
@@ -190,7 +190,7 @@ def prepare_model(
     if qat_epochs:  # only a fine-tune leaves a record (hashing the checkpoint costs a read)
         key = {
             "compress": asdict(cfg),
-            "source_sha256": _file_sha256(Path(model_dir) / CHECKPOINT_NAME),
+            "source_sha256": file_sha256(Path(model_dir) / CHECKPOINT_NAME),
         }
         record = _read_record(record_path)
     if record is not None and record.get("key") == key and cfg.bits == "auto":
@@ -235,14 +235,6 @@ def fitted_schedule(model_dir: str | os.PathLike) -> tuple[int, float]:
         raise GnervError(f"{path} not found: give a MODEL_DIR written by `gnerv fit`")
     except (ValueError, KeyError, TypeError):
         raise GnervError(f"{path} does not record the fit's epochs and lr: fit the model again")
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _read_record(path: Path) -> dict | None:
