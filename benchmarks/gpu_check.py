@@ -17,6 +17,9 @@ Sections (each one is recorded even when another fails; --sections picks some):
           the package's default (its `new` path), through the commands `gnerv fit`,
           `gnerv compress` and `gnerv evaluate`: training seconds, the precision, the per-epoch
           training PSNR with elapsed seconds, the decoded PSNR.
+  profile  where the fit's time goes: one epoch of the fit section's model under
+          ``torch.profiler`` (after a warm-up epoch), its costliest kernels by device time with
+          their share; then a few epochs eager and with ``TrainConfig.compile`` for s/epoch.
   decode  a ~4.7M-parameter 1080p model (random weights): frames/s at batch 1, 8 and 32, fp32
           and bf16 autocast, eager and ``torch.compile``d (warm-up and compile excluded, CUDA
           synchronised around each timing); the PSNR of bf16 output against fp32 output; and
@@ -69,7 +72,8 @@ DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gpu_check"
 # The clip: a copy in .gpu_data/ where there is one (git-ignored: a copy to take to a GPU
 # machine), else where the workflow keeps it (data/README.md).
 VIDEO_PLACES = (ROOT / ".gpu_data" / "bunny.mkv", ROOT / "data" / "raw" / "bunny.mkv")
-SECTIONS = ("tests", "fit", "decode", "small_fit")
+SECTIONS = ("tests", "fit", "decode", "small_fit", "profile")
+PROFILE_ROWS = 20  # kernels listed by the profile section, the costliest first
 # benchmarks/time_to_quality.py's Bunny fit: size, resolution, channel floor, epochs
 SMALL_FIT = {"size": "0.095M", "hw": (180, 320), "min_channels": 12, "epochs": 100}
 PAPER_EPOCHS = 300
@@ -412,7 +416,7 @@ def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep:
             train_cfg(plan.probe_epochs),
             Path(tmp) / "probe",
             progress=False,
-            on_epoch=lambda _e, _r: stamps.append(time.perf_counter()),
+            on_epoch=lambda _e, _r, st=stamps: st.append(time.perf_counter()),
         )
         probe_s = time.perf_counter() - t_probe
         per_epoch = (stamps[-1] - stamps[-2]) if len(stamps) > 1 else stamps[0] - t_probe
@@ -597,6 +601,109 @@ def small_fit_section(
             for r in _curve(history)
         )
     )
+    return res
+
+
+# --------------------------------------------------------------------------------------------
+# profile: where one training epoch of the fit section's model spends its device time
+# --------------------------------------------------------------------------------------------
+
+
+def _self_us(event: Any, device: torch.device) -> float:
+    """Self time of a profiler row in microseconds: on the device (its name changed across
+    versions), or on the CPU for the dry run."""
+    names = ("self_device_time_total", "self_cuda_time_total")
+    for name in names if device.type == "cuda" else ("self_cpu_time_total",):
+        if hasattr(event, name):
+            return float(getattr(event, name))
+    return 0.0
+
+
+def profile_section(
+    args: argparse.Namespace, plan: Plan, device: torch.device, rep: Report
+) -> dict:
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    res: dict[str, Any] = {}
+    rep.data["profile"] = res
+    video = args.video if args.video is not None else (None if plan.tiny else default_video())
+    frames, how = load_clip(video)
+    n, height, width, _ = frames.shape
+    c0 = c0_for_size(plan.fit_size, height=height, width=width, min_channels=plan.fit_min_channels)
+    model_cfg = GNeRVConfig(height, width, c0=c0, min_channels=plan.fit_min_channels)
+    res.update(source=how, model=describe(model_cfg))
+
+    def cfg(epochs: int, compile: bool = False) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=args.fit_batch,
+            device=str(device),
+            precision="auto",
+            compile=compile,
+            checkpoint_every=10,
+        )
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with tempfile.TemporaryDirectory(prefix="gpu_check_profile_") as tmp:
+        fit(frames, model_cfg, cfg(1), Path(tmp) / "warm", progress=False)
+        with profile(activities=activities) as prof:
+            fit(frames, model_cfg, cfg(1), Path(tmp) / "profiled", progress=False)
+            sync(device)
+        # Kernel rows (device-side: kernels and copies) add up to the device's busy time; an
+        # operator row's self device time is the kernels it launched, so the two lists are two
+        # views of the same time and are never summed together.
+        events = [e for e in prof.key_averages() if _self_us(e, device) > 0]
+        on_device = [e for e in events if getattr(e, "device_type", None) != DeviceType.CPU]
+        total = sum(_self_us(e, device) for e in on_device or events) or 1.0
+        res["device_ms_total"] = round(total / 1e3, 2)
+
+        def rows(chosen: list[Any]) -> list[dict]:
+            chosen = sorted(chosen, key=lambda e: _self_us(e, device), reverse=True)
+            return [
+                {
+                    "name": e.key[:120],
+                    "calls": e.count,
+                    "device_ms": round(_self_us(e, device) / 1e3, 3),
+                    "share": round(_self_us(e, device) / total, 4),
+                }
+                for e in chosen[:PROFILE_ROWS]
+            ]
+
+        res["kernels"] = rows(on_device)
+        res["operators"] = rows([e for e in events if e not in on_device])
+        rep.log(f"profile: one epoch, {total / 1e3:.1f} ms of device time")
+        for what in ("operators", "kernels"):
+            rep.log(f"profile: costliest {what}:")
+            for k in res[what]:
+                rep.log(
+                    f"profile:   {k['share']:6.1%} {k['device_ms']:9.2f} ms "
+                    f"{k['calls']:6d}x  {k['name']}"
+                )
+        rep.save()
+        epochs = plan.probe_epochs + 1
+        for compile in (False, True) if plan.compile else (False,):
+            stamps: list[float] = []
+            t0 = time.perf_counter()
+            fit(
+                frames,
+                model_cfg,
+                cfg(epochs, compile),
+                Path(tmp) / f"c{int(compile)}",
+                progress=False,
+                on_epoch=lambda _e, _r, st=stamps: st.append(time.perf_counter()),
+            )
+            steps = [b - a for a, b in zip(stamps[:-1], stamps[1:], strict=True)]
+            key = "compiled" if compile else "eager"
+            res[key] = {
+                "epochs": epochs,
+                "first_epoch_s": round(stamps[0] - t0, 2),
+                "s_per_epoch": round(statistics.fmean(steps), 4) if steps else None,
+            }
+            rep.log(f"profile: {key}: {res[key]}")
+            rep.save()
     return res
 
 
@@ -920,6 +1027,7 @@ def main(argv: list[str] | None = None) -> int:
         "fit": lambda: fit_section(args, plan, device, rep),
         "decode": lambda: decode_section(args, plan, device, rep),
         "small_fit": lambda: small_fit_section(args, plan, device, rep),
+        "profile": lambda: profile_section(args, plan, device, rep),
     }
     for name in SECTIONS:
         if name not in args.sections.split(","):

@@ -1,13 +1,12 @@
-"""What the exact decode path could still gain at batch 1, and at what cost in bits (issue #18).
+"""What the exact decode path could still gain at batch 1, and at what cost in bits.
 
     python benchmarks/probe_batch1.py            # 0.1M model at 180x320, about 2 minutes
 
 Four probes on a random 0.1M GNeRV at Bunny's frame size (180x320), in one process:
 
-- `fused`: the bf16 render's structure in fp32 (gnerv.codec.kernels.bf16_forward with fp32 weights:
-each conv
-  fused with its GELU in oneDNN, the shift from sums) against the default exact forward, frames
-  per second at batch 1 and 8, alternating, and how many decoded bytes differ.
+- `fused`: the bf16 render's structure in fp32 (gnerv.codec.kernels.bf16_forward with fp32
+  weights: each conv fused with its GELU in oneDNN, the shift from sums) against the default
+  exact forward, frames per second at batch 1 and 8, alternating, and how many decoded bytes differ.
 - `gelu`: torch's GELU on the last block's NHWC output against the same values as a flat
   vector (ms), and whether each gives the same bits with 1, 2 and 3 threads.
 - `subpixel`: the head conv computed on the sub-pixel grid (the 120-channel output before the

@@ -42,13 +42,30 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def portable(value: Any) -> Any:
+    """`value` with every absolute path in it written as a reader can follow it: relative to
+    the repository when inside it, else the file's name alone (a record names no machine's
+    folders)."""
+    if isinstance(value, dict):
+        return {k: portable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [portable(v) for v in value]
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and os.path.isabs(value)):
+        path = Path(value).absolute()
+        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+    return value
+
+
 def write_record(out: str | os.PathLike, **figures: Any) -> None:
     """Write `figures` to `out` as JSON beside the machine, the date and the command line."""
     record = {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": cpu_flags()},
         "date": time.strftime("%Y-%m-%d"),
-        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        **figures,
+        "command": shlex.join([Path(sys.argv[0]).name, *portable(sys.argv[1:])]),
+        **portable(figures),
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(record, indent=2))

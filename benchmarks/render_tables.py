@@ -112,10 +112,92 @@ def load(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def gpu(record: dict) -> str:
+    """benchmarks/gpu_check.sh's figures: the targets, decode speed per configuration, the fit's
+    quality and where a training epoch spends its device time."""
+    m = record["machine"]
+    full = record["runs"][0]["result"]
+    prof = next(r["result"]["profile"] for r in record["runs"] if "profile" in r["result"])
+    tests = [r["result"]["tests"] for r in record["runs"] if "tests" in r["result"]][-1]
+    fit, dec, small = full["fit"], full["decode"], full["small_fit"]
+    epochs = 300
+    compiled = prof["compiled"]
+    compiled_s = compiled["first_epoch_s"] + compiled["s_per_epoch"] * (epochs - 1)
+    best = dec["best"]
+    lines = [
+        f"Machine: {m['gpu']} ({m['gpu_memory_gib']} GiB, compute capability "
+        f"{m['compute_capability']}), torch {m['torch']}, CUDA {m['cuda']}, driver "
+        f"{m['driver']}, {record['date']}; "
+        + "; ".join(f"`{r['command']}`" for r in record["runs"])
+        + ".",
+        "",
+        "| target | measured | limit | |",
+        "| --- | ---: | ---: | --- |",
+        f"| {epochs} epochs, Bunny 720p, {fit['params'] / 1e6:.2f}M params, "
+        f"{fit['train_config']['precision']}, eager | {fit['projected_s_300_epochs']:.0f} s "
+        f"({fit['s_per_epoch']:.3f} s/epoch, {fit['frames_per_s']:.0f} frames/s) | <= 300 s | "
+        f"{'met' if fit['projected_s_300_epochs'] <= 300 else 'not met'} |",
+        f"| the same with `TrainConfig.compile` | {compiled_s:.0f} s (compile and first epoch "
+        f"{compiled['first_epoch_s']:.1f} s, then {compiled['s_per_epoch']:.3f} s/epoch) | "
+        f"<= 300 s | {'met' if compiled_s <= 300 else 'not met'} |",
+        f"| 1080p decoding, {dec['params'] / 1e6:.2f}M params | {best['frames_per_s']:.0f} "
+        f"frames/s ({best['name']}) | >= 500 | "
+        f"{'met' if best['frames_per_s'] >= 500 else 'not met'} |",
+        "",
+    ]
+    batches = sorted({r["batch"] for r in dec["runs"]})
+    lines += [
+        "| 1080p decode, frames/s | " + " | ".join(f"batch {b}" for b in batches) + " |",
+        "| --- | " + " | ".join("---:" for _ in batches) + " |",
+    ]
+    configs = dict.fromkeys(f"{r['mode']} {r['dtype']}" for r in dec["runs"])
+    for config in configs:
+        fps = {
+            r["batch"]: r["frames_per_s"]
+            for r in dec["runs"]
+            if f"{r['mode']} {r['dtype']}" == config
+        }
+        lines.append(f"| {config} | " + " | ".join(f"{fps[b]:.0f}" for b in batches) + " |")
+    e2e = dec["decoder_end_to_end"]
+    lines += [
+        "| the decoder end to end (`decode_layers`, fp32, uint8 frames on the host) | "
+        + " | ".join(f"{e2e['frames_per_s']:.0f}" if b == e2e["batch"] else "" for b in batches)
+        + " |",
+        "",
+        "| fit | epochs | training s | decoded or rendered PSNR | bpp |",
+        "| --- | ---: | ---: | ---: | ---: |",
+        f"| Bunny 720p, {fit['params'] / 1e6:.2f}M, one schedule in a 180 s budget | "
+        f"{fit['epochs']} | {fit['train_s']:.0f} | {fit['render_psnr_fp32']:.2f} dB (float "
+        f"model; bf16 render {fit['render_psnr_bf16']:.2f} dB) | |",
+        f"| Bunny {small['height']}x{small['width']}, {small['params'] / 1e6:.3f}M, "
+        f"`gnerv fit` + `gnerv compress` defaults | {small['epochs']} | {small['train_s']:.1f} | "
+        f"{small['decoded_psnr']:.2f} dB (decoded file) | {small['bpp']:.4f} |",
+        "",
+        f"The gpu tests (`pytest -m gpu tests/test_gpu.py`): {tests['passed']} passed, "
+        f"{tests['failures'] + tests['errors']} failed.",
+        "",
+        f"One eager bf16 training epoch of the 720p fit under `torch.profiler`: "
+        f"{prof['device_ms_total']:.0f} ms of device time, by operator (each operator's "
+        "kernels) and by kernel:",
+        "",
+        "| share | ms | calls | operator |",
+        "| ---: | ---: | ---: | --- |",
+    ]
+    for k in prof["operators"][:8]:
+        lines.append(f"| {k['share']:.1%} | {k['device_ms']:.0f} | {k['calls']} | `{k['name']}` |")
+    lines += ["", "| share | ms | calls | kernel |", "| ---: | ---: | ---: | --- |"]
+    for k in prof["kernels"][:8]:
+        name = k["name"].replace("|", "/")
+        name = name if len(name) <= 64 else name[:61] + "..."
+        lines.append(f"| {k['share']:.1%} | {k['device_ms']:.0f} | {k['calls']} | `{name}` |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
     "time_to_quality": time_to_quality,
+    "gpu": gpu,
 }
 
 

@@ -52,11 +52,37 @@ LINK_TARGET = re.compile(r"\]\([^)\s]*\)")
 
 
 def checked_files() -> list[Path]:
-    """README.md, every text file under docs/, every .py file of the package."""
-    files = [ROOT / "README.md"]
+    """README.md, every text file under docs/, the package's sources, the workflow's files and
+    the benchmarks with their committed records (what a user reads or runs)."""
+    files = [ROOT / name for name in ("README.md", "Snakefile", "params.yaml", "dvc.yaml")]
     files += sorted(p for p in (ROOT / "docs").rglob("*") if p.is_file())
     files += sorted((ROOT / "gnerv").rglob("*.py"))
+    for folder in ("workflow", "configs", "benchmarks"):
+        files += sorted(
+            p
+            for p in (ROOT / folder).rglob("*")
+            if p.is_file()
+            and p.suffix in {".py", ".sh", ".smk", ".yaml", ".json", ".md", ""}
+            and "out" not in p.relative_to(ROOT / folder).parts
+        )
     return files
+
+
+def test_records_name_no_machines_folders():
+    """A committed record gives paths relative to the repository (benchmarks/record.py's
+    `portable`): an absolute path would name the measuring machine's folders."""
+    import json
+
+    def strings(value: object) -> list[str]:
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    for record in sorted((ROOT / "benchmarks" / "records").glob("*.json")):
+        absolute = [s for s in strings(json.loads(record.read_text())) if s.startswith("/")]
+        assert not absolute, f"{record.name}: absolute paths {absolute[:3]}"
 
 
 def text_lines(path: Path) -> list[str]:
