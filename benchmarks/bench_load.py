@@ -6,10 +6,10 @@
 Each measurement runs the real commands in a child process: `gnerv fit` (wall time of the
 training, from fit.json) and `gnerv evaluate` (decode frames/s of batch rendering, from
 metrics.json), first on an idle machine, then beside N processes that spin on a core each.
-Two thread settings run side by side in the same session: `package` (what gnerv sets up where the
-user has not: see gnerv/runtime/threads.py) and `plain` (GNERV_THREADS=plain: torch's own defaults,
-the
-behaviour before). Prints a table and writes benchmarks/out/load.json; figures are medians.
+Thread settings run side by side in the same session: `package` (what the computing commands
+set up where the user has not: gnerv/runtime/threads.py), `plain` (libgomp's default spin, as
+when nothing is set) and the variants named in VARIANTS. Prints a table and writes
+benchmarks/out/load.json (or --out); figures are medians.
 """
 
 from __future__ import annotations

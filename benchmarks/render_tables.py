@@ -193,11 +193,30 @@ def gpu(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def loss(record: dict) -> str:
+    """benchmarks/bench_loss.py's table: a training step with each SSIM, and the SSIM alone."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    st = record["settings"]
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`; {st['hw']}, {st['size']}, batch {st['batch']}, "
+        f"torch {st['torch']}.",
+        "",
+        "| what | ms | against the step with pytorch-msssim |",
+        "| --- | ---: | ---: |",
+    ]
+    for row in record["rows"]:
+        ratio = row.get("vs_library_step")
+        lines.append(f"| {row['variant']} | {row['ms']:.1f} | {f'{ratio:.2f}x' if ratio else ''} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
     "time_to_quality": time_to_quality,
     "gpu": gpu,
+    "loss": loss,
 }
 
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from gnerv.evaluation.metrics import evaluate, mean_psnr, ms_ssim_per_frame, psnr_per_frame
 from gnerv.runtime.errors import GnervError
@@ -37,3 +38,29 @@ def test_ms_ssim_needs_161_px_and_says_so(tiny_cockatoo, cockatoo_path):
     noisy = np.clip(big.astype(int) + 8, 0, 255).astype(np.uint8)
     result = evaluate(big, noisy)
     assert 0.9 < result["ms_ssim"] < 1.0 and "ms_ssim_note" not in result
+
+
+@pytest.mark.parametrize("shape", [(4, 3, 72, 128), (2, 3, 36, 64), (1, 3, 8, 20), (3, 3, 11, 11)])
+def test_ssim_index_is_pytorch_msssims_ssim(shape):
+    """Training's SSIM gives the library's value and, to float rounding, its gradient; a side
+    shorter than the window (8 < 11) is left unfiltered along, as in the library."""
+    import warnings
+
+    from pytorch_msssim import ssim
+
+    from gnerv.evaluation.metrics import ssim_index
+
+    gen = torch.Generator().manual_seed(0)
+    y = torch.rand(shape, generator=gen)
+    x = (y + 0.1 * torch.randn(shape, generator=gen)).clamp(0, 1)
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the library warns about the skipped axis
+        expected = ssim(theirs, y, data_range=1.0, size_average=True)
+    value = ssim_index(ours, y, data_range=1.0)
+    torch.testing.assert_close(value, expected, rtol=1e-6, atol=0)
+    (1 - value).backward()
+    (1 - expected).backward()
+    scale = theirs.grad.abs().max().item()  # summation order moves the last bits only
+    torch.testing.assert_close(ours.grad, theirs.grad, rtol=1e-4, atol=1e-6 * scale)
+    assert ssim_index(y, y).item() == pytest.approx(1.0)

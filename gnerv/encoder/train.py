@@ -25,13 +25,13 @@ from typing import Protocol
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pytorch_msssim import ssim
 from tqdm import tqdm
 
 from gnerv.codec.config import GNeRVConfig, count_params, macs_per_frame
 from gnerv.codec.decode import bf16_supported
 from gnerv.codec.model import GNeRV, frame_times, render
 from gnerv.encoder.config import RANDN_STD, TRAIN_PRECISIONS, TrainConfig, resolve_lr
+from gnerv.evaluation.metrics import ssim_index
 from gnerv.pipeline.results import CHECKPOINT_NAME
 from gnerv.pipeline.results import FIT_SUMMARY_NAME as SUMMARY_NAME
 from gnerv.runtime.atomic import atomic_output, write_json
@@ -89,7 +89,7 @@ def stage_loss(
     d = F.l1_loss(pred, target) if distortion == "l1" else F.mse_loss(pred, target)
     if alpha >= 1.0:
         return d
-    s = ssim(pred, target, data_range=data_range, size_average=True)
+    s = ssim_index(pred, target, data_range=data_range)
     return alpha * d + (1.0 - alpha) * (1.0 - s)
 
 
