@@ -1,4 +1,4 @@
-"""The GPU check: training and decoding speed and the GPU tests, about 9 minutes on an H200.
+"""The GPU check: training and decoding speed and the GPU tests, about 8 minutes on an H200.
 
     benchmarks/gpu_check.sh                              # on a GPU machine (wheels in .whl/)
     python benchmarks/gpu_check.py --device cpu --tiny   # dry run of the same code, < 1 minute

@@ -211,12 +211,63 @@ def loss(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def demo(record: dict) -> str:
+    """benchmarks/demo.py's table: the demo pipeline's R-D points against x264 and x265."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    jobs = {j["job"]: j["seconds"] for j in record["jobs"]}
+    minutes, seconds = divmod(round(record["wall_seconds"]), 60)
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}` (`{record['pipeline']}`): {minutes} min "
+        f"{seconds} s for the whole pipeline.",
+        "",
+        "| curve | point | params | bpp | PSNR (dB) | fit (s) | fine-tune (s) "
+        "| decode (frames/s) |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    baselines: dict[str, list[dict]] = {}
+    for row in record["rows"]:
+        if row["curve"] != "gnerv":
+            baselines.setdefault(row["curve"], []).append(row)
+            continue
+        stage = int(row["point"].split()[-1])
+        point = "stage 1" if stage == 1 else "stages 1+" + "+".join(map(str, range(2, stage + 1)))
+        tune = jobs.get(f"finetune_stage{stage}")
+        lines.append(
+            f"| GNeRV | {point} | {row['params']:,} | {row['bpp']:.2f} | {row['psnr']:.2f} | "
+            f"{row['encode_seconds']:.0f} | {'' if tune is None else f'{tune:.0f}'} | "
+            f"{row['decode_fps']:.0f} |"
+        )
+    for codec, rows in baselines.items():
+        lines.append(
+            f"| {codec} | "
+            + " / ".join(r["point"] for r in rows)
+            + " | | "
+            + " / ".join(f"{r['bpp']:.2f}" for r in rows)
+            + " | "
+            + " / ".join(f"{r['psnr']:.2f}" for r in rows)
+            + " | | | |"
+        )
+    lines.append("")
+    lines.append(
+        "BD-rate of GNeRV (all stages) against "
+        + "; against ".join(
+            f"{b['reference']}: **{b['bd_rate_percent']:+.0f} %** "
+            f"(BD-PSNR {b['bd_psnr_db']:+.2f} dB)"
+            for b in record["bd"]
+        )
+        + "."
+    )
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
     "time_to_quality": time_to_quality,
     "gpu": gpu,
     "loss": loss,
+    "demo": demo,
 }
 
 

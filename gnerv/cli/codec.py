@@ -120,6 +120,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.codec.config import describe
     from gnerv.encoder.encode import default_workdir, encode_single
 
+    if args.segment_frames is not None:
+        return cmd_encode_segments(args)
     layered = (args.stages or 1) != 1 or args.stage_sizes or args.respective
     if layered or target_of(args) is not None:
         return cmd_encode_layers(args)
@@ -170,11 +172,98 @@ def parse_lrs(text: str) -> list[float | str]:
     return [AUTO_LR if w == AUTO_LR else parse_list(w, float, "--stage-lrs")[0] for w in words]
 
 
+def encode_specs(
+    args: argparse.Namespace, settings: dict, n_stages: int, share: float = 1.0
+) -> list:
+    """The stages `encode` trains, each sized `share` of what the flags and settings say (a
+    segment's share of the video's budget; C0 given directly is kept)."""
+    from gnerv.encoder.progressive import stage_specs
+    from gnerv.runtime.sizes import parse_param_count
+
+    def scaled(size: str | int) -> int:
+        return max(1, round(parse_param_count(size) * share))
+
+    sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
+    return stage_specs(
+        n_stages,
+        sizes=[scaled(s) for s in sizes] if sizes else None,
+        epochs=parse_list(args.stage_epochs, int, "--stage-epochs") if args.stage_epochs else None,
+        lrs=parse_lrs(args.stage_lrs) if args.stage_lrs else None,
+        residual_scales=parse_list(args.residual_scale, float, "--residual-scale"),
+        base_size=None if "c0" in settings else scaled(settings.get("size", DEFAULT_SIZE)),
+        base_c0=settings.get("c0"),
+        base_lr=settings.get("lr"),
+        base_alpha=settings.get("loss_alpha"),
+    )
+
+
+def cmd_encode_segments(args: argparse.Namespace) -> None:
+    """encode --segment-frames N: OUT_DIR/segments.json and OUT_DIR/segNNN/stage<j>.gnerv, each
+    segment a progressive video of its own sized by its share of the frames."""
+    from pathlib import Path
+
+    from gnerv.encoder.progressive import encode_progressive
+    from gnerv.encoder.segments import encode_segments
+
+    if target_of(args) is not None or args.respective:
+        raise GnervError(
+            "--segment-frames codes each segment with the same stages: drop "
+            + ("--respective" if args.respective else "--target-psnr/--target-bpp")
+        )
+    if args.segment_frames < 1:
+        raise GnervError(f"--segment-frames {args.segment_frames}: give a length of 1 or more")
+    check_writable(args.output, folder=True)
+    settings = resolve_settings(args, "encode")
+    compress = compress_config(settings)  # before the video is read
+    n_stages = args.stages or (len(args.stage_sizes.split(",")) if args.stage_sizes else 1)
+    encode_specs(args, settings, n_stages)  # the flags checked before the video is read
+    frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
+    n, h, w, _ = frames.shape
+
+    def encode_segment(part, seg_meta: dict, folder: Path, i: int) -> list[Path]:
+        share = len(part) / n
+        specs = encode_specs(args, settings, n_stages, share)
+        seg_settings = dict(settings)
+        if "c0" not in seg_settings:
+            seg_settings["size"] = specs[0].size
+        figures = encode_progressive(
+            part,
+            seg_meta,
+            specs,
+            model_config(seg_settings, h, w, residual=False, n_frames=len(part)),
+            train_config(settings, args, residual=False),
+            folder,
+            resume=resume_mode(args),
+            progress=not args.quiet,
+            compress=compress,
+            **({"warm_start": True} if args.warm_start else {}),
+        )
+        for fig in figures:
+            print(f"  stage {fig['stage']}: {fig['params']} params, {fig['bytes']} bytes")
+        return [Path(fig["file"]) for fig in figures]
+
+    def announce(i: int, start: int, length: int) -> None:
+        print(f"segment {i}: frames {start}:{start + length}")
+
+    segments = encode_segments(
+        frames,
+        meta,
+        args.segment_frames,
+        args.output,
+        encode_segment,
+        recipe=settings.get("recipe"),
+        on_segment=announce,
+    )
+    total = sum((Path(args.output) / name).stat().st_size for s in segments for name, _ in s.layers)
+    print(
+        f"{args.output}: {len(segments)} segments, {total} bytes, {8 * total / (n * h * w):.4f} bpp"
+    )
+
+
 def cmd_encode_layers(args: argparse.Namespace) -> None:
     """encode --stages N: OUT_DIR/stage1.gnerv ... stageN.gnerv (or respective<j>.gnerv); with
     a target, stages are added until it is met or N is reached."""
-    from gnerv.encoder.progressive import encode_progressive, encode_respective, stage_specs
-    from gnerv.runtime.sizes import parse_param_count
+    from gnerv.encoder.progressive import encode_progressive, encode_respective
 
     target = target_of(args)
     if args.warm_start and args.respective:
@@ -191,19 +280,7 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
             "base's size each (--stages N for another limit)",
             file=sys.stderr,
         )
-    specs = stage_specs(
-        n_stages,
-        sizes=[parse_param_count(s) for s in sizes] if sizes else None,
-        epochs=parse_list(args.stage_epochs, int, "--stage-epochs") if args.stage_epochs else None,
-        lrs=parse_lrs(args.stage_lrs) if args.stage_lrs else None,
-        residual_scales=parse_list(args.residual_scale, float, "--residual-scale"),
-        base_size=None
-        if "c0" in settings
-        else parse_param_count(settings.get("size", DEFAULT_SIZE)),
-        base_c0=settings.get("c0"),
-        base_lr=settings.get("lr"),
-        base_alpha=settings.get("loss_alpha"),
-    )
+    specs = encode_specs(args, settings, n_stages)
     frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
     n, h, w, _ = frames.shape
     run = encode_respective if args.respective else encode_progressive
@@ -244,16 +321,65 @@ def decode_limits(args: argparse.Namespace) -> DecodeLimits:
     return replace(DEFAULT_LIMITS, **given)
 
 
-def cmd_decode(args: argparse.Namespace) -> None:
+def write_batches(output: str, batches, fps: float, height: int, width: int, n: int) -> None:
+    """Write decoded uint8 batches to `output` while the next batch renders (a second thread
+    writes; at most one batch waits): memory stays flat in the number of frames."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from gnerv.media.video import open_video_writer
+
+    video = open_video_writer(output, fps, height, width, n)
+    with video as out, ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        for frames in batches:
+            if pending is not None:
+                pending.result()  # a failed write stops the decode here
+            pending = writer.submit(out.write, frames)
+        if pending is not None:
+            pending.result()
+
+
+def cmd_decode_segments(args: argparse.Namespace) -> None:
+    """decode OUT_DIR (a segmented video): the segments the frame range touches, in order."""
+    from gnerv.codec.decode import check_precision, iter_decoded
+    from gnerv.codec.segments import iter_segmented, read_index
+    from gnerv.runtime.device import select_device
+
+    if len(args.files) != 1:
+        raise GnervError(
+            f"{args.files[0]}: a segmented video is decoded from its folder alone; give only it"
+        )
+    video = read_index(args.files[0])
+    indices = frame_indices(args.frames, video.n_frames, args.files[0])
+    device = select_device(args.device)
+    check_precision(args.precision, device)
+    opened: list[int] = []
+
+    def decode(files, local):
+        return iter_decoded(files, local, device, args.batch, precision=args.precision)
+
+    batches = iter_segmented(
+        video, indices, decode, decode_limits(args), args.batch, on_segment=opened.append
+    )
+    v = video.video
+    write_batches(args.output, batches, v["fps"], v["height"], v["width"], len(indices))
+    print(
+        f"{args.output}: {len(indices)} frames from {len(opened)} of "
+        f"{len(video.segments)} segment(s)"
+    )
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
     from gnerv.codec.bitstream import read_gnerv
     from gnerv.codec.decode import check_chain, check_precision, iter_decoded
     from gnerv.codec.limits import check_decode_cost
-    from gnerv.media.video import WRITE_SUFFIXES, open_video_writer
+    from gnerv.codec.segments import is_segmented
+    from gnerv.media.video import WRITE_SUFFIXES
     from gnerv.runtime.device import select_device
 
     check_suffix(args.output, WRITE_SUFFIXES)
+    if any(is_segmented(path) for path in args.files):
+        return cmd_decode_segments(args)
     files = [read_gnerv(path, limits=decode_limits(args)) for path in args.files]
     check_chain(files)
     for f in files:  # before the output is opened (the decoder checks again)
@@ -262,17 +388,8 @@ def cmd_decode(args: argparse.Namespace) -> None:
     device = select_device(args.device)
     check_precision(args.precision, device)  # before the output is opened
     cfg = files[0].model_config
-    # Batch by batch: memory stays flat in the number of frames. A second thread writes each
-    # batch (to ffmpeg or the .npy) while the next one renders; at most one batch waits.
-    video = open_video_writer(args.output, files[0].fps, cfg.height, cfg.width, len(indices))
-    with video as out, ThreadPoolExecutor(max_workers=1) as writer:
-        pending = None
-        for frames in iter_decoded(files, indices, device, args.batch, precision=args.precision):
-            if pending is not None:
-                pending.result()  # a failed write stops the decode here
-            pending = writer.submit(out.write, frames)
-        if pending is not None:
-            pending.result()
+    batches = iter_decoded(files, indices, device, args.batch, precision=args.precision)
+    write_batches(args.output, batches, files[0].fps, cfg.height, cfg.width, len(indices))
     lossy = (
         ", precision bf16 (lossy: not the exact frames the encoder assumed)"
         if args.precision == "bf16"
@@ -286,7 +403,30 @@ def cmd_info(args: argparse.Namespace) -> None:
 
     from gnerv.codec.bitstream import file_info, read_gnerv
     from gnerv.codec.config import DEFAULT_BATCH
+    from gnerv.codec.segments import describe_segments, is_segmented, read_index
 
+    if is_segmented(args.file):
+        video = read_index(args.file)
+        rows = describe_segments(video)
+        if args.json:
+            print(
+                json.dumps(
+                    {"video": video.video, "encoder": video.encoder, "segments": rows}, indent=2
+                )
+            )
+            return
+        v, total = video.video, sum(r["bytes"] for r in rows)
+        print(
+            f"{args.file}: segmented video ({video.encoder}), {len(rows)} segments, "
+            f"{v['n_frames']} frames of {v['height']}x{v['width']} (HxW) at {v['fps']:g} fps, "
+            f"{total} bytes, {8 * total / (v['n_frames'] * v['height'] * v['width']):.4f} bpp"
+        )
+        for r in rows:
+            print(
+                f"  segment {r['segment']}: frames {r['frames']}, {r['layers']} layer(s), "
+                f"{r['bytes']} bytes"
+            )
+        return
     info = file_info(read_gnerv(args.file, decode=False), DEFAULT_BATCH)
     if args.json:
         print(json.dumps(info, indent=2))
@@ -492,6 +632,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="BPP",
         help="add stages while the prefix's files stay within BPP (--stages is the limit)",
     )
+    g = p.add_argument_group("segments")
+    g.add_argument(
+        "--segment-frames",
+        type=int,
+        metavar="N",
+        help="cut the video into segments of N consecutive frames, each coded on its own "
+        "with its share of the size (-o is then a folder with segments.json); a range "
+        "decodes from its segments alone",
+    )
     add_bits_arg(p)
     add_rate_args(p)
     p.add_argument(
@@ -506,7 +655,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("decode", help="decode .gnerv layers (base first) to mp4, mkv or npy")
-    p.add_argument("files", nargs="+", metavar="FILE.gnerv", help="base layer, then layers 2, ...")
+    p.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE.gnerv",
+        help="base layer, then layers 2, ...; or the folder of a segmented video",
+    )
     p.add_argument("-o", "--output", required=True, help="out.mp4 | out.mkv (lossless) | out.npy")
     p.add_argument("--frames", metavar="A:B", help="decode only these frames (half-open)")
     add_render_args(p, precision=True)
@@ -514,6 +668,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_decode)
 
     p = sub.add_parser("info", help="what a .gnerv holds: video, stage, model, sizes, bpp")
-    p.add_argument("file", metavar="FILE.gnerv")
+    p.add_argument("file", metavar="FILE.gnerv", help="a layer, or a segmented video's folder")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)

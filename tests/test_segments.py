@@ -1,0 +1,129 @@
+"""Segmented videos: `encode --segment-frames` cuts a clip into independently coded segments,
+a frame range decodes from the segments it touches alone, bit-exactly as each segment decodes on
+its own, and a damaged index or a layer from elsewhere is refused in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import gnerv.codec.segments as seg_mod
+from gnerv.cli import main
+from gnerv.codec.bitstream import read_gnerv
+from gnerv.codec.config import count_params
+from gnerv.codec.decode import decode_layers
+from gnerv.codec.segments import INDEX_NAME, read_index, split_frames
+from gnerv.runtime.errors import GnervError
+
+N_FRAMES = 12
+SEGMENT_FRAMES = 4
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def segmented(tmp_path_factory, cockatoo_path) -> Path:
+    out = tmp_path_factory.mktemp("seg") / "video"
+    code = main(
+        [
+            "encode", str(cockatoo_path), "-o", str(out), "--frames", f"0:{N_FRAMES}",
+            "--resize", "36x64", "--segment-frames", str(SEGMENT_FRAMES), "--stages", "2",
+            "--size", "36k", "--stage-epochs", "3,2", "--min-channels", "8", "--quiet",
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_split_frames_tiles_the_clip_and_folds_a_short_tail():
+    assert split_frames(12, 4) == [(0, 4), (4, 4), (8, 4)]
+    assert split_frames(13, 4) == [(0, 4), (4, 4), (8, 5)]  # 1 frame joins the last segment
+    assert split_frames(14, 4) == [(0, 4), (4, 4), (8, 4), (12, 2)]  # half a segment stays
+    assert split_frames(3, 8) == [(0, 3)]
+    with pytest.raises(GnervError):
+        split_frames(10, 0)
+
+
+def test_encode_writes_an_index_and_a_chain_per_segment(segmented, capsys):
+    video = read_index(segmented)
+    assert video.n_frames == N_FRAMES and len(video.segments) == N_FRAMES // SEGMENT_FRAMES
+    for i, s in enumerate(video.segments):
+        assert (s.start, s.n_frames, len(s.layers)) == (i * SEGMENT_FRAMES, SEGMENT_FRAMES, 2)
+        base = read_gnerv(segmented / s.layers[0][0], decode=False)
+        assert base.n_frames == SEGMENT_FRAMES and base.sha256 == s.layers[0][1]
+        # each segment gets its share of the 36k budget: a third, about 12k parameters
+        assert 8_000 < count_params(base.model_config) < 16_000
+    code, out, _ = run(capsys, "info", str(segmented))
+    assert code == 0 and "3 segments" in out and "frames 8:12" in out
+
+
+def test_a_range_decodes_from_its_segments_alone_bit_exactly(segmented, tmp_path, monkeypatch):
+    opened = []
+    real = seg_mod.read_segment
+    monkeypatch.setattr(
+        seg_mod, "read_segment", lambda v, i, *a: opened.append(i) or real(v, i, *a)
+    )
+    assert main(["decode", str(segmented), "-o", str(tmp_path / "all.npy")]) == 0
+    assert opened == [0, 1, 2]
+    opened.clear()
+    assert main(["decode", str(segmented), "--frames", "5:7", "-o", str(tmp_path / "r.npy")]) == 0
+    assert opened == [1]  # frames 5 and 6 lie in segment 1 only
+    whole, part = np.load(tmp_path / "all.npy"), np.load(tmp_path / "r.npy")
+    assert whole.shape == (N_FRAMES, 36, 64, 3)
+    assert np.array_equal(part, whole[5:7])
+    # the same bytes as each segment's layers decoded on their own
+    video = read_index(segmented)
+    for s in video.segments:
+        files = [read_gnerv(segmented / name) for name, _ in s.layers]
+        alone = decode_layers(files, list(range(s.n_frames)), "cpu")
+        assert np.array_equal(alone, whole[s.start : s.stop])
+
+
+def test_a_damaged_index_or_a_foreign_layer_is_refused(segmented, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(segmented, bad)
+    index = json.loads((bad / INDEX_NAME).read_text())
+
+    def decode_with(doc) -> tuple[int, str]:
+        (bad / INDEX_NAME).write_text(json.dumps(doc))
+        code, _, err = run(capsys, "decode", str(bad), "-o", str(tmp_path / "x.npy"))
+        assert not (tmp_path / "x.npy").exists()  # nothing half-written
+        return code, err.strip()
+
+    gap = json.loads(json.dumps(index))
+    gap["segments"][1]["start"] = 5
+    code, err = decode_with(gap)
+    assert code == 2 and "segments.json" in err and len(err.splitlines()) == 1
+    climb = json.loads(json.dumps(index))
+    climb["segments"][0]["layers"][0]["file"] = "../../etc/passwd.gnerv"
+    code, err = decode_with(climb)
+    assert code == 2 and "names a layer badly" in err
+    (bad / INDEX_NAME).write_text("{not json")
+    assert run(capsys, "decode", str(bad), "-o", str(tmp_path / "x.npy"))[0] == 2
+    # a segment's layer replaced by another segment's: refused by its SHA-256
+    swapped = json.loads(json.dumps(index))
+    (bad / INDEX_NAME).write_text(json.dumps(swapped))
+    shutil.copy(bad / "seg000" / "stage1.gnerv", bad / "seg001" / "stage1.gnerv")
+    code, _, err = run(capsys, "decode", str(bad), "--frames", "4:6", "-o", str(tmp_path / "x.npy"))
+    assert code == 2 and "not the layer the index lists" in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_segment_flags_are_checked_before_any_work(cockatoo_path, tmp_path, capsys):
+    code, _, err = run(
+        capsys, "encode", str(cockatoo_path), "-o", str(tmp_path / "v"), "--segment-frames",
+        "4", "--target-psnr", "30",
+    )  # fmt: skip
+    assert code == 2 and "--segment-frames" in err
+    code, _, err = run(
+        capsys, "encode", str(cockatoo_path), "-o", str(tmp_path / "v"), "--segment-frames", "0"
+    )
+    assert code == 2 and "--segment-frames 0" in err
