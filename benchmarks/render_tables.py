@@ -261,6 +261,26 @@ def demo(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def segments(record: dict) -> str:
+    """benchmarks/segments.py's table: one network against segments of several lengths."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    st = record["settings"]
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`; {st['frames']} frames at {st['resize']}, "
+        f"{st['size']} parameters in all, {st['epochs']} epochs per network.",
+        "",
+        "| coded as | networks | bytes | bpp | PSNR (dB) | encode (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['variant']} | {r['segments']} | {r['bytes']:,} | {r['bpp']:.4f} | "
+            f"{r['psnr']:.2f} | {r['encode_seconds']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
@@ -268,6 +288,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "gpu": gpu,
     "loss": loss,
     "demo": demo,
+    "segments": segments,
 }
 
 

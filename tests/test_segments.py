@@ -17,6 +17,7 @@ from gnerv.codec.bitstream import read_gnerv
 from gnerv.codec.config import count_params
 from gnerv.codec.decode import decode_layers
 from gnerv.codec.segments import INDEX_NAME, read_index, split_frames
+from gnerv.media.video import read_video, video_fingerprint
 from gnerv.runtime.errors import GnervError
 
 N_FRAMES = 12
@@ -52,13 +53,16 @@ def test_split_frames_tiles_the_clip_and_folds_a_short_tail():
         split_frames(10, 0)
 
 
-def test_encode_writes_an_index_and_a_chain_per_segment(segmented, capsys):
+def test_encode_writes_an_index_and_a_chain_per_segment(segmented, cockatoo_path, capsys):
+    frames, _ = read_video(cockatoo_path, (0, N_FRAMES), resize=(36, 64), progress=False)
     video = read_index(segmented)
     assert video.n_frames == N_FRAMES and len(video.segments) == N_FRAMES // SEGMENT_FRAMES
     for i, s in enumerate(video.segments):
         assert (s.start, s.n_frames, len(s.layers)) == (i * SEGMENT_FRAMES, SEGMENT_FRAMES, 2)
         base = read_gnerv(segmented / s.layers[0][0], decode=False)
         assert base.n_frames == SEGMENT_FRAMES and base.sha256 == s.layers[0][1]
+        # read from the video segment by segment: exactly the clip's frames of that segment
+        assert base.stage["video_id"] == video_fingerprint(frames[s.start : s.stop])
         # each segment gets its share of the 36k budget: a third, about 12k parameters
         assert 8_000 < count_params(base.model_config) < 16_000
     code, out, _ = run(capsys, "info", str(segmented))

@@ -202,8 +202,11 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     segment a progressive video of its own sized by its share of the frames."""
     from pathlib import Path
 
+    from gnerv.codec.segments import read_index
     from gnerv.encoder.progressive import encode_progressive
     from gnerv.encoder.segments import encode_segments
+    from gnerv.media.video import parse_range, probe_video, read_video
+    from gnerv.runtime.sizes import parse_hw
 
     if target_of(args) is not None or args.respective:
         raise GnervError(
@@ -217,10 +220,23 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     compress = compress_config(settings)  # before the video is read
     n_stages = args.stages or (len(args.stage_sizes.split(",")) if args.stage_sizes else 1)
     encode_specs(args, settings, n_stages)  # the flags checked before the video is read
-    frames, meta = read_frames_from_args(args, args.video, progress=not args.quiet)
-    n, h, w, _ = frames.shape
+    # One segment in memory at a time: the clip's frames are counted first, then each
+    # segment's frames are read from the video as it comes.
+    first, end = parse_range(args.frames) if args.frames else (0, -1)
+    if end == -1:
+        end = probe_video(args.video, exact=True)["n_frames"]
+    n = len(range(first, end, args.stride))
+    if n < 1:
+        raise GnervError(f"{args.video}: no frames in {first}:{end}; check --frames")
+    resize = parse_hw(args.resize) if args.resize else None
+
+    def read_part(start: int, length: int):
+        a = first + start * args.stride
+        b = a + (length - 1) * args.stride + 1
+        return read_video(args.video, (a, b), args.stride, resize, progress=not args.quiet)
 
     def encode_segment(part, seg_meta: dict, folder: Path, i: int) -> list[Path]:
+        h, w = part.shape[1:3]
         share = len(part) / n
         specs = encode_specs(args, settings, n_stages, share)
         seg_settings = dict(settings)
@@ -246,8 +262,8 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
         print(f"segment {i}: frames {start}:{start + length}")
 
     segments = encode_segments(
-        frames,
-        meta,
+        read_part,
+        n,
         args.segment_frames,
         args.output,
         encode_segment,
@@ -255,8 +271,10 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
         on_segment=announce,
     )
     total = sum((Path(args.output) / name).stat().st_size for s in segments for name, _ in s.layers)
+    v = read_index(args.output).video
     print(
-        f"{args.output}: {len(segments)} segments, {total} bytes, {8 * total / (n * h * w):.4f} bpp"
+        f"{args.output}: {len(segments)} segments, {total} bytes, "
+        f"{8 * total / (n * v['height'] * v['width']):.4f} bpp"
     )
 
 

@@ -35,28 +35,41 @@ def segment_share(total: int, n_frames: int, segment_frames: int) -> int:
 
 
 def encode_segments(
-    frames: np.ndarray,
-    meta: dict,
+    read_part: Callable[[int, int], tuple[np.ndarray, dict]],
+    n_frames: int,
     segment_frames: int,
     out_dir: str | os.PathLike,
     encode_segment: SegmentEncoder,
     recipe: str | None = None,
     on_segment: Callable[[int, int, int], None] | None = None,
 ) -> list[Segment]:
-    """Cut `frames` (N, H, W, 3) into segments of `segment_frames`, encode each with
-    `encode_segment` into out_dir/segNNN/, then write out_dir/segments.json. `on_segment(i,
-    start, length)` is called before segment i is encoded. Returns the index's segments."""
-    n, height, width, _ = frames.shape
+    """Cut a video of `n_frames` into segments of `segment_frames`, read each with
+    `read_part(start, length)` (uint8 frames and their meta: one segment in memory at a time),
+    encode it with `encode_segment` into out_dir/segNNN/, then write out_dir/segments.json.
+    `on_segment(i, start, length)` is called before segment i is read. Returns the segments."""
     out_dir = Path(out_dir)
-    spans = split_frames(n, segment_frames)
-    segments = []
+    spans = split_frames(n_frames, segment_frames)
+    segments, video = [], None
     for i, (start, length) in enumerate(spans):
         if on_segment is not None:
             on_segment(i, start, length)
+        part, meta = read_part(start, length)
+        _, height, width, _ = part.shape
+        if len(part) != length:
+            raise GnervError(
+                f"segment {i}: read {len(part)} frames of {length} (frames {start}:"
+                f"{start + length}): the clip is shorter than it said; give --frames A:B"
+            )
+        facts = {"height": int(height), "width": int(width)}
+        if video is None:
+            video = {"n_frames": int(n_frames), **facts}
+            video["fps"] = float(meta.get("fps") or DEFAULT_FPS)
+        elif facts != {k: video[k] for k in facts}:
+            raise GnervError(f"segment {i}: frames of {height}x{width}, not the clip's size")
         folder = out_dir / segment_dir(i)
         seg_meta = {k: v for k, v in meta.items() if k != "video_id"}
-        seg_meta["n_frames"] = length
-        paths = encode_segment(frames[start : start + length], seg_meta, folder, i)
+        paths = encode_segment(part, seg_meta, folder, i)
+        del part
         if not paths:
             raise GnervError(f"segment {i} wrote no layer")
         layers = []
@@ -64,12 +77,6 @@ def encode_segments(
             f = read_gnerv(p, decode=False)
             layers.append((Path(p).relative_to(out_dir).as_posix(), f.sha256))
         segments.append(Segment(start, length, tuple(layers)))
-    video = {
-        "n_frames": int(n),
-        "height": int(height),
-        "width": int(width),
-        "fps": float(meta.get("fps") or DEFAULT_FPS),
-    }
     with atomic_output(out_dir / INDEX_NAME) as tmp:
         Path(tmp).write_bytes(index_bytes(video, segments, encoder_name(recipe)))
     return segments
