@@ -445,3 +445,22 @@ def test_each_format_has_its_own_model_keys(data: bytes) -> None:
     assert f.model_config.layout == "wide" and f.model_config.time_branch == "ds"
     assert f.version == 1
     assert bs.file_info(f)["format"] == 1
+
+
+def test_the_format_table_is_the_one_the_docs_list():
+    """One table of versions (bitstream.FORMATS) drives writer and reader; docs/bitstream.md's
+    Versioning table lists exactly its versions, and each scheme writes a version it may use."""
+    import re
+    from pathlib import Path
+
+    from gnerv.codec import bitstream
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "bitstream.md").read_text()
+    section = doc.split("## Versioning", 1)[1].split("\n## ", 1)[0]
+    listed = [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)]
+    assert listed == list(bitstream.FORMATS) == list(bitstream.READ_VERSIONS)
+    assert bitstream.FORMAT_VERSION == max(bitstream.FORMATS)
+    for scheme, version in bitstream.WRITTEN_FORMAT.items():
+        assert scheme in bitstream.FORMATS[version].schemes
+    modes = [f.max_entropy_mode for f in bitstream.FORMATS.values()]
+    assert modes == sorted(modes)  # a newer format never loses an entropy mode

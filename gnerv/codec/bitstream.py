@@ -3,7 +3,7 @@
 Layout (all integers little-endian; docs/bitstream.md has the full description)::
 
     offset 0    4 bytes   magic b"GNRV"
-    offset 4    u16       format version (FORMAT_VERSION = 4; formats 1 to 3 are still read)
+    offset 4    u16       format version (FORMATS: the table of versions; all are read)
     offset 6    u32       header length H (<= MAX_HEADER_BYTES)
     offset 10   H bytes   header: canonical UTF-8 JSON (sorted keys, no spaces, ASCII)
     ...         body      for each tensor of the header's table, in order:
@@ -20,10 +20,9 @@ model's size is bounded from the config before anything is allocated. Every fail
 
 This module is the container only. Quantization (:mod:`gnerv.codec.quantize`, docs/compression.md:
 tensors in their coding shapes, one range per channel) and entropy coding
-(:mod:`gnerv.codec.entropy`)
-happen elsewhere; models are rebuilt from a file by :func:`gnerv.codec.decode.build_model`, and a
-source
-video's fingerprint (``stage.video_id``) is :func:`gnerv.media.video.video_fingerprint`.
+(:mod:`gnerv.codec.entropy`) happen elsewhere; models are rebuilt from a file by
+:func:`gnerv.codec.decode.build_model`, and a source video's fingerprint (``stage.video_id``) is
+:func:`gnerv.media.video.video_fingerprint`.
 """
 
 from __future__ import annotations
@@ -61,7 +60,16 @@ from gnerv.codec.config import (
     count_params,
     macs_per_frame,
 )
-from gnerv.codec.entropy import blob_info, coded_size_bound, decode_symbols, encode_symbols
+from gnerv.codec.entropy import (
+    MODE_ANS,
+    MODE_GAUSSIAN,
+    MODE_GAUSSIAN_Q,
+    MODE_GAUSSIAN_T,
+    blob_info,
+    coded_size_bound,
+    decode_symbols,
+    encode_symbols,
+)
 from gnerv.codec.limits import (
     DEFAULT_LIMITS,
     MAX_PARAMS,
@@ -84,14 +92,6 @@ from gnerv.runtime.atomic import write_bytes_atomic
 from gnerv.runtime.errors import GnervError
 
 MAGIC = b"GNRV"
-# 2 added model.layout and model.time_branch (format 1 reads as "wide", "ds"); 3 added the
-# entropy coder's scaled tables (gnerv.codec.entropy, mode ANS_SCALED), which the symmetric scheme's
-# files may use; 4 added the parametric modes with integer tables (LAPLACE_T / GAUSSIAN_T, exact
-# on every platform), which the symmetric scheme's files now use in place of format 3's float
-# ones. Files of the paper's min/max scheme never use either: they are still written as format
-# 2, byte for byte as before, so that earlier readers read them.
-FORMAT_VERSION = 4
-READ_VERSIONS = (1, 2, 3, 4)
 SUFFIX = ".gnerv"
 QUANT_SCHEME = MINMAX_SCHEME  # the paper's scheme, formats 1 and 2 (gnerv.codec.quantize)
 _STEP_CODE_ALPHABET = STEP_CODE_MAX + 1
@@ -140,6 +140,50 @@ _CONFIG_KEYS = {
     "upscale_factors",
     "width",
 }
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """One .gnerv format version: what its files may hold. The writer picks its version from
+    this table and the reader checks a file against its row (docs/bitstream.md, "Versioning")."""
+
+    version: int
+    schemes: tuple[str, ...]  # quantization.scheme values its files may carry
+    model_keys: frozenset[str]  # the model config's keys in its header
+    max_entropy_mode: int  # the newest entropy mode byte its blobs may use
+    unit_bytes: int  # a symmetric tensor's unit step: float32 (4) or bfloat16 (2); 0: none
+    added: str  # what the version brought, in words
+
+
+FORMATS: dict[int, FormatSpec] = {
+    f.version: f
+    for f in (
+        FormatSpec(
+            1, (MINMAX_SCHEME,), frozenset(_CONFIG_KEYS - {"layout", "time_branch"}), MODE_ANS,
+            0, "the paper's min/max scheme, entropy coded with counted tables",
+        ),
+        FormatSpec(
+            2, SCHEMES, frozenset(_CONFIG_KEYS), MODE_GAUSSIAN, 4,
+            "model.layout and model.time_branch; the symmetric scheme (float32 unit steps, "
+            "float Laplace and Gaussian models)",
+        ),
+        FormatSpec(
+            3, SCHEMES, frozenset(_CONFIG_KEYS), MODE_GAUSSIAN_Q, _UNIT_BF16.size,
+            "the entropy coder's scaled tables and compact parametric models; bfloat16 unit "
+            "steps",
+        ),
+        FormatSpec(
+            4, SCHEMES, frozenset(_CONFIG_KEYS), MODE_GAUSSIAN_T, _UNIT_BF16.size,
+            "parametric models with integer tables (LAPLACE_T, GAUSSIAN_T), exact on every "
+            "platform, in place of format 3's float ones",
+        ),
+    )
+}  # fmt: skip
+FORMAT_VERSION = max(FORMATS)  # the newest, which the symmetric scheme writes
+READ_VERSIONS = tuple(FORMATS)
+# The version each scheme's files are written in: the paper's min/max files stay format 2,
+# byte for byte as before, so that earlier readers read them.
+WRITTEN_FORMAT = {MINMAX_SCHEME: 2, SYMMETRIC_SCHEME: FORMAT_VERSION}
 
 
 # --------------------------------------------------------------------------------------------
@@ -236,9 +280,9 @@ def _int_list(value: Any, what: str, max_len: int, lo: int, hi: int) -> list[int
 
 
 def _validate_config(d: Any, version: int = FORMAT_VERSION) -> GNeRVConfig:
-    if version == 1:  # format 1 had neither key: every model had today's "wide" and "ds"
-        old = _obj(d, "model", _CONFIG_KEYS - {"layout", "time_branch"})
-        d = {**old, "layout": "wide", "time_branch": "ds"}
+    keys = FORMATS[version].model_keys
+    if keys != _CONFIG_KEYS:  # format 1 had neither key: every model was "wide" and "ds"
+        d = {**_obj(d, "model", set(keys)), "layout": "wide", "time_branch": "ds"}
     d = _obj(d, "model", _CONFIG_KEYS)
     for key in ("layout", "time_branch"):  # GNeRVConfig checks they are known values
         if not isinstance(d[key], str):
@@ -300,8 +344,8 @@ def _validate_header(
     quant = _obj(header["quantization"], "quantization", _QUANT_KEYS)
     bits = _int(quant["bits"], "quantization.bits", MIN_BITS, MAX_BITS)
     scheme = quant["scheme"]
-    if scheme not in (SCHEMES if version >= 2 else (MINMAX_SCHEME,)):
-        known = list(SCHEMES) if version >= 2 else [MINMAX_SCHEME]
+    if scheme not in FORMATS[version].schemes:
+        known = list(FORMATS[version].schemes)
         raise GnervError(
             f"header field quantization.scheme of format {version} must be one of {known}"
         )
@@ -519,7 +563,7 @@ def pack(
     if len(text) > MAX_HEADER_BYTES:
         raise GnervError(f"header of {len(text)} bytes exceeds {MAX_HEADER_BYTES}")
     _validate_header(json.loads(text))
-    version = FORMAT_VERSION if scheme == SYMMETRIC_SCHEME else 2
+    version = WRITTEN_FORMAT[scheme]
     data = _PREFIX.pack(MAGIC, version, len(text)) + text + b"".join(body)
     data += _CRC.pack(zlib.crc32(data))
     for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>", version):
@@ -575,27 +619,25 @@ def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
 # The entropy modes (gnerv.codec.entropy) each format may hold: 1 CONST/RAW/ANS, 2 also LAPLACE and
 # GAUSSIAN, 3 also ANS_SCALED and the compact LAPLACE_Q / GAUSSIAN_Q, 4 also the integer-table
 # LAPLACE_T / GAUSSIAN_T (which a format-3 file's blob therefore cannot be).
-_MAX_ENTROPY_MODE = {1: 2, 2: 4, 3: 7, 4: 9}
-
-
 def _check_mode(blob: bytes, version: int) -> None:
     """Refuse a blob whose mode byte is newer than the file's format."""
-    if blob and blob[0] <= max(_MAX_ENTROPY_MODE.values()) and blob[0] > _MAX_ENTROPY_MODE[version]:
+    newest = max(f.max_entropy_mode for f in FORMATS.values())
+    if blob and FORMATS[version].max_entropy_mode < blob[0] <= newest:
         raise GnervError(f"entropy blob: mode byte {blob[0]} does not exist in format {version}")
 
 
 def _unit_bytes(version: int) -> int:
-    """Bytes of a ranges record's unit step: float32 in format 2, bfloat16 from format 3."""
-    return 4 if version <= 2 else _UNIT_BF16.size
+    """Bytes of a ranges record's unit step (the format table's unit_bytes)."""
+    return FORMATS[version].unit_bytes
 
 
 def _read_symmetric_ranges(
     record: bytes, channels: int, version: int = FORMAT_VERSION
 ) -> tuple[float, np.ndarray]:
     """(unit, step codes) of a ranges record; raises GnervError when it is inconsistent."""
-    if version <= 2:
+    if _unit_bytes(version) == 4:  # float32
         (unit,) = struct.unpack_from("<f", record)
-    else:
+    else:  # the top half of a float32: bfloat16
         (top,) = _UNIT_BF16.unpack_from(record)
         unit = float(np.array([top << 16], dtype=np.uint32).view(np.float32)[0])
     if not (math.isfinite(unit) and unit >= 0):
