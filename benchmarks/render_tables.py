@@ -281,6 +281,26 @@ def segments(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def segments_memory(record: dict) -> str:
+    """benchmarks/segments_memory.py's table: a segmented encode's peak memory by clip length."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    st = record["settings"]
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`; {st['hw']}, segments of "
+        f"{st['segment_frames']} frames, {st['size']} parameters each, one epoch.",
+        "",
+        "| clip frames | segments | peak RSS (MB) | wall (s) |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['frames']} | {r['segments']} | {r['max_rss_mb']:.0f} | {r['wall_seconds']:.0f} |"
+        )
+    lines += ["", f"Peak memory of the longest clip against the shortest: {record['ratio']:.2f}x."]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
@@ -289,6 +309,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "loss": loss,
     "demo": demo,
     "segments": segments,
+    "segments_memory": segments_memory,
 }
 
 

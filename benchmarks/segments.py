@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from record import gnerv, write_record
 
+from gnerv.codec.segments import read_index
 from gnerv.evaluation.metrics import mean_psnr
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,7 @@ def main() -> None:
             row = {
                 "variant": name,
                 "segment_frames": length,
-                "segments": 1 if length is None else len(list(out.glob("seg*"))),
+                "segments": 1 if length is None else len(read_index(out).segments),
                 "bytes": size,
                 "bpp": 8 * size / (n * h * w),
                 "psnr": mean_psnr(frames, np.load(decoded)),
