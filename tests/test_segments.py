@@ -30,17 +30,18 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def encode_args(cockatoo_path: Path, out: Path) -> list[str]:
+    return [
+        "encode", str(cockatoo_path), "-o", str(out), "--frames", f"0:{N_FRAMES}",
+        "--resize", "36x64", "--segment-frames", str(SEGMENT_FRAMES), "--stages", "2",
+        "--size", "36k", "--stage-epochs", "3,2", "--min-channels", "8", "--quiet",
+    ]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def segmented(tmp_path_factory, cockatoo_path) -> Path:
     out = tmp_path_factory.mktemp("seg") / "video"
-    code = main(
-        [
-            "encode", str(cockatoo_path), "-o", str(out), "--frames", f"0:{N_FRAMES}",
-            "--resize", "36x64", "--segment-frames", str(SEGMENT_FRAMES), "--stages", "2",
-            "--size", "36k", "--stage-epochs", "3,2", "--min-channels", "8", "--quiet",
-        ]
-    )  # fmt: skip
-    assert code == 0
+    assert main(encode_args(cockatoo_path, out)) == 0
     return out
 
 
@@ -131,3 +132,23 @@ def test_segment_flags_are_checked_before_any_work(cockatoo_path, tmp_path, caps
         capsys, "encode", str(cockatoo_path), "-o", str(tmp_path / "v"), "--segment-frames", "0"
     )
     assert code == 2 and "--segment-frames 0" in err
+
+
+def test_segments_encoded_as_separate_jobs_gather_to_the_same_index(
+    segmented, cockatoo_path, tmp_path, capsys
+):
+    """Each segment as a job of its own (--segment I, any order), then `gnerv gather`: the same
+    layers and the same index, byte for byte, as one encode of them all; gathering too early
+    names the missing segments, and nothing is indexed."""
+    out = tmp_path / "jobs"
+    for i in (2, 0):
+        assert run(capsys, *encode_args(cockatoo_path, out), "--segment", str(i))[0] == 0
+    code, _, err = run(capsys, "gather", str(out))
+    assert code == 2 and "segments 1 of 3 are not encoded yet" in err
+    assert not (out / INDEX_NAME).exists()
+    assert run(capsys, *encode_args(cockatoo_path, out), "--segment", "1")[0] == 0
+    code, stdout, _ = run(capsys, "gather", str(out))
+    assert code == 0 and "3 segments" in stdout
+    assert (out / INDEX_NAME).read_bytes() == (segmented / INDEX_NAME).read_bytes()
+    code, _, err = run(capsys, *encode_args(cockatoo_path, out), "--segment", "3")
+    assert code == 2 and "3 segments" in err  # 0 to 2

@@ -122,6 +122,8 @@ def cmd_encode(args: argparse.Namespace) -> None:
 
     if args.segment_frames is not None:
         return cmd_encode_segments(args)
+    if args.segment is not None:
+        raise GnervError("--segment I picks one of the segments --segment-frames N cuts: give both")
     layered = (args.stages or 1) != 1 or args.stage_sizes or args.respective
     if layered or target_of(args) is not None:
         return cmd_encode_layers(args)
@@ -202,9 +204,8 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     segment a progressive video of its own sized by its share of the frames."""
     from pathlib import Path
 
-    from gnerv.codec.segments import read_index
     from gnerv.encoder.progressive import encode_progressive
-    from gnerv.encoder.segments import encode_segments
+    from gnerv.encoder.segments import encode_segment_at, encode_segments
     from gnerv.media.video import parse_range, probe_video, read_video
     from gnerv.runtime.sizes import parse_hw
 
@@ -213,6 +214,8 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
             "--segment-frames codes each segment with the same stages: drop "
             + ("--respective" if args.respective else "--target-psnr/--target-bpp")
         )
+    if args.segment is not None and args.segment < 0:
+        raise GnervError(f"--segment {args.segment}: segments count from 0")
     if args.segment_frames < 1:
         raise GnervError(f"--segment-frames {args.segment_frames}: give a length of 1 or more")
     check_writable(args.output, folder=True)
@@ -261,21 +264,34 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     def announce(i: int, start: int, length: int) -> None:
         print(f"segment {i}: frames {start}:{start + length}")
 
-    segments = encode_segments(
-        read_part,
-        n,
-        args.segment_frames,
-        args.output,
-        encode_segment,
-        recipe=settings.get("recipe"),
-        on_segment=announce,
+    recipe = settings.get("recipe")
+    if args.segment is not None:  # one segment: a job of its own; `gnerv gather` indexes them
+        seg = encode_segment_at(
+            args.segment, read_part, n, args.segment_frames, args.output, encode_segment, recipe
+        )
+        print(f"{args.output}: segment {args.segment} (frames {seg.start}:{seg.stop}) encoded")
+        return
+    video = encode_segments(
+        read_part, n, args.segment_frames, args.output, encode_segment, recipe, announce
     )
-    total = sum((Path(args.output) / name).stat().st_size for s in segments for name, _ in s.layers)
-    v = read_index(args.output).video
+    print_segmented(video)
+
+
+def print_segmented(video) -> None:
+    """The one-line summary of a segmented video: segments, bytes, bpp."""
+    from gnerv.codec.segments import describe_segments
+
+    v, total = video.video, sum(r["bytes"] for r in describe_segments(video))
     print(
-        f"{args.output}: {len(segments)} segments, {total} bytes, "
-        f"{8 * total / (n * v['height'] * v['width']):.4f} bpp"
+        f"{video.folder}: {len(video.segments)} segments, {total} bytes, "
+        f"{8 * total / (v['n_frames'] * v['height'] * v['width']):.4f} bpp"
     )
+
+
+def cmd_gather(args: argparse.Namespace) -> None:
+    from gnerv.encoder.segments import gather_segments
+
+    print_segmented(gather_segments(args.folder))
 
 
 def cmd_encode_layers(args: argparse.Namespace) -> None:
@@ -659,6 +675,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with its share of the size (-o is then a folder with segments.json); a range "
         "decodes from its segments alone",
     )
+    g.add_argument(
+        "--segment",
+        type=int,
+        metavar="I",
+        help="encode only segment I (from 0), as a job of its own; `gnerv gather OUT_DIR` "
+        "writes the index once every segment is encoded",
+    )
     add_bits_arg(p)
     add_rate_args(p)
     p.add_argument(
@@ -671,6 +694,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     add_params_args(p, "encode")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser(
+        "gather", help="index a segmented video whose segments were encoded one by one"
+    )
+    p.add_argument("folder", metavar="OUT_DIR", help="the folder given to encode --segment I")
+    p.set_defaults(func=cmd_gather)
 
     p = sub.add_parser("decode", help="decode .gnerv layers (base first) to mp4, mkv or npy")
     p.add_argument(
