@@ -16,8 +16,9 @@ from gnerv.cli import main
 from gnerv.codec.bitstream import read_gnerv
 from gnerv.codec.config import count_params
 from gnerv.codec.decode import decode_layers
-from gnerv.codec.segments import INDEX_NAME, read_index, split_frames
+from gnerv.codec.segments import INDEX_NAME, read_index
 from gnerv.media.video import read_video, video_fingerprint
+from gnerv.pipeline.results import split_frames
 from gnerv.runtime.errors import GnervError
 
 N_FRAMES = 12

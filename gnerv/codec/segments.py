@@ -31,9 +31,10 @@ import numpy as np
 from gnerv.codec.bitstream import GnervFile, canonical_json, read_gnerv
 from gnerv.codec.decode import check_chain
 from gnerv.codec.limits import DEFAULT_LIMITS, DecodeLimits, check_decode_cost
+from gnerv.pipeline.results import SEGMENT_INDEX_NAME, segment_dir_name, split_frames
 from gnerv.runtime.errors import GnervError
 
-INDEX_NAME = "segments.json"
+INDEX_NAME = SEGMENT_INDEX_NAME
 INDEX_KIND = "gnerv-segments"
 INDEX_VERSION = 1
 MAX_INDEX_BYTES = 4 << 20  # 4 MiB: room for tens of thousands of segments
@@ -41,32 +42,22 @@ MAX_SEGMENTS = 100_000
 MAX_LAYERS = 64  # per segment
 # A layer's name in the index: a segment folder and a file in it, nothing that climbs out.
 LAYER_NAME = re.compile(r"seg[0-9]{3,6}/[A-Za-z0-9_.-]{1,64}\.gnerv")
-SEGMENT_DIR = "seg{:03d}"  # folder of segment i (three digits at least, more past 999)
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def segment_dir(index: int) -> str:
-    return SEGMENT_DIR.format(index)
+    return segment_dir_name(index)
 
 
-def split_frames(n_frames: int, segment_frames: int) -> list[tuple[int, int]]:
-    """(first frame, length) of each segment: consecutive, segment_frames long, the last one
-    taking the remainder when it is at least half a segment and joining the one before when
-    shorter (a segment of a few frames would cost a whole network's header and side info)."""
-    if segment_frames < 1:
-        raise GnervError(f"segment length {segment_frames} must be >= 1 frame")
-    if n_frames < 1:
-        raise GnervError("no frames to cut into segments")
-    starts = list(range(0, n_frames, segment_frames))
-    if len(starts) > 1 and n_frames - starts[-1] < (segment_frames + 1) // 2:
-        starts.pop()
-    if len(starts) > MAX_SEGMENTS:
+def check_segment_count(n_frames: int, segment_frames: int) -> list[tuple[int, int]]:
+    """split_frames, refusing more segments than an index may hold."""
+    spans = split_frames(n_frames, segment_frames)
+    if len(spans) > MAX_SEGMENTS:
         raise GnervError(
-            f"{len(starts)} segments of {segment_frames} frames exceed {MAX_SEGMENTS}: "
+            f"{len(spans)} segments of {segment_frames} frames exceed {MAX_SEGMENTS}: "
             "give a larger --segment-frames"
         )
-    ends = [*starts[1:], n_frames]
-    return [(s, e - s) for s, e in zip(starts, ends, strict=True)]
+    return spans
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,13 @@ from gnerv.codec.segments import (
     INDEX_NAME,
     Segment,
     SegmentedVideo,
+    check_segment_count,
     index_bytes,
     read_index,
     segment_dir,
-    split_frames,
 )
 from gnerv.media.video import DEFAULT_FPS
+from gnerv.pipeline.results import SEGMENT_MANIFEST_NAME
 from gnerv.runtime.atomic import atomic_output
 from gnerv.runtime.errors import GnervError
 
@@ -34,7 +35,7 @@ from gnerv.runtime.errors import GnervError
 SegmentEncoder = Callable[[np.ndarray, dict, Path, int], list[Path]]
 # read_part(start, length) -> that segment's uint8 frames (length, H, W, 3) and their meta
 PartReader = Callable[[int, int], tuple[np.ndarray, dict]]
-MANIFEST_NAME = "segment.json"
+MANIFEST_NAME = SEGMENT_MANIFEST_NAME
 MANIFEST_KIND = "gnerv-segment"
 
 
@@ -55,7 +56,7 @@ def encode_segment_at(
     """Encode segment i of a video of `n_frames` cut into `segment_frames`: read its frames
     with `read_part(start, length)`, encode them into out_dir/segNNN/ and write its manifest."""
     out_dir = Path(out_dir)
-    spans = split_frames(n_frames, segment_frames)
+    spans = check_segment_count(n_frames, segment_frames)
     if not 0 <= i < len(spans):
         raise GnervError(
             f"segment {i}: the video has {len(spans)} segments of {segment_frames} frames "
@@ -160,7 +161,7 @@ def encode_segments(
 ) -> SegmentedVideo:
     """Every segment in turn (one segment's frames in memory at a time), then the index.
     `on_segment(i, start, length)` is called before segment i is read."""
-    for i, (start, length) in enumerate(split_frames(n_frames, segment_frames)):
+    for i, (start, length) in enumerate(check_segment_count(n_frames, segment_frames)):
         if on_segment is not None:
             on_segment(i, start, length)
         encode_segment_at(i, read_part, n_frames, segment_frames, out_dir, encode_segment, recipe)

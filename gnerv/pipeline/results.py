@@ -20,10 +20,15 @@ result is a wildcard pattern::
     results/<video>/ablations/mlflow_run.json        their MLflow runs (mlflow.enabled)
     results/<video>/ablations/fits/<branch>_c<C0>_e<epochs>/   their fitted models
     results/<video>/ablations/progressive/            Fig. 8's pipeline and its one-model rival
+    results/<video>/segments/segments.json            a segmented encode's index (`snakemake
+                                                      segments`); seg<NNN>/ each segment's
+                                                      layers and segment.json, its manifest
     logs/<video>/<job>.log                            each job's output
 """
 
 from __future__ import annotations
+
+from gnerv.runtime.errors import GnervError
 
 RESULTS_ROOT = "results"
 LOGS_ROOT = "logs"
@@ -42,6 +47,12 @@ EVAL_DIR = "eval"
 BENCHMARKS_DIR = "benchmarks"
 RUN_RECORD_NAME = "mlflow_run.json"
 ABLATIONS_DIR = "ablations"
+# A segmented video's folder (gnerv.codec.segments): its index, and per segment a folder with
+# the segment's layers and the manifest its encode leaves.
+SEGMENTS_DIR = "segments"
+SEGMENT_INDEX_NAME = "segments.json"
+SEGMENT_DIR_FORMAT = "seg{:03d}"  # segment i's folder: three digits at least
+SEGMENT_MANIFEST_NAME = "segment.json"
 # The DVC pipeline files, by the Snakemake target they spell: `dvc repro` runs dvc.yaml (the
 # default target `all`), `dvc repro workflow/ablations/dvc.yaml` the ablations.
 DVC_FILES = {"all": "dvc.yaml", "ablations": "workflow/ablations/dvc.yaml"}
@@ -225,3 +236,37 @@ def ablation_long_layer(video: str) -> str:
 def ablation_metrics(video: str, which: str) -> str:
     """`gnerv evaluate` of Fig. 8's pipeline ("pipeline") or its one model ("long")."""
     return f"{ablation_progressive_dir(video)}/{which}_metrics.json"
+
+
+def split_frames(n_frames: int, segment_frames: int) -> list[tuple[int, int]]:
+    """(first frame, length) of each segment of a clip of n_frames: consecutive, segment_frames
+    long, the last one taking the remainder when it is at least half a segment and joining the
+    one before when shorter (a segment of a few frames would cost a whole network's header and
+    side information)."""
+    if segment_frames < 1:
+        raise GnervError(f"segment length {segment_frames} must be >= 1 frame")
+    if n_frames < 1:
+        raise GnervError("no frames to cut into segments")
+    starts = list(range(0, n_frames, segment_frames))
+    if len(starts) > 1 and n_frames - starts[-1] < (segment_frames + 1) // 2:
+        starts.pop()
+    ends = [*starts[1:], n_frames]
+    return [(s, e - s) for s, e in zip(starts, ends, strict=True)]
+
+
+def segment_dir_name(index: int) -> str:
+    return SEGMENT_DIR_FORMAT.format(int(index))
+
+
+def segments_dir(video: str) -> str:
+    return f"{video_dir(video)}/{SEGMENTS_DIR}"
+
+
+def segment_index(video: str) -> str:
+    return f"{segments_dir(video)}/{SEGMENT_INDEX_NAME}"
+
+
+def segment_manifest(video: str, segment: int | str) -> str:
+    """Segment `segment`'s manifest; a wildcard ("{segment}") stands for the folder's digits."""
+    name = segment_dir_name(segment) if isinstance(segment, int) else f"seg{segment}"
+    return f"{segments_dir(video)}/{name}/{SEGMENT_MANIFEST_NAME}"
