@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
+from gnerv.encoder.config import fine_tunes
 from gnerv.encoder.target import Target
 from gnerv.pipeline import results
-from gnerv.encoder.config import fine_tunes
 from gnerv.pipeline.params import AblationPlan, command_params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -98,8 +98,8 @@ def _stage(
 
 
 def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The DVC stages of one video, in the order the pipeline runs them (gnerv.pipeline.results names
-    the files, gnerv.pipeline.params the params.yaml keys each command reads)."""
+    """The DVC stages of one video, in the order the pipeline runs them (gnerv.pipeline.results
+    names the files, gnerv.pipeline.params the params.yaml keys each command reads)."""
     frames = results.frames(video)
     n_stages = len(cfg["stages"])
     layers = results.layers(video, n_stages)
