@@ -50,6 +50,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/track.smk"
+include: "workflow/rules/segments.smk"
 include: "workflow/rules/ablations_common.smk"
 include: "workflow/rules/ablations.smk"
 
@@ -64,6 +65,7 @@ wildcard_constraints:
 
 localrules:
     all,
+    gather_segments,
     track,
     ablations,
     ablation_track,

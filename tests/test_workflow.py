@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -249,6 +250,49 @@ def test_dry_run_builds_the_progressive_dag(wf: Path) -> None:
     assert words[words.index("--stage") + 1] == "2"
     settings = command_settings(load_params([wf / f for f in files]), "fit", 2)
     assert (settings["c0"], settings["epochs"], settings["lr"]) == (4, 2, 2e-4)
+
+
+def test_segments_fan_out_one_job_per_segment(wf: Path) -> None:
+    """configs/segments-demo.yaml: the 280-frame range cut into 64-frame segments is four
+    `gnerv encode --segment I` jobs (the last segment takes the 24-frame tail) and one gather;
+    the stages' sizes are the video's totals, each job scales them itself."""
+    jobs = dry_run_jobs(wf, "--configfile", "configs/segments-demo.yaml")
+    assert rule_counts(jobs) == {"encode_segment": 4, "gather_segments": 1, "all": 1}
+    for i, job in enumerate(sorted((j for j in jobs if j.rule == "encode_segment"),
+                                   key=lambda j: j.outputs[0])):  # fmt: skip
+        assert job.outputs == [f"results/cockatoo/segments/seg{i:03d}/segment.json"]
+        words = shlex.split(LOG_SUFFIX.sub("", job.shell))
+        assert words[:2] == ["gnerv", "encode"] and words[words.index("--segment") + 1] == str(i)
+        assert words[words.index("--segment-frames") + 1] == "64"
+        assert words[words.index("--stage-sizes") + 1] == "0.1M"
+        assert words[words.index("--frames") + 1] == "0:280"
+    gather = next(j for j in jobs if j.rule == "gather_segments")
+    assert gather.outputs == ["results/cockatoo/segments/segments.json"] and len(gather.inputs) == 4
+    # a range without an end cannot be cut up front: one line, before any job
+    done = snakemake(
+        wf, "-n", "--configfile", "configs/segments-demo.yaml",
+        write_overlay(wf, {"extract": {"frames": "0:"}}),
+    )  # fmt: skip
+    assert done.returncode != 0 and "give extract.frames as A:B" in done.stdout
+
+
+@needs_cli
+def test_segmented_pipeline_runs_and_decodes(wf: Path) -> None:
+    """The tiny config cut into three 4-frame segments of two stages: three encode jobs and a
+    gather, whose folder `gnerv info` lists and `gnerv decode` reads, any range."""
+    stages = [
+        {"size": "15k", "epochs": 2, "alpha": 0.7},
+        {"size": "15k", "epochs": 2, "alpha": 1.0, "residual_scale": 100},
+    ]  # the video's totals: 5k per segment and stage
+    overlay = write_overlay(
+        wf,
+        {"extract": {"frames": "0:12"}, "stages": stages, "segments": {"segment_frames": 4}},
+    )
+    ok(snakemake(wf, "--cores", "2", "--configfile", CI_CONFIG, overlay, timeout=RUN_TIMEOUT_S))
+    folder = wf / "results" / "cockatoo" / "segments"
+    assert "3 segments" in ok(run(wf, str(GNERV), "info", str(folder)))
+    ok(run(wf, str(GNERV), "decode", str(folder), "--frames", "3:9", "-o", "part.npy"))
+    assert np.load(wf / "part.npy").shape == (6, 36, 64, 3)
 
 
 def test_torch_rules_use_the_cores(wf: Path) -> None:

@@ -237,3 +237,56 @@ class AblationPlan:
     def long_epochs(self) -> int:
         """... trained for the pipeline's epochs added up."""
         return sum(self.stage_epochs)
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The `segments:` section with the extraction's frame range: how many segments
+    `snakemake segments` encodes (one job each) and the stage flags every segment's
+    `gnerv encode` takes (the stages' sizes are the video's totals; each segment scales them by
+    its share of the frames)."""
+
+    segment_frames: int
+    n_frames: int  # frames of the extract section's range A:B, every stride-th
+    stage_sizes: tuple[str, ...]
+    stage_epochs: tuple[int, ...]
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> SegmentPlan | None:
+        """None without `segments.segment_frames` (one network per video, the paper's way)."""
+        segment_frames = (params.get("segments") or {}).get("segment_frames")
+        if segment_frames is None:
+            return None
+        extract = params["extract"]
+        first, _, end = str(extract["frames"]).partition(":")
+        if not end.strip():
+            raise GnervError(
+                f"segments: extract.frames {extract['frames']!r} has no end; segments need the "
+                "clip's length up front: give extract.frames as A:B"
+            )
+        n = len(range(int(first or 0), int(end), int(extract.get("stride") or 1)))
+        stages = params["stages"]
+        if any("size" not in s for s in stages):
+            raise GnervError(
+                "segments: every stage needs a size (the video's total; c0 cannot be shared "
+                "out between segments)"
+            )
+        return cls(
+            segment_frames=int(segment_frames),
+            n_frames=n,
+            stage_sizes=tuple(str(s["size"]) for s in stages),
+            stage_epochs=tuple(int(s["epochs"]) for s in stages),  # required by the schema
+        )
+
+    @property
+    def count(self) -> int:
+        return len(results.split_frames(self.n_frames, self.segment_frames))
+
+    def encode_flags(self) -> list[str]:
+        """The flags of one segment's `gnerv encode` beyond --params: the cut and the stages."""
+        return [
+            "--segment-frames", str(self.segment_frames),
+            "--stages", str(len(self.stage_sizes)),
+            "--stage-sizes", ",".join(self.stage_sizes),
+            "--stage-epochs", ",".join(map(str, self.stage_epochs)),
+        ]  # fmt: skip

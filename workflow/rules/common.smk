@@ -11,7 +11,7 @@ from gnerv.pipeline import cluster
 from gnerv.pipeline import results
 from gnerv.runtime.errors import GnervError
 from gnerv.encoder.config import fine_tunes
-from gnerv.pipeline.params import command_settings
+from gnerv.pipeline.params import SegmentPlan, command_settings
 from gnerv.runtime.sizes import parse_param_count
 from gnerv.encoder.target import Target, decide
 
@@ -98,6 +98,15 @@ TARGET = Target.from_params(config)  # target: set: stages are added until it is
 # to 0) asks no cluster for a card; on a workstation `--resources gpu=1` runs them one at a time.
 TORCH_GPUS = 0 if str(config["train"]["device"]) == "cpu" else 1
 VIDEO_PATTERN = "|".join(re.escape(name) for name in VIDEOS)
+
+
+SEGMENTS = SegmentPlan.from_params(config)  # segments.segment_frames: None = one network
+SEGMENT_MANIFEST = results.segment_manifest("{video}", "{segment}")
+
+
+def segment_manifests(wildcards) -> list[str]:
+    """Every segment's manifest: what `gnerv gather` needs before it writes the index."""
+    return [results.segment_manifest(wildcards.video, i) for i in range(SEGMENTS.count)]
 
 
 def layers(video: str, count: int) -> list[str]:
@@ -260,6 +269,8 @@ def dvc_commit_command() -> str | None:
         return None
     if TARGET is not None:  # dvc.yaml spells every stage; a target may leave some out
         return None
+    if SEGMENTS is not None:  # segments are Snakemake's alone: dvc.yaml spells one network
+        return None
     if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
         return None
     targets = set(workflow.dag_settings.targets) or {"all"}
@@ -272,6 +283,8 @@ def dvc_commit_command() -> str | None:
 def final_targets(wildcards=None) -> list[str]:
     """What `snakemake` builds by default, for every video (an input function: with a
     `target:` the number of stages is known only as the run goes)."""
+    if SEGMENTS is not None:  # segments: each video's index, the segments' jobs before it
+        return [results.segment_index(video) for video in VIDEOS]
     targets = []
     for video in VIDEOS:
         targets += results.final_files(video, used_stages(video), config["mlflow"]["enabled"])

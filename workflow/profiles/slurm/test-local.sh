@@ -180,4 +180,33 @@ for layer in results/cockatoo/stage1/stage1.gnerv results/cockatoo/stage2/stage2
         exit 1
     fi
 done
+# A segmented encode: one job per segment, spread by SLURM, gathered into the same index as a
+# local run of it.
+cat >"$WORK/segments.yaml" <<'EOF'
+extract: {frames: "0:12"}
+stages:
+  - {size: 15k, epochs: 2, alpha: 0.7}
+segments: {segment_frames: 4}
+EOF
+say "running a segmented encode through $PROFILE"
+for where in slurm local; do
+    if [[ $where == slurm ]]; then run=(snakemake --profile "$PROFILE"); else
+        run=(snakemake --cores 2); fi
+    (cd "$WORK/$where" && MLFLOW_TRACKING_URI=sqlite:///$WORK/$where/mlflow.db \
+        "${run[@]}" --configfile "$CONFIG" "$WORK/segments.yaml" \
+        >"$WORK/$where-segments.out" 2>&1) || {
+        tail -n 40 "$WORK/$where-segments.out"
+        exit 1
+    }
+done
+segment_jobs=$(grep -c "submitted with SLURM jobid" "$WORK/slurm-segments.out" || true)
+if [[ $segment_jobs -lt 3 ]]; then
+    say "expected the three segments' jobs to go through SLURM ($segment_jobs did)"
+    exit 1
+fi
+index=results/cockatoo/segments/segments.json
+if ! cmp -s "$WORK/slurm/$index" "$WORK/local/$index"; then
+    say "$index differs between the SLURM and the local run"
+    exit 1
+fi
 say "OK: the SLURM run's layers equal the local run's"
