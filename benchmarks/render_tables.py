@@ -301,6 +301,29 @@ def segments_memory(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def segments_parallel(record: dict) -> str:
+    """benchmarks/segments_parallel.py's table: segment jobs one at a time or side by side."""
+    flags = ", ".join(record["machine"].get("flags", []))
+    base = record["rows"][0]["wall_seconds"]
+    lines = [
+        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
+        f"{record['date']}; `{record['command']}`; `snakemake --cores {record['cores']} "
+        f"--configfile {record['config']}`.",
+        "",
+        "| segment jobs | threads per job | wall (s) | ratio |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        threads = r["flags"][-1].split("=")[-1]
+        lines.append(
+            f"| {r['variant']} | {threads} | {r['wall_seconds']:.0f} | "
+            f"{r['wall_seconds'] / base:.2f}x |"
+        )
+    same = "the same bytes" if record["same_index"] else "different bytes"
+    lines += ["", f"The two runs' indexes: {same}."]
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
     "load": load,
     "default_coding": default_coding,
@@ -310,6 +333,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "demo": demo,
     "segments": segments,
     "segments_memory": segments_memory,
+    "segments_parallel": segments_parallel,
 }
 
 
