@@ -373,6 +373,12 @@ def render_all(
     return np.concatenate(out)
 
 
+def fit_model_config(plan: Plan, height: int, width: int) -> GNeRVConfig:
+    """The fit's model (the fit and profile sections train the same one)."""
+    c0 = c0_for_size(plan.fit_size, height=height, width=width, min_channels=plan.fit_min_channels)
+    return GNeRVConfig(height, width, c0=c0, min_channels=plan.fit_min_channels)
+
+
 def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep: Report) -> dict:
     res: dict[str, Any] = {}
     rep.data["fit"] = res
@@ -384,8 +390,7 @@ def fit_section(args: argparse.Namespace, plan: Plan, device: torch.device, rep:
     res["read_s"] = round(time.perf_counter() - t, 2)
     rep.log(f"fit: read {how}: {n} frames {height}x{width} in {res['read_s']} s")
 
-    c0 = c0_for_size(plan.fit_size, height=height, width=width, min_channels=plan.fit_min_channels)
-    model_cfg = GNeRVConfig(height, width, c0=c0, min_channels=plan.fit_min_channels)
+    model_cfg = fit_model_config(plan, height, width)
     macs = macs_per_frame(model_cfg)
     res.update(model=describe(model_cfg), params=count_params(model_cfg), macs_per_frame=macs)
     rep.log(f"fit: {describe(model_cfg)}")
@@ -630,8 +635,7 @@ def profile_section(
     video = args.video if args.video is not None else (None if plan.tiny else default_video())
     frames, how = load_clip(video)
     n, height, width, _ = frames.shape
-    c0 = c0_for_size(plan.fit_size, height=height, width=width, min_channels=plan.fit_min_channels)
-    model_cfg = GNeRVConfig(height, width, c0=c0, min_channels=plan.fit_min_channels)
+    model_cfg = fit_model_config(plan, height, width)
     res.update(source=how, model=describe(model_cfg))
 
     def cfg(epochs: int, compile: bool = False) -> TrainConfig:

@@ -39,6 +39,15 @@ def _bd(paper: list[dict], new: list[dict]) -> tuple[float, float]:
     return bd_rate(*a, *b), bd_psnr(*a, *b)
 
 
+def machine_line(record: dict) -> str:
+    """A CPU record's first words: "Machine: 2-core CPU (flags), date; `command`"."""
+    m = record["machine"]
+    flags = ", ".join(m.get("flags", []))
+    return (
+        f"Machine: {m['cores']}-core {m['cpu']} ({flags}), {record['date']}; `{record['command']}`"
+    )
+
+
 def default_coding(record: dict) -> str:
     """Today's coding (the paper's 8-bit min/max) against the default coding, per clip and
     size, from benchmarks/rd_rate.py's record: decoded PSNR, file size, and each clip's BD-rate
@@ -74,10 +83,8 @@ def default_coding(record: dict) -> str:
 def time_to_quality(record: dict) -> str:
     """benchmarks/time_to_quality.py's table: each path's training time, decoded PSNR and the
     time it took to reach the reference path's final training PSNR."""
-    flags = ", ".join(record["machine"].get("flags", []))
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`.",
+        machine_line(record) + ".",
         "",
         "| clip | path | precision | train s | ratio | decoded PSNR (dB) | to the reference's "
         "quality: epoch, s | ratio |",
@@ -95,10 +102,8 @@ def time_to_quality(record: dict) -> str:
 
 def load(record: dict) -> str:
     """benchmarks/bench_load.py's table: each thread setting idle and beside busy processes."""
-    flags = ", ".join(record["machine"].get("flags", []))
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`.",
+        machine_line(record) + ".",
         "",
         "| threads | busy processes | train s | slowdown | decode frames/s | slowdown |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -195,11 +200,9 @@ def gpu(record: dict) -> str:
 
 def loss(record: dict) -> str:
     """benchmarks/bench_loss.py's table: a training step with each SSIM, and the SSIM alone."""
-    flags = ", ".join(record["machine"].get("flags", []))
     st = record["settings"]
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`; {st['hw']}, {st['size']}, batch {st['batch']}, "
+        machine_line(record) + f"; {st['hw']}, {st['size']}, batch {st['batch']}, "
         f"torch {st['torch']}.",
         "",
         "| what | ms | against the step with pytorch-msssim |",
@@ -213,12 +216,10 @@ def loss(record: dict) -> str:
 
 def demo(record: dict) -> str:
     """benchmarks/demo.py's table: the demo pipeline's R-D points against x264 and x265."""
-    flags = ", ".join(record["machine"].get("flags", []))
     jobs = {j["job"]: j["seconds"] for j in record["jobs"]}
     minutes, seconds = divmod(round(record["wall_seconds"]), 60)
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}` (`{record['pipeline']}`): {minutes} min "
+        machine_line(record) + f" (`{record['pipeline']}`): {minutes} min "
         f"{seconds} s for the whole pipeline.",
         "",
         "| curve | point | params | bpp | PSNR (dB) | fit (s) | fine-tune (s) "
@@ -263,11 +264,9 @@ def demo(record: dict) -> str:
 
 def segments(record: dict) -> str:
     """benchmarks/segments.py's table: one network against segments of several lengths."""
-    flags = ", ".join(record["machine"].get("flags", []))
     st = record["settings"]
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`; {st['frames']} frames at {st['resize']}, "
+        machine_line(record) + f"; {st['frames']} frames at {st['resize']}, "
         f"{st['size']} parameters in all, {st['epochs']} epochs per network.",
         "",
         "| coded as | networks | bytes | bpp | PSNR (dB) | encode (s) |",
@@ -283,11 +282,9 @@ def segments(record: dict) -> str:
 
 def segments_memory(record: dict) -> str:
     """benchmarks/segments_memory.py's table: a segmented encode's peak memory by clip length."""
-    flags = ", ".join(record["machine"].get("flags", []))
     st = record["settings"]
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`; {st['hw']}, segments of "
+        machine_line(record) + f"; {st['hw']}, segments of "
         f"{st['segment_frames']} frames, {st['size']} parameters each, one epoch.",
         "",
         "| clip frames | segments | peak RSS (MB) | wall (s) |",
@@ -303,11 +300,9 @@ def segments_memory(record: dict) -> str:
 
 def segments_parallel(record: dict) -> str:
     """benchmarks/segments_parallel.py's table: segment jobs one at a time or side by side."""
-    flags = ", ".join(record["machine"].get("flags", []))
     base = record["rows"][0]["wall_seconds"]
     lines = [
-        f"Machine: {record['machine']['cores']}-core {record['machine']['cpu']} ({flags}), "
-        f"{record['date']}; `{record['command']}`; `snakemake --cores {record['cores']} "
+        machine_line(record) + f"; `snakemake --cores {record['cores']} "
         f"--configfile {record['config']}`.",
         "",
         "| segment jobs | threads per job | wall (s) | ratio |",

@@ -174,6 +174,13 @@ def parse_lrs(text: str) -> list[float | str]:
     return [AUTO_LR if w == AUTO_LR else parse_list(w, float, "--stage-lrs")[0] for w in words]
 
 
+def stage_count(args: argparse.Namespace) -> int:
+    """How many stages `encode` trains: --stages, else one per --stage-sizes entry, else 1."""
+    if args.stages:
+        return args.stages
+    return len(parse_list(args.stage_sizes, str, "--stage-sizes")) if args.stage_sizes else 1
+
+
 def encode_specs(
     args: argparse.Namespace, settings: dict, n_stages: int, share: float = 1.0
 ) -> list:
@@ -221,7 +228,7 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "encode")
     compress = compress_config(settings)  # before the video is read
-    n_stages = args.stages or (len(args.stage_sizes.split(",")) if args.stage_sizes else 1)
+    n_stages = stage_count(args)
     encode_specs(args, settings, n_stages)  # the flags checked before the video is read
     # One segment in memory at a time: the clip's frames are counted first, then each
     # segment's frames are read from the video as it comes.
@@ -305,9 +312,8 @@ def cmd_encode_layers(args: argparse.Namespace) -> None:
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "encode")
     compress = compress_config(settings)  # before the video is read
-    sizes = parse_list(args.stage_sizes, str, "--stage-sizes") if args.stage_sizes else None
-    n_stages = args.stages or (len(sizes) if sizes else 1)
-    if target is not None and args.stages is None and not sizes:
+    n_stages = stage_count(args)
+    if target is not None and args.stages is None and not args.stage_sizes:
         n_stages = TARGET_STAGES
         print(
             f"note: {target.describe()} without --stages: up to {TARGET_STAGES} stages of the "

@@ -31,7 +31,7 @@ import numpy as np
 from gnerv.codec.bitstream import GnervFile, canonical_json, read_gnerv
 from gnerv.codec.decode import check_chain
 from gnerv.codec.limits import DEFAULT_LIMITS, DecodeLimits, check_decode_cost
-from gnerv.pipeline.results import SEGMENT_INDEX_NAME, segment_dir_name, split_frames
+from gnerv.pipeline.results import SEGMENT_INDEX_NAME, split_frames
 from gnerv.runtime.errors import GnervError
 
 INDEX_NAME = SEGMENT_INDEX_NAME
@@ -43,10 +43,6 @@ MAX_LAYERS = 64  # per segment
 # A layer's name in the index: a segment folder and a file in it, nothing that climbs out.
 LAYER_NAME = re.compile(r"seg[0-9]{3,6}/[A-Za-z0-9_.-]{1,64}\.gnerv")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-def segment_dir(index: int) -> str:
-    return segment_dir_name(index)
 
 
 def check_segment_count(n_frames: int, segment_frames: int) -> list[tuple[int, int]]:

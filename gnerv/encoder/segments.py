@@ -24,10 +24,9 @@ from gnerv.codec.segments import (
     check_segment_count,
     index_bytes,
     read_index,
-    segment_dir,
 )
 from gnerv.media.video import DEFAULT_FPS
-from gnerv.pipeline.results import SEGMENT_MANIFEST_NAME
+from gnerv.pipeline.results import SEGMENT_MANIFEST_NAME, segment_dir_name
 from gnerv.runtime.atomic import atomic_output
 from gnerv.runtime.errors import GnervError
 
@@ -70,7 +69,7 @@ def encode_segment_at(
             f"{start + length}): the clip is shorter than it said; give --frames A:B"
         )
     _, height, width, _ = part.shape
-    folder = out_dir / segment_dir(i)
+    folder = out_dir / segment_dir_name(i)
     seg_meta = {k: v for k, v in meta.items() if k != "video_id"}
     paths = encode_segment(part, seg_meta, folder, i)
     if not paths:
