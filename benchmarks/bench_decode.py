@@ -17,7 +17,10 @@ Paths, side by side in one run (`--paths`): `before` is the plain decoder (glibc
 each large buffer a fresh mmap; the `reference` kernel: the forward as in training, torch's NHWC
 pixel shuffle and a new tensor per step), `heap` adds the kept heap (gnerv/runtime/heap.py),
 `today` also the `lean` kernel (gnerv.codec.kernels: the blocked shuffle, in-place GELU, shift
-and sigmoid): all three give the same bits. `bf16` is
+and sigmoid): all three give the same bits, render 1's. `render2` is the `fused` kernel, the
+arithmetic files of render 2 name (convs fused with their GELU or sigmoid in oneDNN, the shift's
+sums in a fixed order, the time path frame by frame: exact and the same for every batch and
+thread count, other last bits than render 1's). `bf16` is
 today's with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its
 `of ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured
 in a fresh process per path, the paths alternating, so a drift of the machine's load hits all;
@@ -57,6 +60,7 @@ PATHS = {  # name -> (kept heap, kernel, precision)
     "before": (False, "reference", "fp32"),
     "heap": (True, "reference", "fp32"),
     "today": (True, "lean", "fp32"),
+    "render2": (True, "fused", "fp32"),  # render 2's exact arithmetic
     "bf16": (True, "lean", "bf16"),  # today's, with --precision bf16 (lossy)
 }
 OUT = ROOT / "benchmarks" / "out"

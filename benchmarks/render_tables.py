@@ -319,7 +319,73 @@ def segments_parallel(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decode_renders(record: dict) -> str:
+    """benchmarks/bench_decode.py's record of render 1 (`today`) against render 2 (`render2`):
+    each path's median round, its frames/s against a plain eager forward in the same process."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in record["rows"]:
+        groups.setdefault((r["shape"], r["params"], r["batch"], r["path"]), []).append(r)
+    names = {"today": "render 1 (`lean`)", "render2": "render 2 (`fused`)"}
+    lines = [
+        machine_line(record) + ", torch " + record["torch"]["version"] + "; random weights; "
+        "each path in a fresh process, the paths alternating; the median of the rounds.",
+        "",
+        "| frame | params | batch | render | decoder frames/s | rounds | eager frames/s "
+        "| x eager | convs |",
+        "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for (shape, params, batch, path), rows in groups.items():
+        ranked = sorted(rows, key=lambda r: r["decoder_fps"])
+        mid = ranked[(len(ranked) - 1) // 2]
+        spread = " / ".join(f"{r['decoder_fps']:.1f}" for r in rows)
+        lines.append(
+            f"| {shape} | {params / 1e6:.3f}M | {batch} | {names.get(path, path)} | "
+            f"{mid['decoder_fps']:.1f} | {spread} | {mid['eager_fps']:.1f} | "
+            f"{mid['decoder_fps'] / mid['eager_fps']:.2f}x | {mid['conv_share']:.0%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def render_contract(record: dict) -> str:
+    """benchmarks/render_contract.py's tables: what each render's frames depend on."""
+    ref = record["reference"]
+    lines = [
+        machine_line(record)
+        + ", torch "
+        + record["torch"]["version"]
+        + "; layers "
+        + ", ".join(f"`{p}`" for p in record["layers"])
+        + ".",
+        "",
+        "| render | layers | PSNR (dB) |",
+        "| --- | ---: | ---: |",
+    ]
+    for q in record["quality"]:
+        lines.append(f"| {q['render']} | {q['layers']} | {q['psnr']:.4f} |")
+    lines += [
+        "",
+        f"Against the same render at batch {ref['batch']} with {ref['threads']} threads "
+        "(all layers; floats: the layers' float sum, bytes: the decoded uint8 values):",
+        "",
+        "| render | setting | floats differing | max float diff | bytes differing | max levels |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    rows = [
+        (r, f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}, batch {r['batch']}")
+        for r in record["settings"]
+    ]
+    rows += [(r, f"{r['isa']} kernels, batch {ref['batch']}") for r in record["isa"]]
+    for r, setting in sorted(rows, key=lambda rs: rs[0]["render"]):
+        lines.append(
+            f"| {r['render']} | {setting} | {r['floats_differing']:,} of {r['floats']:,} | "
+            f"{r['max_float_diff']:.1e} | {r['bytes_differing']:,} | {r['max_levels']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "decode_renders": decode_renders,
+    "render_contract": render_contract,
     "load": load,
     "default_coding": default_coding,
     "time_to_quality": time_to_quality,

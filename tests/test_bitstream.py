@@ -46,7 +46,7 @@ def model() -> GNeRV:
 
 @pytest.fixture(scope="module")
 def data(model: GNeRV) -> bytes:
-    return bs.compress_model(model, 8, VIDEO, bs.base_stage(VIDEO_ID))
+    return bs.compress_model(model, 8, VIDEO, bs.base_stage(VIDEO_ID), render=1)  # format 2
 
 
 def split(data: bytes) -> tuple[int, dict, bytes]:
@@ -105,8 +105,22 @@ def test_decoder_renders_the_dequantized_model_bit_for_bit(model: GNeRV, data: b
 
 
 def test_same_model_same_bytes(model: GNeRV, data: bytes) -> None:
-    again = bs.compress_model(laplace_model(), 8, VIDEO, bs.base_stage(VIDEO_ID))
+    again = bs.compress_model(laplace_model(), 8, VIDEO, bs.base_stage(VIDEO_ID), render=1)
     assert again == data
+
+
+def test_format_5_names_the_render_its_frames_are_defined_by(model: GNeRV) -> None:
+    newest = bs.compress_model(model, 8, VIDEO, bs.base_stage(VIDEO_ID))
+    version, header, body = split(newest)
+    assert version == bs.FORMAT_VERSION == 5 and header["render"] == 2
+    assert bs.unpack(newest).render == 2 and bs.file_info(bs.unpack(newest))["render"] == 2
+    for value in (3, 0, True, 2.0, "2", None, [2]):
+        refused(join({**header, "render": value}, body, 5), "render of format 5 must be one of")
+    missing = {k: v for k, v in header.items() if k != "render"}
+    refused(join(missing, body, 5), "missing keys ['render']")
+    assert bs.unpack(join({**header, "render": 1}, body, 5)).render == 1  # may be named
+    refused(join(header, body, 4), "unknown keys ['render']")  # before format 5: never named
+    assert bs.unpack(join(missing, body, 4)).render == 1  # absent: render 1
 
 
 def test_channel_layout_per_tensor_kind(model: GNeRV, data: bytes) -> None:
@@ -403,7 +417,7 @@ def test_layout_is_recorded_and_format_1_reads_as_wide(data: bytes) -> None:
         for k, v in paper.state_dict().items()
     }
     paper.load_state_dict(sd, assign=True)
-    packed = bs.compress_model(paper.eval(), 8, VIDEO, bs.base_stage(VIDEO_ID))
+    packed = bs.compress_model(paper.eval(), 8, VIDEO, bs.base_stage(VIDEO_ID), render=1)
     version, header, body = split(packed)
     assert version == 2 and header["model"]["layout"] == "paper"
     f = bs.unpack(packed, "paper.gnerv")
@@ -460,7 +474,10 @@ def test_the_format_table_is_the_one_the_docs_list():
     listed = [int(m) for m in re.findall(r"^\| (\d+) \|", section, flags=re.MULTILINE)]
     assert listed == list(bitstream.FORMATS) == list(bitstream.READ_VERSIONS)
     assert bitstream.FORMAT_VERSION == max(bitstream.FORMATS)
-    for scheme, version in bitstream.WRITTEN_FORMAT.items():
+    for scheme, version in bitstream.RENDER1_FORMAT.items():
         assert scheme in bitstream.FORMATS[version].schemes
+        assert bitstream.FORMATS[version].renders == (1,)
+        assert bitstream.written_format(scheme, 1) == version
+        assert bitstream.written_format(scheme, 2) == bitstream.FORMAT_VERSION
     modes = [f.max_entropy_mode for f in bitstream.FORMATS.values()]
     assert modes == sorted(modes)  # a newer format never loses an entropy mode

@@ -17,6 +17,7 @@ from gnerv.cli import main
 from gnerv.codec import bitstream as bs
 from gnerv.codec.config import GNeRVConfig, count_params
 from gnerv.codec.decode import build_model, decode_float, decode_layers
+from gnerv.codec.kernels import NEWEST_RENDER, RENDER_KERNELS
 from gnerv.codec.model import GNeRV, for_inference, render, to_uint8
 from gnerv.codec.quantize import dequantized_state_dict, quantize_model
 from gnerv.encoder.config import TrainConfig
@@ -91,7 +92,11 @@ def test_decoded_psnr_equals_the_encoders_and_frames_equal_the_quantized_model(
     model, _ = model_from_checkpoint(Path(fig["workdir"]) / CHECKPOINT_NAME)
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     model.load_state_dict(dequantized_state_dict(quantize_model(model, 8), shapes))
-    rendered = to_uint8(render(for_inference(model, "cpu"), torch.arange(N), N)).numpy()
+    f = bs.read_gnerv(path)  # the arithmetic the file names (render 2: the fused kernel)
+    kernel = RENDER_KERNELS[f.render]
+    assert f.render == NEWEST_RENDER == 2 and kernel == "fused"
+    rendered = to_uint8(render(for_inference(model, "cpu"), torch.arange(N), N, kernel=kernel))
+    rendered = rendered.numpy()
     np.testing.assert_array_equal(decoded, rendered)
     assert fig["psnr_float"] == pytest.approx(fig["fit_psnr"], abs=1e-6)
     assert fig["bytes"] == path.stat().st_size
@@ -261,8 +266,8 @@ def test_layers_add_up_and_bad_chains_are_refused(encoded, tmp_path, capsys) -> 
     got = decode_cli(capsys, tmp_path, base_path, l2)
     idx = torch.arange(N)
     want = (
-        render(for_inference(build_model(base), "cpu"), idx, N)
-        + render(for_inference(build_model(layer2), "cpu"), idx, N) / 0.5
+        render(for_inference(build_model(base), "cpu"), idx, N, kernel="fused")
+        + render(for_inference(build_model(layer2), "cpu"), idx, N, kernel="fused") / 0.5
     )
     np.testing.assert_array_equal(got, to_uint8(want).numpy())
     np.testing.assert_array_equal(

@@ -8,6 +8,10 @@ add a new one for a new format instead.
 tests/expected/golden-v4.gnerv is format 4 (the symmetric scheme, its parametric blobs in the
 integer-table modes LAPLACE_T / GAUSSIAN_T); its JSON also records the SHA-256 of the decoded
 symbols and dequantized weights, which every platform must reproduce bit for bit.
+
+tests/expected/golden-v5.gnerv (symmetric) and golden-v5-minmax.gnerv (the paper's scheme) are
+format 5, render 2: what every encode writes. Render 2's frames do not depend on the batch size
+or the thread count, so they must decode to the recorded frames with any of them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from gnerv.codec.bitstream import file_info, read_gnerv
 from gnerv.codec.decode import decode_layers
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
-GOLDEN = ["golden-v1", "golden-v4"]
+GOLDEN = ["golden-v1", "golden-v4", "golden-v5", "golden-v5-minmax"]
+DIGESTED = ["golden-v4", "golden-v5", "golden-v5-minmax"]  # symbols and weights recorded
+RENDER_2 = ["golden-v5", "golden-v5-minmax"]
 
 
 def record(name: str) -> dict:
@@ -77,16 +83,38 @@ def _make_golden_module():  # tests/expected/make_golden.py's digests, the same 
     return module
 
 
-def test_golden_v4_symbols_and_weights_are_the_recorded_ones() -> None:
-    want = record("golden-v4")
+@pytest.mark.parametrize("name", DIGESTED)
+def test_golden_symbols_and_weights_are_the_recorded_ones(name: str) -> None:
+    want = record(name)
     f = read_gnerv(EXPECTED / want["file"])
-    assert f.version == 4 and want["format"] == 4
+    assert f.version == want["format"] and f.scheme == want["scheme"]
     modes = {r.blob[0] for r in f.records if r.blob}
-    assert {8, 9} <= modes  # both integer-table modes are exercised
+    if f.scheme == "uniform-symmetric-per-channel":
+        assert {8, 9} <= modes  # both integer-table modes are exercised
+    else:
+        assert modes <= {0, 1, 2} and 2 in modes  # counted tables, as the paper's files
     assert not modes & {3, 4, 6, 7}  # and no float-table one
     mg = _make_golden_module()
     assert mg.symbols_sha256(f) == want["symbols_sha256"]
     assert mg.weights_sha256(f) == want["weights_sha256"]
+
+
+@pytest.mark.parametrize("name", RENDER_2)
+def test_render_2_golden_frames_with_any_batch_or_thread_count(name: str) -> None:
+    import torch
+
+    want = record(name)
+    f = read_gnerv(EXPECTED / want["file"])
+    assert f.render == want["render"] == 2
+    before = torch.get_num_threads()
+    try:
+        for threads, batch in ((1, 1), (3, 7), (2, 32), (4, 2)):
+            torch.set_num_threads(threads)
+            frames = decode_layers([f], range(f.n_frames), "cpu", batch)
+            got = hashlib.sha256(np.ascontiguousarray(frames).tobytes()).hexdigest()
+            assert got == want["frames_sha256"], (threads, batch)
+    finally:
+        torch.set_num_threads(before)
 
 
 def _with_version(data: bytes, version: int) -> bytes:
@@ -96,13 +124,13 @@ def _with_version(data: bytes, version: int) -> bytes:
 
 
 def test_format_4_modes_are_refused_in_a_format_3_header() -> None:
-    from gnerv.codec.bitstream import unpack
+    from gnerv.codec.bitstream import FORMAT_VERSION, unpack
     from gnerv.runtime.errors import GnervError
 
     data = (EXPECTED / "golden-v4.gnerv").read_bytes()
     assert unpack(_with_version(data, 4), "same.gnerv").version == 4
     with pytest.raises(GnervError, match=r"mode byte [89] does not exist in format 3"):
         unpack(_with_version(data, 3), "relabelled.gnerv")
-    # a reader of format 3 (FORMAT_VERSION 3) refuses the whole file up front, by its version
+    # a reader refuses a newer format's whole file up front, by its version
     with pytest.raises(GnervError, match="newer gnerv"):
-        unpack(_with_version(data, 5), "future.gnerv")
+        unpack(_with_version(data, FORMAT_VERSION + 1), "future.gnerv")

@@ -110,16 +110,24 @@ def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
         decode_symbols(b"\x0a" + blob[1:], sym.size, 32)
 
 
-def test_paper_files_stay_format_2_and_rate_path_files_are_format_4() -> None:
+def test_render_1_files_keep_their_formats_and_render_2_files_are_format_5() -> None:
     import struct
 
     model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
     video = bs.video_facts(4, 36, 64, 20.0)
-    paper = bs.compress_model(model, 8, video, bs.base_stage("ab" * 32))
-    rate = bs.compress_model(model, 5, video, bs.base_stage("ab" * 32), scheme=SYM)
-    assert struct.unpack_from("<H", paper, 4)[0] == 2 and bs.FORMAT_VERSION == 4
+    stage = bs.base_stage("ab" * 32)
+    paper = bs.compress_model(model, 8, video, stage, render=1)
+    rate = bs.compress_model(model, 5, video, stage, scheme=SYM, render=1)
+    assert struct.unpack_from("<H", paper, 4)[0] == 2 and bs.FORMAT_VERSION == 5
     assert struct.unpack_from("<H", rate, 4)[0] == 4
     assert bs.unpack(paper).version == 2 and bs.unpack(rate).version == 4
+    assert b'"render"' not in paper and b'"render"' not in rate
+    for scheme, bits in ((bs.MINMAX_SCHEME, 8), (SYM, 5)):
+        new = bs.compress_model(model, bits, video, stage, scheme=scheme)  # the newest render
+        f = bs.unpack(new)
+        assert struct.unpack_from("<H", new, 4)[0] == 5 and (f.version, f.render) == (5, 2)
+        old = paper if scheme == bs.MINMAX_SCHEME else rate
+        assert [r.blob for r in f.records] == [r.blob for r in bs.unpack(old).records]
 
 
 @pytest.mark.parametrize("corrupt", [b"\x03\x00\x40\x00\x00\xc0\x7f", b"\x03\x05\x03"])
@@ -156,7 +164,7 @@ def test_format_1_files_cannot_name_the_symmetric_scheme() -> None:
 
     model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
     data = bs.compress_model(
-        model, 6, bs.video_facts(4, 36, 64, 20.0), bs.base_stage("ab" * 32), scheme=SYM
+        model, 6, bs.video_facts(4, 36, 64, 20.0), bs.base_stage("ab" * 32), scheme=SYM, render=1
     )
     _, _, hlen = struct.unpack_from("<4sHI", data)
     header = json.loads(data[10 : 10 + hlen])

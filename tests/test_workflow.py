@@ -1028,7 +1028,7 @@ def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
         assert summary["key"]["compress"]["qat_epochs"] == 1 and summary["bits"] == 6
         assert (wf / f"results/cockatoo/stage{j}/finetune/checkpoint.pt").is_file()
         layer = (wf / f"results/cockatoo/stage{j}/stage{j}.gnerv").read_bytes()
-        assert struct.unpack_from("<H", layer, 4)[0] == 4  # the rate path's format
+        assert struct.unpack_from("<H", layer, 4)[0] == 5  # format 5: render 2 files
     assert not ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S)))
     fit1 = (wf / FIT1_CHECKPOINT).read_bytes()
 

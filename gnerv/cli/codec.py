@@ -478,7 +478,10 @@ def cmd_info(args: argparse.Namespace) -> None:
         else f"layer {st['index']}, refines {st['parent_sha256'][:8]}, "
         f"residual scale {st['residual_scale']:g}"
     )
-    print(f"{info['file']}: .gnerv format {info['format']} ({info['encoder']}), {layer}")
+    print(
+        f"{info['file']}: .gnerv format {info['format']}, render {info['render']} "
+        f"({info['encoder']}), {layer}"
+    )
     print(f"  sha256 {info['sha256']}, video {st['video_id'][:16]}")
     print(f"  recipe: {info['recipe'] or 'not recorded (a file written before recipes were)'}")
     print(

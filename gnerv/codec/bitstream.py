@@ -70,6 +70,7 @@ from gnerv.codec.entropy import (
     decode_symbols,
     encode_symbols,
 )
+from gnerv.codec.kernels import NEWEST_RENDER, RENDER_KERNELS
 from gnerv.codec.limits import (
     DEFAULT_LIMITS,
     MAX_PARAMS,
@@ -113,6 +114,7 @@ MAX_ENCODER_CHARS = 100
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 _TOP_KEYS = {"encoder", "model", "quantization", "stage", "tensors", "video"}
+_RENDER_KEY = "render"  # from format 5: the render version (kernels.RENDER_KERNELS)
 _VIDEO_KEYS = {"fps", "height", "n_frames", "width"}
 _QUANT_KEYS = {"bits", "scheme"}
 _STAGE_KEYS = {"index", "parent_sha256", "residual_scale", "video_id"}
@@ -153,6 +155,7 @@ class FormatSpec:
     max_entropy_mode: int  # the newest entropy mode byte its blobs may use
     unit_bytes: int  # a symmetric tensor's unit step: float32 (4) or bfloat16 (2); 0: none
     added: str  # what the version brought, in words
+    renders: tuple[int, ...] = (1,)  # header "render" values (absent before format 5: render 1)
 
 
 FORMATS: dict[int, FormatSpec] = {
@@ -177,13 +180,23 @@ FORMATS: dict[int, FormatSpec] = {
             "parametric models with integer tables (LAPLACE_T, GAUSSIAN_T), exact on every "
             "platform, in place of format 3's float ones",
         ),
+        FormatSpec(
+            5, SCHEMES, frozenset(_CONFIG_KEYS), MODE_GAUSSIAN_T, _UNIT_BF16.size,
+            "the header's render version (render 2: the same frames for every batch size and "
+            "thread count)", tuple(RENDER_KERNELS),
+        ),
     )
 }  # fmt: skip
-FORMAT_VERSION = max(FORMATS)  # the newest, which the symmetric scheme writes
+FORMAT_VERSION = max(FORMATS)  # the newest, which files of the newest render are written in
 READ_VERSIONS = tuple(FORMATS)
-# The version each scheme's files are written in: the paper's min/max files stay format 2,
-# byte for byte as before, so that earlier readers read them.
-WRITTEN_FORMAT = {MINMAX_SCHEME: 2, SYMMETRIC_SCHEME: FORMAT_VERSION}
+# The version a render-1 file of each scheme is written in (no "render" key: byte for byte what
+# earlier writers wrote, so that earlier readers read it); a newer render needs FORMAT_VERSION.
+RENDER1_FORMAT = {MINMAX_SCHEME: 2, SYMMETRIC_SCHEME: 4}
+
+
+def written_format(scheme: str, render: int) -> int:
+    """The format version a file of `scheme` rendered by `render` is written in."""
+    return RENDER1_FORMAT[scheme] if render == 1 else FORMAT_VERSION
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,8 +344,16 @@ def _validate_header(
     check_cost: Callable[[GNeRVConfig, int], None] | None = None,
 ) -> tuple[dict, GNeRVConfig, int, list[dict], dict, str]:
     """Check a parsed header of format `version`; returns (video, config, bits, tensor table,
-    stage, scheme)."""
-    header = _obj(header, "(top level)", _TOP_KEYS)
+    stage, scheme, render)."""
+    spec = FORMATS[version]
+    with_render = spec.renders != (1,)
+    header = _obj(header, "(top level)", _TOP_KEYS | ({_RENDER_KEY} if with_render else set()))
+    render = header[_RENDER_KEY] if with_render else 1
+    if type(render) is not int or render not in spec.renders:
+        raise GnervError(
+            f"header field render of format {version} must be one of {list(spec.renders)}, "
+            f"got {render!r}"
+        )
     enc = header["encoder"]
     if not isinstance(enc, str) or len(enc) > MAX_ENCODER_CHARS or not enc.isprintable():
         raise GnervError("header field encoder must be a short printable string")
@@ -385,7 +406,7 @@ def _validate_header(
         if scheme == SYMMETRIC_SCHEME:
             lo, hi = _ranges_bounds(num_channels(coding_shape(shape)), version)
             _int(entry["ranges_bytes"], f"tensors[{i}].ranges_bytes", lo, hi)
-    return video, cfg, bits, table, stage, scheme
+    return video, cfg, bits, table, stage, scheme, render
 
 
 def _expand_entry(entry: Any, i: int, name: str, shape: tuple[int, ...]) -> dict:
@@ -480,6 +501,7 @@ class GnervFile:
     limits: DecodeLimits = DEFAULT_LIMITS  # what decoding it may cost
     scheme: str = MINMAX_SCHEME  # quantization.scheme
     version: int = FORMAT_VERSION  # the file's format version
+    render: int = 1  # the render version its frames are defined by (kernels.RENDER_KERNELS)
 
     @property
     def n_frames(self) -> int:
@@ -516,11 +538,16 @@ def pack(
     stage: dict,
     tensors: list[QuantizedTensor],
     encoder: str = f"gnerv {__version__}",
+    render: int = NEWEST_RENDER,
 ) -> bytes:
-    """Serialize one layer. ``tensors`` come from :func:`quantize_model` (coding shapes).
+    """Serialize one layer. ``tensors`` come from :func:`quantize_model` (coding shapes);
+    ``render``: the render version its frames are defined by (the newest unless a file must be
+    readable by an older decoder: render 1 writes format 2 or 4, as before).
 
     The header is checked with the reader's own validation, so nothing unreadable is written.
     """
+    if render not in RENDER_KERNELS:
+        raise GnervError(f"render {render} is not one of {list(RENDER_KERNELS)}")
     expected = expected_tensors(model_config)
     if [q.name for q in tensors] != [n for n, _ in expected]:
         raise GnervError("tensors do not match the model config's state dict (names or order)")
@@ -555,15 +582,17 @@ def pack(
         "stage": stage,
         "tensors": [_compact_entry(e) for e in table] if scheme == SYMMETRIC_SCHEME else table,
     }
-    _validate_header(header)
+    version = written_format(scheme, render)
+    if render != 1:
+        header[_RENDER_KEY] = render
+    _validate_header(header, version)
     try:
         text = canonical_json(header)
     except (TypeError, ValueError) as e:
         raise GnervError(f"header cannot be written as JSON ({e})")
     if len(text) > MAX_HEADER_BYTES:
         raise GnervError(f"header of {len(text)} bytes exceeds {MAX_HEADER_BYTES}")
-    _validate_header(json.loads(text))
-    version = WRITTEN_FORMAT[scheme]
+    _validate_header(json.loads(text), version)
     data = _PREFIX.pack(MAGIC, version, len(text)) + text + b"".join(body)
     data += _CRC.pack(zlib.crc32(data))
     for r in _split_body(data, _PREFIX.size + len(text), table, "<new file>", version):
@@ -593,12 +622,14 @@ def compress_model(
     stage: dict,
     encoder: str = f"gnerv {__version__}",
     scheme: str = DEFAULT_SCHEME,
+    render: int = NEWEST_RENDER,
 ) -> bytes:
     """Quantize ``model`` (not in place) with ``scheme`` at ``bits`` (one depth, or one per
     tensor name), entropy code it and serialize: the file's bytes. The header's
-    ``quantization.bits`` is the largest depth used."""
+    ``quantization.bits`` is the largest depth used; ``render``: see :func:`pack`."""
     nominal = max(bits.values()) if isinstance(bits, dict) else bits
-    return pack(video, model.cfg, nominal, stage, quantize_model(model, bits, scheme), encoder)
+    tensors = quantize_model(model, bits, scheme)
+    return pack(video, model.cfg, nominal, stage, tensors, encoder, render)
 
 
 def symmetric_ranges_record(q: QuantizedTensor) -> bytes:
@@ -778,7 +809,7 @@ def unpack(
     if not canonical:
         raise GnervError(f"{name}: header is not in canonical form (sorted keys, no spaces)")
     try:
-        video, cfg, bits, table, stage, scheme = _validate_header(
+        video, cfg, bits, table, stage, scheme, render = _validate_header(
             header, version, lambda cfg, n: check_cost(cfg, n, 1, size, limits, None)
         )
     except GnervError as e:
@@ -810,6 +841,7 @@ def unpack(
         scheme=scheme,
         limits=limits,
         version=version,
+        render=render,
     )
     if decode:
         _ = f.tensors
@@ -848,6 +880,7 @@ def file_info(f: GnervFile, batch: int = 8) -> dict:
     return {
         "file": f.name,
         "format": f.version,
+        "render": f.render,
         "encoder": f.encoder,
         "recipe": recipe_of(f.encoder),
         "sha256": f.sha256,

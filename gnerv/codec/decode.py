@@ -8,7 +8,9 @@ file, and all layers come from the same video. Each layer renders on its own, in
 layers are divided by their ``residual_scale``; the sum is clipped to [0, 1] only at the end.
 
 Precision: "fp32" (the default) is exact, the very floats the encoder computed its residuals
-from. "bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders in bfloat16 (on a CPU
+from, in the arithmetic the file names (its render version: gnerv.codec.kernels.RENDER_KERNELS;
+render 2's frames do not depend on the batch size or the thread count).
+"bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders in bfloat16 (on a CPU
 gnerv.codec.kernels, convs fused with their activations; on a GPU torch.autocast): faster, and
 lossy against fp32 (docs/performance.md states by how much); the encoder never uses it.
 """
@@ -135,7 +137,7 @@ def _batches(
     batch_size: int,
     models: Layers | None = None,
     precision: str = DEFAULT_PRECISION,
-    kernel: str = kernels.DEFAULT_KERNEL,
+    kernel: str | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (positions in ``indices``, float layer sums (B, 3, H, W) on the device).
 
@@ -171,11 +173,17 @@ def _batches(
     # bf16 on a CPU: the fused oneDNN render (gnerv.codec.kernels); on a GPU: autocast.
     fused_bf16 = precision == "bf16" and dev.type == "cpu"
     autocast = precision == "bf16" and not fused_bf16
+    # Each layer in the arithmetic its file names, unless a kernel is forced (benchmarks).
+    layer_kernels = (
+        ["bf16"] * len(files)
+        if fused_bf16
+        else [kernel or kernels.RENDER_KERNELS[f.render] for f in files]
+    )
     with torch.inference_mode(), torch.autocast(dev.type, torch.bfloat16, enabled=autocast):
         for block, positions in groups:
             lo = block * batch_size
             t = frame_times(torch.arange(lo, min(lo + batch_size, n)), n).to(dev)
-            outs = _render_each(models, t, streams, "bf16" if fused_bf16 else kernel)
+            outs = _render_each(models, t, streams, layer_kernels)
             acc = outs[0]
             for out, (_, scale) in zip(outs[1:], models[1:], strict=True):
                 acc = acc + out / scale
@@ -187,14 +195,20 @@ def _batches(
 
 
 def _render_each(
-    models: Layers, t: torch.Tensor, streams: list[torch.cuda.Stream] | None, kernel: str
+    models: Layers,
+    t: torch.Tensor,
+    streams: list[torch.cuda.Stream] | None,
+    layer_kernels: Sequence[str],
 ) -> list[torch.Tensor]:
-    """Each layer's float output for frame times `t`, computed by `kernel` (gnerv.codec.kernels)."""
+    """Each layer's float output for frame times `t`, by its kernel (gnerv.codec.kernels)."""
     if streams is None:
-        return [kernels.forward(model, t, kernel).float() for model, _ in models]
+        return [
+            kernels.forward(model, t, kernel).float()
+            for (model, _), kernel in zip(models, layer_kernels, strict=True)
+        ]
     main = torch.cuda.current_stream(t.device)
     outs = []
-    for (model, _), stream in zip(models, streams, strict=True):
+    for (model, _), stream, kernel in zip(models, streams, layer_kernels, strict=True):
         stream.wait_stream(main)
         with torch.cuda.stream(stream):
             out = kernels.forward(model, t, kernel).float()
@@ -211,11 +225,13 @@ def decode_float(
     device: str | torch.device = "auto",
     batch_size: int = DEFAULT_BATCH,
     models: Layers | None = None,
+    kernel: str | None = None,
 ) -> torch.Tensor:
-    """The unclipped float sum of the layers: (N, 3, H, W) float32 on the CPU."""
+    """The unclipped float sum of the layers: (N, 3, H, W) float32 on the CPU (kernel: as in
+    decode_layers)."""
     cfg = files[0].model_config if files else None
     out = None
-    for positions, acc in _batches(files, indices, device, batch_size, models):
+    for positions, acc in _batches(files, indices, device, batch_size, models, kernel=kernel):
         if out is None:
             out = torch.empty((len(indices), 3, cfg.height, cfg.width), dtype=torch.float32)
         out[positions] = acc.cpu()
@@ -229,7 +245,7 @@ def iter_decoded(
     batch_size: int = DEFAULT_BATCH,
     models: Layers | None = None,
     precision: str = DEFAULT_PRECISION,
-    kernel: str = kernels.DEFAULT_KERNEL,
+    kernel: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Decoded frames in the order of ``indices``, a batch at a time: uint8 (B, H, W, 3) arrays.
 
@@ -261,9 +277,10 @@ def decode_layers(
     batch_size: int = DEFAULT_BATCH,
     models: Layers | None = None,
     precision: str = DEFAULT_PRECISION,
-    kernel: str = kernels.DEFAULT_KERNEL,
+    kernel: str | None = None,
 ) -> np.ndarray:
     """Decoded frames: uint8 (N, H, W, 3), the layers' sum clipped and rounded at the end
-    (kernel: the fp32 path, gnerv.codec.kernels; the same bits for "lean" and "reference")."""
+    (kernel: None renders each layer in its file's render version; a name of
+    gnerv.codec.kernels forces one, e.g. "reference" = "lean" = render 1 for benchmarks)."""
     decoded = iter_decoded(files, indices, device, batch_size, models, precision, kernel)
     return np.concatenate(list(decoded))

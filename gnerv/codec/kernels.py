@@ -7,6 +7,11 @@ One small interface: :func:`forward` renders frame times with one of :data:`KERN
   the sigmoid in place, and an NHWC pixel shuffle without torch's strided gather (the conv lists
   its output channels in shuffle order). Only buffers and the order values are listed in change:
   the same bits as ``reference`` (tests/test_model.py).
+- ``fused`` (render 2, what files name in their header from format 5 on): each conv fused with
+  its GELU (or the head's sigmoid) in one oneDNN kernel, the shift's statistics summed in a fixed
+  pairwise order, the time path computed frame by frame. Every value is computed the same way
+  whatever the batch size or thread count (tests/test_render.py): other last bits than ``lean``,
+  and faster (benchmarks/bench_decode.py).
 - ``bf16`` (opt-in, lossy: ``--precision bf16`` on CPUs with AVX-512 BF16 or AMX): each conv fused
   with its GELU (or the head's sigmoid) in one oneDNN kernel on bf16 weights made once, the shift
   as one statistics pass and one multiply-add. The time path stays fp32.
@@ -30,8 +35,13 @@ from gnerv.runtime.errors import GnervError
 # imports this module, so it is not imported back).
 GNeRV = ConvUpBlock = nn.Module
 
-KERNELS = ("reference", "lean", "bf16")
+KERNELS = ("reference", "lean", "fused", "bf16")
 DEFAULT_KERNEL = "lean"
+
+# Render versions: the arithmetic a file's frames are defined by (its header's "render"; absent:
+# 1), and the kernel that computes each. A new arithmetic is a new version; old ones stay.
+RENDER_KERNELS = {1: "lean", 2: "fused"}
+NEWEST_RENDER = max(RENDER_KERNELS)
 
 
 @cache
@@ -39,6 +49,14 @@ def has_blocked_conv() -> bool:
     """Whether this torch has what the lean path's blocked shuffle uses: a conv on given weights
     (``nn.Conv2d._conv_forward``) and tensor version counters (``Tensor._version``)."""
     return hasattr(nn.Conv2d, "_conv_forward") and hasattr(torch.Tensor, "_version")
+
+
+@cache
+def has_fused_conv() -> bool:
+    """Whether oneDNN's fused conv + pointwise kernel is available (render 2 on a CPU)."""
+    return torch.backends.mkldnn.is_available() and hasattr(
+        torch.ops.mkldnn, "_convolution_pointwise"
+    )
 
 
 @cache
@@ -65,6 +83,8 @@ def forward(
         if mask is not None:
             raise GnervError("the bf16 render masks no branch: use the fp32 render")
         return bf16_forward(model, t)
+    if kernel == "fused":
+        return fused_forward(model, t, mask)
     return lean_forward(model, t, mask)
 
 
@@ -158,6 +178,105 @@ def shuffle_blocked(y: torch.Tensor, factor: int) -> torch.Tensor:
     y = y.permute(0, 2, 3, 1).reshape(n, h, w, factor, -1)  # a view: (n, h, w, i, [j c])
     y = y.transpose(2, 3).contiguous()  # (n, h, i, w, [j c]): the copy
     return y.view(n, h * factor, w * factor, -1).permute(0, 3, 1, 2)  # NCHW view, NHWC memory
+
+
+# --------------------------------------------------------------------------------------------
+# Render 2: the same network, each value computed in one way whatever the batch or thread count.
+# torch's own kernels split their work by thread and by tensor size, and their vector loops and
+# scalar tails round differently (GELU, reductions, small matrix products): render 1's frames
+# change in last bits with --batch and the thread count. Here the pointwise steps run inside
+# oneDNN's convolution (one vector code for every value), the shift's statistics are sums of
+# halves (elementwise adds: the order is fixed by the frame's size alone), and the time path runs
+# one frame at a time.
+# --------------------------------------------------------------------------------------------
+
+
+def fused_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
+    """GNeRV.forward in render 2's arithmetic. Returns fp32 (B, 3, H, W)."""
+    x, stats = per_frame_time_path(model, t, mask)
+    x = x.contiguous(memory_format=torch.channels_last)
+    for j, block in enumerate(model.blocks):
+        if stats is not None:
+            mean, std = stats[j]
+            x = shift_fixed_order(x, mean, 1.0 + std)
+        x = fused_block(block, x)
+    return fused_conv(model.head, x, "none" if model.cfg.residual else "sigmoid")
+
+
+def per_frame_time_path(
+    model: GNeRV, t: torch.Tensor, mask: str | None = None
+) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+    """GNeRV.time_path one frame at a time, stacked: each frame's values as in a batch of one
+    (a matrix product's sums can depend on how many rows it has)."""
+    parts = [model.time_path(t[k : k + 1], mask) for k in range(len(t))]
+    x = torch.cat([p[0] for p in parts])
+    if parts[0][1] is None:
+        return x, None
+    stats = [
+        (torch.cat([p[1][j][0] for p in parts]), torch.cat([p[1][j][1] for p in parts]))
+        for j in range(len(parts[0][1]))
+    ]
+    return x, stats
+
+
+def sum_of_halves(x: torch.Tensor) -> torch.Tensor:
+    """(B, L, C) -> (B, C): the sum over L, as x[:, :L//2] + x[:, L//2:2*(L//2)] (plus the odd
+    row, added to row 0) repeated until one row is left; elementwise adds only, so each sum is
+    done in an order fixed by L alone."""
+    while x.shape[1] > 1:
+        half = x.shape[1] // 2
+        s = x[:, :half] + x[:, half : 2 * half]
+        if x.shape[1] % 2:
+            s[:, 0] += x[:, 2 * half]
+        x = s
+    return x[:, 0]
+
+
+def shift_fixed_order(
+    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Eq. 1 (gnerv.codec.model.distribution_shift) with the spatial mean and variance (two
+    passes: the mean, then the mean square of f - mean) summed by sum_of_halves."""
+    n, c, h, w = f.shape
+
+    def spatial_mean(y: torch.Tensor) -> torch.Tensor:
+        flat = y.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of NHWC memory
+        return sum_of_halves(flat) / (h * w)
+
+    d = f - spatial_mean(f)[:, :, None, None]
+    sigma = (spatial_mean(d * d) + eps).sqrt()
+    return d.mul_((std / sigma)[:, :, None, None]).add_(mean[:, :, None, None])
+
+
+def fused_block(block: ConvUpBlock, x: torch.Tensor) -> torch.Tensor:
+    """The block with each conv fused with its GELU (fused_conv)."""
+    r = block.shuffle.upscale_factor
+    if block.grows:
+        return fused_conv(block.conv2, fused_conv(block.conv1, x, "gelu", r), "gelu")
+    return fused_conv(block.conv2, fused_conv(block.conv1, x, "gelu"), "gelu", r)
+
+
+def fused_conv(
+    conv: nn.Conv2d, x: torch.Tensor, post: str, factor: int | None = None
+) -> torch.Tensor:
+    """post(conv(x)) (post: "gelu" (erf), "sigmoid" or "none") in one oneDNN kernel on a CPU,
+    then PixelShuffle(factor) when given (both are per element, so they commute). Elsewhere
+    (a GPU, a torch without oneDNN) the conv and torch's activation, one after the other: the
+    same function, not the same last bits."""
+    w, b = blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
+    x = x.contiguous(memory_format=torch.channels_last)  # shuffle_blocked takes NHWC memory
+    if x.device.type == "cpu" and has_fused_conv():
+        y = torch.ops.mkldnn._convolution_pointwise(
+            x, w, b, conv.padding, conv.stride, conv.dilation, conv.groups,
+            post, [], "none" if post == "gelu" else "",
+        )  # fmt: skip
+    else:
+        y = conv._conv_forward(x, w, b)
+        if post == "gelu":
+            y = torch.nn.functional.gelu(y)
+        elif post == "sigmoid":
+            y = y.sigmoid()
+    return shuffle_blocked(y, factor) if factor else y
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Make ``golden-v1.gnerv`` and ``golden-v1.json``: a small ``.gnerv`` file frozen at format 1
 (or, with ``--name golden-v4 --scheme symmetric``, ``golden-v4``: the same video and network coded
-with the symmetric scheme, which format 4 writes with its integer-table parametric modes).
+with the symmetric scheme, which format 4 writes with its integer-table parametric modes; with
+``--name golden-v5 --scheme symmetric`` and ``--name golden-v5-minmax``, format 5's files of
+render 2, one per scheme).
 
 The golden file pins what today's files decode to, so later readers can be checked against it
 (tests/test_golden.py). Run this script AT THE COMMIT WHOSE FORMAT IT CAPTURES, with that commit's
@@ -11,7 +13,8 @@ The golden file pins what today's files decode to, so later readers can be check
     git worktree remove --force /tmp/gnerv-at
 
 (golden-v4 was made by the working tree that introduced format 4, before it was committed:
-``.venv/bin/python tests/expected/make_golden.py --name golden-v4 --scheme symmetric``.)
+``.venv/bin/python tests/expected/make_golden.py --name golden-v4 --scheme symmetric``; the
+golden-v5 files likewise by the working tree that introduced format 5.)
 
 What it does: frames 0:6 of data/raw/realshort.mp4 resized to 12x16, a tiny GNeRV (c0 = 8, two
 Conv-Up blocks) fitted to them with plain Adam on MSE for a few hundred steps, coded at 6 bits as a
@@ -150,13 +153,16 @@ def main() -> None:
     f = bs.unpack(data, f"{name}.gnerv")
     decoded = np.ascontiguousarray(decode_layers([f], range(n), "cpu", DECODE_BATCH))
     info = bs.file_info(f)
+    version = int.from_bytes(data[4:6], "little")
+    digests = bool(extra) or version >= 5  # symbols and weights: recorded from format 4 on
     record = {
         "file": f"{name}.gnerv",
         "file_sha256": f.sha256,
-        "format": int.from_bytes(data[4:6], "little"),
-        **({"scheme": SCHEMES[args.scheme]} if extra else {}),
-        **({"symbols_sha256": symbols_sha256(f)} if extra else {}),
-        **({"weights_sha256": weights_sha256(f)} if extra else {}),
+        "format": version,
+        **({"render": f.render} if version >= 5 else {}),
+        **({"scheme": SCHEMES[args.scheme]} if digests else {}),
+        **({"symbols_sha256": symbols_sha256(f)} if digests else {}),
+        **({"weights_sha256": weights_sha256(f)} if digests else {}),
         "frames_shape": list(decoded.shape),
         "frames_sha256": hashlib.sha256(decoded.tobytes()).hexdigest(),
         "frame_sums": [int(s) for s in decoded.reshape(n, -1).sum(axis=1, dtype=np.int64)],

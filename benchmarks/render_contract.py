@@ -1,0 +1,119 @@
+"""What a decoder's frames depend on, render 1 against render 2, on a real chain of layers.
+
+    python benchmarks/render_contract.py --frames results/cockatoo/frames.npy \
+        --layers results/cockatoo/stage1/stage1.gnerv results/cockatoo/stage2/stage2.gnerv \
+                 results/cockatoo/stage3/stage3.gnerv
+
+Each render version is forced on the same layers (gnerv.codec.kernels: render 1 = `lean`,
+render 2 = `fused`), whatever render the files name:
+
+- `quality`: the decoded PSNR against the source frames for the first 1..k layers, per render;
+- `settings`: the float sums and decoded bytes with 1, 2 and 3 threads and batch 1, 7, 8 and 32,
+  each against batch 8 with 2 threads: how many differ;
+- `isa`: the same decode in a child process with oneDNN's and torch's kernels capped at AVX2 and
+  at SSE4.1 (`ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`), against the native one.
+
+Writes benchmarks/records/render_contract.json (docs/bitstream.md renders it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_record  # noqa: E402
+
+from gnerv.codec.decode import decode_float, load_layers  # noqa: E402
+from gnerv.codec.kernels import RENDER_KERNELS  # noqa: E402
+from gnerv.codec.model import to_uint8  # noqa: E402
+from gnerv.evaluation.metrics import mean_psnr  # noqa: E402
+
+OUT = Path(__file__).resolve().parent / "records" / "render_contract.json"
+SETTINGS = [(threads, batch) for threads in (1, 2, 3) for batch in (1, 7, 8, 32)]
+REFERENCE = (2, 8)
+ISAS = {"AVX2": ("AVX2", "avx2"), "SSE4.1": ("SSE41", "default")}
+
+
+def sums(layers: list[str], kernel: str, batch: int) -> torch.Tensor:
+    files = load_layers(layers)
+    return decode_float(files, range(files[0].n_frames), "cpu", batch, kernel=kernel)
+
+
+def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
+    da = to_uint8(a).numpy().astype(int)
+    db = to_uint8(b).numpy().astype(int)
+    return {
+        "floats_differing": int((a != b).sum()),
+        "floats": a.numel(),
+        "max_float_diff": float((a - b).abs().max()),
+        "bytes_differing": int((da != db).sum()),
+        "max_levels": int(np.abs(da - db).max()),
+    }
+
+
+CHILD = """
+import sys, numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+from render_contract import sums
+torch.set_num_threads(2)
+np.save(sys.stdout.buffer, sums(sys.argv[4:], sys.argv[2], int(sys.argv[3])).numpy())
+"""
+
+
+def in_child(layers: list[str], kernel: str, batch: int, onednn: str, aten: str) -> torch.Tensor:
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": onednn, "ATEN_CPU_CAPABILITY": aten}
+    here = str(Path(__file__).resolve().parent)
+    cmd = [sys.executable, "-c", CHILD, here, kernel, str(batch), *layers]
+    done = subprocess.run(cmd, env=env, capture_output=True, check=True)
+    return torch.from_numpy(np.load(io.BytesIO(done.stdout)))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", nargs="+", required=True, help="a chain of .gnerv layers")
+    p.add_argument("--frames", required=True, help="the source frames (.npy, uint8 NHWC)")
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args()
+    source = np.load(args.frames)
+    before = torch.get_num_threads()
+    quality, settings, isa = [], [], []
+    for render, kernel in RENDER_KERNELS.items():
+        for k in range(1, len(args.layers) + 1):
+            decoded = to_uint8(sums(args.layers[:k], kernel, 8)).numpy()
+            psnr = mean_psnr(source, decoded)
+            quality.append({"render": render, "layers": k, "psnr": psnr})
+            print(f"render {render}, {k} layers: {psnr:.4f} dB", flush=True)
+        torch.set_num_threads(REFERENCE[0])
+        ref = sums(args.layers, kernel, REFERENCE[1])
+        for threads, batch in SETTINGS:
+            torch.set_num_threads(threads)
+            row = {"render": render, "threads": threads, "batch": batch}
+            settings.append({**row, **compare(sums(args.layers, kernel, batch), ref)})
+            print(settings[-1], flush=True)
+        torch.set_num_threads(before)
+        for name, (onednn, aten) in ISAS.items():
+            got = in_child(args.layers, kernel, REFERENCE[1], onednn, aten)
+            isa.append({"render": render, "isa": name, **compare(got, ref)})
+            print(isa[-1], flush=True)
+    write_record(
+        args.out,
+        torch={"version": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()},
+        layers=args.layers,
+        frames=args.frames,
+        reference={"threads": REFERENCE[0], "batch": REFERENCE[1]},
+        quality=quality,
+        settings=settings,
+        isa=isa,
+    )
+
+
+if __name__ == "__main__":
+    main()
