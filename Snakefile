@@ -66,6 +66,7 @@ wildcard_constraints:
 localrules:
     all,
     gather_segments,
+    track_segments,
     track,
     ablations,
     ablation_track,

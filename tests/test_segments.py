@@ -153,3 +153,106 @@ def test_segments_encoded_as_separate_jobs_gather_to_the_same_index(
     assert (out / INDEX_NAME).read_bytes() == (segmented / INDEX_NAME).read_bytes()
     code, _, err = run(capsys, *encode_args(cockatoo_path, out), "--segment", "3")
     assert code == 2 and "3 segments" in err  # 0 to 2
+
+
+def test_evaluate_measures_the_whole_video_from_its_segments(
+    segmented, cockatoo_path, tmp_path, capsys
+):
+    """`gnerv evaluate VIDEO --segments DIR`: each prefix of stages over the whole video, read
+    and decoded one segment at a time, equals the figures of the whole decode."""
+    from gnerv.evaluation.metrics import psnr_per_frame
+
+    out = tmp_path / "metrics.json"
+    source = ["--frames", f"0:{N_FRAMES}", "--resize", "36x64"]
+    code, _, err = run(
+        capsys, "evaluate", str(cockatoo_path), "--segments", str(segmented), "-o", str(out),
+        *source, "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, err
+    result = json.loads(out.read_text())
+    frames, _ = read_video(cockatoo_path, (0, N_FRAMES), resize=(36, 64), progress=False)
+    video = read_index(segmented)
+    pixels = N_FRAMES * 36 * 64
+    for j, point in enumerate(result["points"], start=1):
+        layers = [s.layers[:j] for s in video.segments]
+        size = (segmented / INDEX_NAME).stat().st_size
+        size += sum((segmented / name).stat().st_size for ls in layers for name, _ in ls)
+        assert point["stage"] == j and point["segments"] == 3
+        assert point["bytes"] == size and point["bpp"] == pytest.approx(8 * size / pixels)
+        decoded = np.concatenate(
+            [
+                decode_layers(
+                    [read_gnerv(segmented / name) for name, _ in s.layers[:j]],
+                    range(s.n_frames),
+                    "cpu",
+                )
+                for s in video.segments
+            ]
+        )
+        want = psnr_per_frame(frames, decoded)
+        assert point["psnr"] == pytest.approx(float(want.mean()), abs=1e-9)
+        assert [round(float(p), 4) for p in want] == point["psnr_per_frame"]
+    assert result["points"][1]["psnr"] > result["points"][0]["psnr"]
+    assert [s["start"] for s in result["segments"]] == [0, 4, 8]
+    # the source must be the encode's: other frames are refused before anything is decoded
+    code, _, err = run(
+        capsys, "evaluate", str(cockatoo_path), "--segments", str(segmented), "-o", str(out),
+        "--frames", "0:10", "--resize", "36x64",
+    )  # fmt: skip
+    assert code != 0 and "codes 12 frames" in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_keeps_one_network_up_to_the_stated_length_and_cuts_beyond():
+    from gnerv.pipeline.params import (
+        AUTO_SEGMENT_FRAMES,
+        WHOLE_CLIP_FRAMES,
+        SegmentPlan,
+        segment_length,
+    )
+
+    assert segment_length("auto", WHOLE_CLIP_FRAMES) is None
+    assert segment_length("auto", WHOLE_CLIP_FRAMES + 1) == AUTO_SEGMENT_FRAMES
+    assert segment_length("none", 10**6) is None and segment_length(None, 10**6) is None
+    assert segment_length(64, 32) == 64
+
+    def params(frames: str, setting="auto", stride: int = 1) -> dict:
+        return {
+            "extract": {"frames": frames, "stride": stride, "resize": "36x64"},
+            "stages": [{"size": "0.1M", "epochs": 2}],
+            "segments": {"segment_frames": setting},
+        }
+
+    assert SegmentPlan.from_params(params("0:600")) is None
+    plan = SegmentPlan.from_params(params("0:1000"))
+    assert plan is not None and plan.segment_frames == AUTO_SEGMENT_FRAMES and plan.count == 3
+    assert SegmentPlan.from_params(params("0:1000", stride=2)) is None  # 500 frames picked
+    assert SegmentPlan.from_params(params("0:1000", None)) is None  # null: one network
+    # a range without an end: the videos' length decides; a long clip needs A:B
+    assert SegmentPlan.from_params(params("0:"), lambda: 132) is None
+    with pytest.raises(GnervError, match="give extract.frames as A:B"):
+        SegmentPlan.from_params(params("0:"), lambda: 3600)
+
+
+def test_encode_cuts_a_long_clip_by_default_into_a_folder(cockatoo_path, tmp_path, capsys):
+    import argparse
+
+    from gnerv.cli.codec import chosen_segment_frames
+
+    # more than 600 frames picked: a single-file output is refused in one line, before reading
+    code, _, err = run(
+        capsys, "encode", str(cockatoo_path), "-o", str(tmp_path / "v.gnerv"),
+        "--frames", "0:1300", "--stride", "2",
+    )  # fmt: skip
+    assert code == 2 and "650 frames are more than the 600" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "v.gnerv").exists()
+    args = argparse.Namespace(
+        segment_frames="auto", frames="0:700", stride=1, video=str(cockatoo_path),
+        output=str(tmp_path / "long"),
+    )  # fmt: skip
+    assert chosen_segment_frames(args) == 300
+    assert "coded as segments of 300" in capsys.readouterr().err
+    args.frames = None  # the whole sample clip: 280 frames, one network
+    assert chosen_segment_frames(args) is None
+    args.segment_frames = "none"
+    args.frames = "0:700"
+    assert chosen_segment_frames(args) is None

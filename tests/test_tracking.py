@@ -476,3 +476,70 @@ def test_track_ablations_command(tmp_path: Path, store: str, capsys) -> None:
     assert capsys.readouterr().out.count("MLflow run ") == 3
     assert main([*argv, str(tmp_path / "missing.json"), "-o", str(tmp_path / "x.json")]) == 2
     assert "missing.json" in capsys.readouterr().err and not (tmp_path / "x.json").exists()
+
+
+def fake_segment_metrics(root: Path) -> tuple[Path, Path]:
+    """The JSON of `gnerv evaluate --segments` for two segments of two stages, and an index."""
+    segments = [
+        {
+            "segment": i,
+            "start": 4 * i,
+            "n_frames": 4,
+            "points": [
+                {"stage": j, "bytes": 300 * j + i, "bpp": 0.1 * j, "psnr": 25.0 + j + i}
+                for j in (1, 2)
+            ],
+        }
+        for i in (0, 1)
+    ]
+    points = [
+        {"label": "gnerv", "stage": j, "segments": 2, "bytes": 700 * j, "bpp": 0.1 * j,
+         "psnr": 25.5 + j, "params": 1000 * j}
+        for j in (1, 2)
+    ]  # fmt: skip
+    metrics = root / "results" / VIDEO / "eval" / "segment_metrics.json"
+    write_json(metrics, {"video": {"n_frames": 8}, "points": points, "segments": segments})
+    index = root / "results" / VIDEO / "segments" / "segments.json"
+    write_json(index, {"kind": "gnerv-segments"})
+    return metrics, index
+
+
+def test_a_segmented_video_is_a_parent_run_with_a_run_per_segment(
+    tmp_path: Path, store: str, capsys
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from gnerv.cli import main
+
+    metrics, index = fake_segment_metrics(tmp_path)
+    params = {**PARAMS, "segments": {"segment_frames": 4}}
+    (tmp_path / "params.yaml").write_text(json.dumps(params))
+    record = tmp_path / "runs.json"
+    args = ["track-segments", "--video", VIDEO, "--params", str(tmp_path / "params.yaml")]
+    args += ["--metrics", str(metrics), "--index", str(index), "-o", str(record)]
+    args += ["--tracking-uri", store]
+    assert main(args) == 0, capsys.readouterr().err
+    runs = json.loads(record.read_text())
+    client = MlflowClient(tracking_uri=store)
+    parent = client.get_run(runs["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.params["segments"] == "2"
+    history = client.get_metric_history(parent.info.run_id, "psnr")
+    assert sorted((m.step, m.value) for m in history) == [(1, 26.5), (2, 27.5)]
+    assert set(runs["segment_run_ids"]) == {"seg000", "seg001"}
+    for i, name in enumerate(("seg000", "seg001")):
+        child = client.get_run(runs["segment_run_ids"][name])
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.data.tags["segment"] == str(i) and child.data.params["start"] == str(4 * i)
+        seg_psnr = client.get_metric_history(child.info.run_id, "psnr")
+        assert sorted((m.step, m.value) for m in seg_psnr) == [(1, 26.0 + i), (2, 27.0 + i)]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "segments")}
+    assert artifacts == {"segments/segment_metrics.json", "segments/segments.json"}
+    # again: the same runs, no point logged twice
+    assert main(args) == 0
+    assert json.loads(record.read_text()) == runs
+    assert len(client.get_metric_history(parent.info.run_id, "psnr")) == 2
+    # a plain metrics.json is refused in one line
+    plain = tmp_path / "plain.json"
+    write_json(plain, {"points": POINTS})
+    bad = [*args[:5], "--metrics", str(plain), *args[7:]]
+    assert main(bad) != 0 and "not from `gnerv evaluate --segments`" in capsys.readouterr().err

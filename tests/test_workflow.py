@@ -257,7 +257,10 @@ def test_segments_fan_out_one_job_per_segment(wf: Path) -> None:
     `gnerv encode --segment I` jobs (the last segment takes the 24-frame tail) and one gather;
     the stages' sizes are the video's totals, each job scales them itself."""
     jobs = dry_run_jobs(wf, "--configfile", "configs/segments-demo.yaml")
-    assert rule_counts(jobs) == {"encode_segment": 4, "gather_segments": 1, "all": 1}
+    assert rule_counts(jobs) == {
+        "encode_segment": 4, "gather_segments": 1, "evaluate_segments": 1,
+        "track_segments": 1, "all": 1,
+    }  # fmt: skip
     for i, job in enumerate(sorted((j for j in jobs if j.rule == "encode_segment"),
                                    key=lambda j: j.outputs[0])):  # fmt: skip
         assert job.outputs == [f"results/cockatoo/segments/seg{i:03d}/segment.json"]
@@ -268,6 +271,11 @@ def test_segments_fan_out_one_job_per_segment(wf: Path) -> None:
         assert words[words.index("--frames") + 1] == "0:280"
     gather = next(j for j in jobs if j.rule == "gather_segments")
     assert gather.outputs == ["results/cockatoo/segments/segments.json"] and len(gather.inputs) == 4
+    evaluate = next(j for j in jobs if j.rule == "evaluate_segments")
+    words = shlex.split(LOG_SUFFIX.sub("", evaluate.shell))
+    assert words[:3] == ["gnerv", "evaluate", "data/raw/cockatoo.mp4"]
+    assert words[words.index("--segments") + 1] == "results/cockatoo/segments"
+    assert words[words.index("--frames") + 1] == "0:280"
     # a range without an end cannot be cut up front: one line, before any job
     done = snakemake(
         wf, "-n", "--configfile", "configs/segments-demo.yaml",
@@ -291,6 +299,11 @@ def test_segmented_pipeline_runs_and_decodes(wf: Path) -> None:
     ok(snakemake(wf, "--cores", "2", "--configfile", CI_CONFIG, overlay, timeout=RUN_TIMEOUT_S))
     folder = wf / "results" / "cockatoo" / "segments"
     assert "3 segments" in ok(run(wf, str(GNERV), "info", str(folder)))
+    metrics = json.loads((wf / "results/cockatoo/eval/segment_metrics.json").read_text())
+    assert [p["stage"] for p in metrics["points"]] == [1, 2] and len(metrics["segments"]) == 3
+    assert metrics["points"][1]["psnr"] > metrics["points"][0]["psnr"]
+    runs = json.loads((wf / "results/cockatoo/mlflow_segments.json").read_text())
+    assert sorted(runs["segment_run_ids"]) == ["seg000", "seg001", "seg002"]
     ok(run(wf, str(GNERV), "decode", str(folder), "--frames", "3:9", "-o", "part.npy"))
     assert np.load(wf / "part.npy").shape == (6, 36, 64, 3)
 
@@ -673,6 +686,51 @@ def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
             for part in key.split("."):
                 node = node[int(part)] if isinstance(node, list) else node[part]
     assert not by_outputs
+
+
+def test_dvc_segment_stages_agree_with_snakemake_jobs(wf: Path) -> None:
+    """params.yaml with configs/segments-demo.yaml merged in: dvc.yaml spells the segmented
+    run as Snakemake plans it, a stage per job with the same command. The one difference: a
+    segment's stage outputs its folder (persisted, its encode resumes from it), where the
+    Snakemake job declares the manifest inside it."""
+    from gnerv.pipeline.params import merge
+
+    cfg = merge(
+        yaml.safe_load((wf / "params.yaml").read_text()),
+        yaml.safe_load((wf / "configs/segments-demo.yaml").read_text()),
+    )
+    (wf / "params.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    use_as_params(wf, "params.yaml")
+    jobs = dry_run_jobs(wf)
+    stages = dvc_stages(wf)
+    (final,) = [j for j in jobs if j.rule == "all"]
+    jobs.remove(final)
+    state = stages.pop("snakemake-state")
+    assert sorted(state["deps"]) == sorted(final.inputs) == sorted(
+        ["results/cockatoo/segments/segments.json", "results/cockatoo/eval/segment_metrics.json",
+         "results/cockatoo/mlflow_segments.json"]
+    )  # fmt: skip
+    assert len(stages) == len(jobs) == 4 + 3
+
+    def folder(path: str) -> str:
+        return str(Path(path).parent)
+
+    for job in jobs:
+        outputs = sorted(job.outputs)
+        inputs = sorted(job.inputs)
+        if job.rule == "encode_segment":
+            outputs = [folder(p) for p in outputs]
+        if job.rule == "gather_segments":
+            inputs = sorted(folder(p) for p in inputs)
+        (name,) = [n for n, s in stages.items() if s["outs"] == outputs] or [
+            n for n in stages if n.startswith(f"{job.rule}-") and stages[n]["outs"] == []
+        ]
+        stage = stages.pop(name)
+        assert name.split("-")[0] == job.rule, name
+        assert stage["deps"] == inputs, name
+        assert shlex.split(stage["cmd"]) == shlex.split(LOG_SUFFIX.sub("", job.shell)), name
+        assert stage["persist"] == (outputs if job.rule == "encode_segment" else []), name
+    assert not stages
 
 
 def test_dvc_yaml_generator_refuses_bad_params(tmp_path: Path) -> None:

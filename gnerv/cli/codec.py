@@ -25,10 +25,18 @@ from gnerv.cli.common import (
     read_frames_from_args,
     resolve_settings,
     resume_mode,
+    segment_reader,
     train_config,
 )
 from gnerv.codec.limits import DEFAULT_LIMITS, LIMIT_FLAGS, SIZE_LIMITS, DecodeLimits
 from gnerv.encoder.config import AUTO_LR, DEFAULT_RESIDUAL_SCALE
+from gnerv.pipeline.params import (
+    AUTO_SEGMENT_FRAMES,
+    AUTO_SEGMENTS,
+    NO_SEGMENTS,
+    WHOLE_CLIP_FRAMES,
+    segment_length,
+)
 from gnerv.runtime.atomic import check_writable
 from gnerv.runtime.errors import GnervError
 from gnerv.runtime.sizes import parse_bytes
@@ -120,7 +128,9 @@ def cmd_encode(args: argparse.Namespace) -> None:
     from gnerv.codec.config import describe
     from gnerv.encoder.encode import default_workdir, encode_single
 
-    if args.segment_frames is not None:
+    segment_frames = chosen_segment_frames(args)
+    if segment_frames is not None:
+        args.segment_frames = segment_frames
         return cmd_encode_segments(args)
     if args.segment is not None:
         raise GnervError("--segment I picks one of the segments --segment-frames N cuts: give both")
@@ -206,6 +216,52 @@ def encode_specs(
     )
 
 
+def segment_frames_type(text: str) -> int | str:
+    """--segment-frames: a length of 1 or more, auto or none."""
+    if text in (AUTO_SEGMENTS, NO_SEGMENTS):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"--segment-frames {text}: give a length of 1 or more, auto or none"
+        )
+    return value
+
+
+def chosen_segment_frames(args: argparse.Namespace) -> int | None:
+    """The segment length `encode` codes with (None: one network). auto looks at the clip's
+    length (the --frames range, else the video's, estimated from its duration) and cuts a
+    long clip, which needs a folder to write to."""
+    if args.segment_frames != AUTO_SEGMENTS:
+        return segment_length(args.segment_frames, 0)
+    from pathlib import Path
+
+    from gnerv.media.video import parse_range, probe_video
+
+    first, end = parse_range(args.frames) if args.frames else (0, -1)
+    if end == -1:
+        end = probe_video(args.video)["n_frames"]
+    n = len(range(first, end, args.stride))
+    chosen = segment_length(AUTO_SEGMENTS, n)
+    if chosen is None:
+        return None
+    if Path(args.output).suffix in GNERV_SUFFIX:
+        raise GnervError(
+            f"{args.video}: {n} frames are more than the {WHOLE_CLIP_FRAMES} one network codes "
+            f"by default: give a folder (-o DIR) to code segments of {chosen}, or "
+            "--segment-frames none for one network"
+        )
+    print(
+        f"note: {n} frames, more than {WHOLE_CLIP_FRAMES}: coded as segments of {chosen} "
+        "(--segment-frames N for another length, none for one network)",
+        file=sys.stderr,
+    )
+    return chosen
+
+
 def cmd_encode_segments(args: argparse.Namespace) -> None:
     """encode --segment-frames N: OUT_DIR/segments.json and OUT_DIR/segNNN/stage<j>.gnerv, each
     segment a progressive video of its own sized by its share of the frames."""
@@ -213,8 +269,6 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
 
     from gnerv.encoder.progressive import encode_progressive
     from gnerv.encoder.segments import encode_segment_at, encode_segments
-    from gnerv.media.video import parse_range, probe_video, read_video
-    from gnerv.runtime.sizes import parse_hw
 
     if target_of(args) is not None or args.respective:
         raise GnervError(
@@ -223,8 +277,6 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
         )
     if args.segment is not None and args.segment < 0:
         raise GnervError(f"--segment {args.segment}: segments count from 0")
-    if args.segment_frames < 1:
-        raise GnervError(f"--segment-frames {args.segment_frames}: give a length of 1 or more")
     check_writable(args.output, folder=True)
     settings = resolve_settings(args, "encode")
     compress = compress_config(settings)  # before the video is read
@@ -232,18 +284,7 @@ def cmd_encode_segments(args: argparse.Namespace) -> None:
     encode_specs(args, settings, n_stages)  # the flags checked before the video is read
     # One segment in memory at a time: the clip's frames are counted first, then each
     # segment's frames are read from the video as it comes.
-    first, end = parse_range(args.frames) if args.frames else (0, -1)
-    if end == -1:
-        end = probe_video(args.video, exact=True)["n_frames"]
-    n = len(range(first, end, args.stride))
-    if n < 1:
-        raise GnervError(f"{args.video}: no frames in {first}:{end}; check --frames")
-    resize = parse_hw(args.resize) if args.resize else None
-
-    def read_part(start: int, length: int):
-        a = first + start * args.stride
-        b = a + (length - 1) * args.stride + 1
-        return read_video(args.video, (a, b), args.stride, resize, progress=not args.quiet)
+    n, read_part = segment_reader(args, args.video, progress=not args.quiet)
 
     def encode_segment(part, seg_meta: dict, folder: Path, i: int) -> list[Path]:
         h, w = part.shape[1:3]
@@ -678,11 +719,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("segments")
     g.add_argument(
         "--segment-frames",
-        type=int,
-        metavar="N",
+        type=segment_frames_type,
+        default=AUTO_SEGMENTS,
+        metavar="N|auto|none",
         help="cut the video into segments of N consecutive frames, each coded on its own "
         "with its share of the size (-o is then a folder with segments.json); a range "
-        "decodes from its segments alone",
+        f"decodes from its segments alone. auto (default): one network up to "
+        f"{WHOLE_CLIP_FRAMES} frames, segments of {AUTO_SEGMENT_FRAMES} beyond; none: one "
+        "network, however long",
     )
     g.add_argument(
         "--segment",

@@ -531,6 +531,28 @@ def read_frames_from_args(args: argparse.Namespace, video: str, progress: bool =
     )
 
 
+def segment_reader(args: argparse.Namespace, video: str, progress: bool = True):
+    """(frame count, read_part) for the frames --frames/--stride/--resize pick from `video`:
+    read_part(start, length) reads those frames of the pick alone (one segment in memory)."""
+    from gnerv.media.video import parse_range, probe_video, read_video
+    from gnerv.runtime.sizes import parse_hw
+
+    first, end = parse_range(args.frames) if args.frames else (0, -1)
+    if end == -1:
+        end = probe_video(video, exact=True)["n_frames"]
+    n = len(range(first, end, args.stride))
+    if n < 1:
+        raise GnervError(f"{video}: no frames in {first}:{end}; check --frames")
+    resize = parse_hw(args.resize) if args.resize else None
+
+    def read_part(start: int, length: int):
+        a = first + start * args.stride
+        b = a + (length - 1) * args.stride + 1
+        return read_video(video, (a, b), args.stride, resize, progress=progress)
+
+    return n, read_part
+
+
 def resume_mode(args: argparse.Namespace) -> bool | str:
     return "auto" if args.auto_resume else args.resume
 

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 
 from gnerv.cli.common import (
+    add_extract_args,
     add_params_args,
     add_render_args,
     check_suffix,
     parse_list,
     resolve_settings,
+    segment_reader,
 )
 from gnerv.encoder.config import DEFAULT_RESIDUAL_SCALE
+from gnerv.runtime.errors import GnervError
 
 JSON_SUFFIX = (".json",)
 
@@ -36,10 +39,30 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from gnerv.runtime.atomic import write_json
 
     check_suffix(args.output, JSON_SUFFIX)
-    frames, _ = load_frames(args.frames_file)
-    result = evaluate_layers(
-        frames, args.layers, args.device, args.batch, args.label, args.precision
-    )
+    if args.segments is not None:
+        from gnerv.codec.segments import read_index
+        from gnerv.evaluation.evaluate import evaluate_segments
+
+        coded = read_index(args.segments).n_frames
+        n, read_part = segment_reader(args, args.frames_file, progress=False)
+        if coded != n:
+            raise GnervError(
+                f"{args.segments}: codes {coded} frames, but --frames/--stride pick {n} of "
+                f"{args.frames_file}: give the ones its encode was given"
+            )
+        result = evaluate_segments(
+            args.segments, read_part, args.device, args.batch, args.label, args.precision
+        )
+    else:
+        if args.frames or args.resize or args.stride != 1:
+            raise GnervError(
+                "--frames/--stride/--resize pick frames of a video for --segments; "
+                f"{args.frames_file} is evaluated as extracted"
+            )
+        frames, _ = load_frames(args.frames_file)
+        result = evaluate_layers(
+            frames, args.layers, args.device, args.batch, args.label, args.precision
+        )
     write_json(args.output, result)
     for p in result["points"]:
         ms = f", MS-SSIM {p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else ""
@@ -120,12 +143,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_residual)
 
     p = sub.add_parser("evaluate", help="bpp, PSNR, MS-SSIM, params, speed of every layer prefix")
-    p.add_argument("frames_file", metavar="FRAMES", help="frames .npy from `gnerv extract`")
     p.add_argument(
-        "--layers", nargs="+", required=True, metavar="L.gnerv", help="the layers, base first"
+        "frames_file",
+        metavar="FRAMES",
+        help="frames .npy from `gnerv extract`; with --segments, the source video (read one "
+        "segment at a time, with the --frames/--stride/--resize its encode was given)",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--layers", nargs="+", metavar="L.gnerv", help="the layers, base first")
+    what.add_argument(
+        "--segments",
+        metavar="DIR",
+        help="a segmented video (`gnerv encode --segment-frames`): every prefix of stages over "
+        "the whole video, and each segment's figures",
     )
     p.add_argument("-o", "--output", required=True, metavar="METRICS.json", help="file to write")
     p.add_argument("--label", default="gnerv", help="curve name in plots and tables")
+    add_extract_args(p)
     add_render_args(p, precision=True)
     p.set_defaults(func=cmd_evaluate)
 

@@ -45,6 +45,19 @@ def cmd_track_ablations(args: argparse.Namespace) -> None:
         print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s {name}")
 
 
+def cmd_track_segments(args: argparse.Namespace) -> None:
+    from gnerv.pipeline.params import load_params
+    from gnerv.pipeline.tracking import DEFAULT_EXPERIMENT, default_tracking_uri, track_segments
+
+    params = load_params(args.params)
+    experiment = args.experiment or params.get("mlflow", {}).get("experiment", DEFAULT_EXPERIMENT)
+    uri = args.tracking_uri or default_tracking_uri()
+    run_id = track_segments(
+        args.video, args.metrics, args.index, params, args.output, experiment, uri
+    )
+    print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s segments")
+
+
 def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
     p.add_argument(
@@ -105,3 +118,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_store_args(p)
     p.set_defaults(func=cmd_track_ablations)
+
+    p = sub.add_parser(
+        "track-segments",
+        help="log a segmented video to MLflow: a parent run, a nested run per segment",
+    )
+    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
+    p.add_argument(
+        "--params",
+        required=True,
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help="workflow parameters (params.yaml, then any --configfile merged into it)",
+    )
+    p.add_argument(
+        "--metrics", required=True, type=Path, help="the JSON of gnerv evaluate --segments"
+    )
+    p.add_argument("--index", required=True, type=Path, help="the segmented video's index")
+    p.add_argument(
+        "-o", "--output", required=True, type=Path, metavar="RUNS.json", help="record to write"
+    )
+    add_store_args(p)
+    p.set_defaults(func=cmd_track_segments)

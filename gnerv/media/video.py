@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import IO, Any
@@ -111,6 +111,11 @@ def _open(path: Path, output_params: list[str]) -> tuple[Any, dict]:
         gen.close()
         raise _not_a_video(path, err) from None
     return gen, meta
+
+
+def longest_clip_frames(paths: Iterable[str | os.PathLike]) -> int:
+    """The largest frame count of these videos (estimated from each one's duration x fps)."""
+    return max(probe_video(path)["n_frames"] for path in paths)
 
 
 def probe_video(path: str | os.PathLike, exact: bool = False) -> dict:

@@ -11,7 +11,7 @@ through them, the Snakemake rules use them to know which values a job depends on
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -239,6 +239,26 @@ class AblationPlan:
         return sum(self.stage_epochs)
 
 
+# Segments by default (segment_frames "auto", in params.yaml and for `gnerv encode`): one network
+# codes a clip of up to WHOLE_CLIP_FRAMES frames (the paper's longest videos, UVG's, have 600);
+# a longer clip is cut into segments of AUTO_SEGMENT_FRAMES, so that no job holds more than that
+# many frames and a cluster can spread the segments (docs/results.md measures what cutting costs).
+AUTO_SEGMENTS = "auto"
+NO_SEGMENTS = "none"  # one network, however long the clip (`--segment-frames none`; YAML null)
+WHOLE_CLIP_FRAMES = 600
+AUTO_SEGMENT_FRAMES = 300
+
+
+def segment_length(segment_frames: int | str | None, n_frames: int) -> int | None:
+    """The segment length for a clip of `n_frames` frames under a segment_frames setting (a
+    length, "auto", "none" or None); None: one network for the whole clip."""
+    if segment_frames is None or segment_frames == NO_SEGMENTS:
+        return None
+    if segment_frames == AUTO_SEGMENTS:
+        return AUTO_SEGMENT_FRAMES if n_frames > WHOLE_CLIP_FRAMES else None
+    return int(segment_frames)
+
+
 @dataclass(frozen=True)
 class SegmentPlan:
     """The `segments:` section with the extraction's frame range: how many segments
@@ -252,19 +272,37 @@ class SegmentPlan:
     stage_epochs: tuple[int, ...]
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> SegmentPlan | None:
-        """None without `segments.segment_frames` (one network per video, the paper's way)."""
-        segment_frames = (params.get("segments") or {}).get("segment_frames")
-        if segment_frames is None:
+    def from_params(
+        cls, params: Mapping[str, Any], clip_frames: Callable[[], int] | None = None
+    ) -> SegmentPlan | None:
+        """None for one network per video (the paper's way): `segments.segment_frames` null, or
+        "auto" and a range of at most WHOLE_CLIP_FRAMES frames. `clip_frames()`: the longest
+        video's frame count, asked for only when "auto" meets a range without an end."""
+        setting = (params.get("segments") or {}).get("segment_frames")
+        if setting is None or setting == NO_SEGMENTS:
             return None
         extract = params["extract"]
         first, _, end = str(extract["frames"]).partition(":")
+        stride = int(extract.get("stride") or 1)
         if not end.strip():
+            if setting == AUTO_SEGMENTS and clip_frames is not None:
+                longest = len(range(int(first or 0), clip_frames(), stride))
+                if segment_length(setting, longest) is None:
+                    return None
             raise GnervError(
                 f"segments: extract.frames {extract['frames']!r} has no end; segments need the "
                 "clip's length up front: give extract.frames as A:B"
+                + (
+                    f" (segment_frames auto cuts clips over {WHOLE_CLIP_FRAMES} frames; null "
+                    "codes one network)"
+                    if setting == AUTO_SEGMENTS
+                    else ""
+                )
             )
-        n = len(range(int(first or 0), int(end), int(extract.get("stride") or 1)))
+        n = len(range(int(first or 0), int(end), stride))
+        segment_frames = segment_length(setting, n)
+        if segment_frames is None:
+            return None
         stages = params["stages"]
         if any("size" not in s for s in stages):
             raise GnervError(

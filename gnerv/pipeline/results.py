@@ -53,6 +53,8 @@ SEGMENTS_DIR = "segments"
 SEGMENT_INDEX_NAME = "segments.json"
 SEGMENT_DIR_FORMAT = "seg{:03d}"  # segment i's folder: three digits at least
 SEGMENT_MANIFEST_NAME = "segment.json"
+SEGMENT_METRICS_NAME = "segment_metrics.json"  # in EVAL_DIR: the whole video's, and per segment
+SEGMENT_RUN_RECORD_NAME = "mlflow_segments.json"  # the segmented video's MLflow runs
 # The DVC pipeline files, by the Snakemake target they spell: `dvc repro` runs dvc.yaml (the
 # default target `all`), `dvc repro workflow/ablations/dvc.yaml` the ablations.
 DVC_FILES = {"all": "dvc.yaml", "ablations": "workflow/ablations/dvc.yaml"}
@@ -270,3 +272,19 @@ def segment_manifest(video: str, segment: int | str) -> str:
     """Segment `segment`'s manifest; a wildcard ("{segment}") stands for the folder's digits."""
     name = segment_dir_name(segment) if isinstance(segment, int) else f"seg{segment}"
     return f"{segments_dir(video)}/{name}/{SEGMENT_MANIFEST_NAME}"
+
+
+def segment_metrics(video: str) -> str:
+    """`gnerv evaluate --segments`'s figures: the whole video per prefix, and each segment."""
+    return f"{eval_dir(video)}/{SEGMENT_METRICS_NAME}"
+
+
+def segment_run_record(video: str) -> str:
+    return f"{video_dir(video)}/{SEGMENT_RUN_RECORD_NAME}"
+
+
+def segment_final_files(video: str, tracked: bool) -> list[str]:
+    """What a segmented run leaves for one video: the index (the decoder's entry), the whole
+    video's evaluation and, tracked, its MLflow record."""
+    files = [segment_index(video), segment_metrics(video)]
+    return files + ([segment_run_record(video)] if tracked else [])

@@ -713,6 +713,89 @@ def _log_stage(
     client.log_artifact(run_id, str(fit_path))
 
 
+SEGMENT_TAG = "segment"
+
+
+def track_segments(
+    video: str,
+    metrics: Path,
+    index: Path,
+    params: dict[str, Any],
+    record: Path,
+    experiment: str = DEFAULT_EXPERIMENT,
+    tracking_uri: str | None = None,
+) -> str:
+    """Log a segmented video (`gnerv evaluate --segments`'s `metrics`, the folder's `index`)
+    as one parent run, the whole video's figures per prefix of stages, with a nested run per
+    segment holding its own; write `record`; return the parent run's id. Logging it again
+    updates the same runs."""
+    result = read_json(metrics, "a segmented video's metrics")
+    if "segments" not in result or "points" not in result:
+        raise GnervError(f"{metrics}: not from `gnerv evaluate --segments` (no segments list)")
+    client, uri, experiment_id = open_store(tracking_uri, experiment)
+    parent_id = pipeline_run(client, experiment_id, video, params)
+    common_tags = {"video": video, "results": str(Path(metrics).parent.parent)}
+    segment_ids: dict[str, str] = {}
+    created: list[str] = []
+    try:
+        log = _Logger(client, parent_id, dedupe=True)
+        log.params_from(pipeline_params(video, params))
+        log.param("segments", len(result["segments"]))
+        for point in result["points"]:
+            log.metrics_from(point_numbers(point), step=int(point["stage"]))
+        log.metric("total_bytes", result["points"][-1]["bytes"])
+        log.tags.update(common_tags)
+        log.flush()
+        for seg in result["segments"]:
+            i = int(seg["segment"])
+            found = client.search_runs(
+                [experiment_id],
+                filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_id}' "
+                f"and tags.{SEGMENT_TAG} = '{i}'",
+                max_results=1,
+            )
+            if found:
+                run_id = found[0].info.run_id
+            else:
+                tags = {**common_tags, PARENT_RUN_TAG: parent_id, SEGMENT_TAG: str(i)}
+                run_id = client.create_run(
+                    experiment_id, run_name=f"{video}/seg{i:03d}", tags=tags
+                ).info.run_id
+                created.append(run_id)
+            seg_log = _Logger(client, run_id, dedupe=True)
+            seg_log.param("start", seg["start"])
+            seg_log.param("n_frames", seg["n_frames"])
+            for point in seg["points"]:
+                seg_log.metrics_from(point_numbers(point), step=int(point["stage"]))
+            seg_log.flush()
+            if client.get_run(run_id).info.status != "FINISHED":
+                client.set_terminated(run_id, "FINISHED")
+            segment_ids[f"seg{i:03d}"] = run_id
+        for path in (metrics, index):
+            client.log_artifact(parent_id, str(path), artifact_path="segments")
+        if client.get_run(parent_id).info.status != "FINISHED":
+            client.set_terminated(parent_id, "FINISHED")
+    except BaseException:
+        for run_id in [*created, parent_id]:
+            try:
+                client.set_terminated(run_id, "FAILED")
+            except Exception:  # the original error matters more than this one
+                pass
+        raise
+    write_json(
+        record,
+        {
+            "video": video,
+            "tracking_uri": public_uri(uri),
+            "experiment": experiment,
+            "experiment_id": experiment_id,
+            "parent_run_id": parent_id,
+            "segment_run_ids": segment_ids,
+        },
+    )
+    return parent_id
+
+
 def ablation_key(video: str, name: str, params: Mapping[str, Any]) -> str:
     """Fingerprint of one ablation of one video: what it was run with (its own settings and the
     model and train sections it shares with the pipeline, and the source)."""

@@ -11,6 +11,7 @@ from gnerv.pipeline import cluster
 from gnerv.pipeline import results
 from gnerv.runtime.errors import GnervError
 from gnerv.encoder.config import fine_tunes
+from gnerv.media.video import longest_clip_frames
 from gnerv.pipeline.params import SegmentPlan, command_settings
 from gnerv.runtime.sizes import parse_param_count
 from gnerv.encoder.target import Target, decide
@@ -100,7 +101,11 @@ TORCH_GPUS = 0 if str(config["train"]["device"]) == "cpu" else 1
 VIDEO_PATTERN = "|".join(re.escape(name) for name in VIDEOS)
 
 
-SEGMENTS = SegmentPlan.from_params(config)  # segments.segment_frames: None = one network
+# segments.segment_frames: None = one network; "auto" asks the videos' length when the range
+# has no end
+SEGMENTS = SegmentPlan.from_params(
+    config, lambda: longest_clip_frames(config["videos"].values())
+)
 SEGMENT_MANIFEST = results.segment_manifest("{video}", "{segment}")
 
 
@@ -269,8 +274,6 @@ def dvc_commit_command() -> str | None:
         return None
     if TARGET is not None:  # dvc.yaml spells every stage; a target may leave some out
         return None
-    if SEGMENTS is not None:  # segments are Snakemake's alone: dvc.yaml spells one network
-        return None
     if not (Path(".dvc").is_dir() and Path(".git").exists() and shutil.which("dvc")):
         return None
     targets = set(workflow.dag_settings.targets) or {"all"}
@@ -283,8 +286,9 @@ def dvc_commit_command() -> str | None:
 def final_targets(wildcards=None) -> list[str]:
     """What `snakemake` builds by default, for every video (an input function: with a
     `target:` the number of stages is known only as the run goes)."""
-    if SEGMENTS is not None:  # segments: each video's index, the segments' jobs before it
-        return [results.segment_index(video) for video in VIDEOS]
+    if SEGMENTS is not None:  # segments: each video's index and evaluation (and MLflow runs)
+        tracked = config["mlflow"]["enabled"]
+        return [f for video in VIDEOS for f in results.segment_final_files(video, tracked)]
     targets = []
     for video in VIDEOS:
         targets += results.final_files(video, used_stages(video), config["mlflow"]["enabled"])

@@ -53,3 +53,51 @@ rule gather_segments:
         GNERV_ENV
     shell:
         "gnerv gather {params.folder:q} > {log:q} 2>&1"
+
+
+rule evaluate_segments:
+    """The whole video's bpp, PSNR and MS-SSIM per prefix of stages, and each segment's own:
+    the segments decoded one at a time against the clip's frames, read one segment at a time."""
+    input:
+        video=lambda wildcards: config["videos"][wildcards.video],
+        index=results.segment_index("{video}"),
+    output:
+        metrics=results.segment_metrics("{video}"),
+    params:
+        folder=lambda wildcards, input: str(Path(input.index).parent),
+        frames=config["extract"]["frames"],
+        stride=config["extract"]["stride"],
+        resize=config["extract"]["resize"],
+    log:
+        results.log("{video}", "evaluate_segments"),
+    benchmark:
+        results.benchmark("{video}", "evaluate_segments")
+    threads: TORCH_THREADS
+    resources:
+        gpu=TORCH_GPUS,
+    conda:
+        GNERV_ENV
+    shell:
+        "gnerv evaluate {input.video:q} --segments {params.folder:q} --frames {params.frames}"
+        " --stride {params.stride} --resize {params.resize} -o {output.metrics:q}"
+        " > {log:q} 2>&1"
+
+
+rule track_segments:
+    """One MLflow parent run for the segmented video (the whole video's figures per prefix of
+    stages) with a nested run per segment. Runs on the submitting host (localrules)."""
+    input:
+        metrics=results.segment_metrics("{video}"),
+        index=results.segment_index("{video}"),
+    output:
+        record=results.segment_run_record("{video}"),
+    params:
+        params_files=params_files(),
+    log:
+        results.log("{video}", "track_segments"),
+    conda:
+        GNERV_ENV
+    shell:
+        "gnerv track-segments --video {wildcards.video} --params {params.params_files:q}"
+        " --metrics {input.metrics:q} --index {input.index:q} -o {output.record:q}"
+        " > {log:q} 2>&1"

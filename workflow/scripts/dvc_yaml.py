@@ -25,8 +25,9 @@ import yaml
 
 from gnerv.encoder.config import fine_tunes
 from gnerv.encoder.target import Target
+from gnerv.media.video import longest_clip_frames
 from gnerv.pipeline import results
-from gnerv.pipeline.params import AblationPlan, command_params
+from gnerv.pipeline.params import AblationPlan, SegmentPlan, command_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -202,6 +203,51 @@ def video_stages(video: str, cfg: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return stages
 
 
+def segment_stages(video: str, cfg: dict[str, Any], plan: SegmentPlan) -> dict[str, dict]:
+    """The DVC stages of one video cut into segments (workflow/rules/segments.smk): one encode
+    per segment, the gather, the whole video's evaluation and its MLflow runs. A segment's
+    folder is its stage's output, persisted like a fit's checkpoint (its encode resumes from
+    what is there); the plan's cut and stage sizes are spelled out (regenerate after changing
+    segments.segment_frames, the frame range or the stages)."""
+    folder = results.segments_dir(video)
+    index = results.segment_index(video)
+    source = f"${{videos.{video}}}"
+    frames = "--frames ${extract.frames} --stride ${extract.stride} --resize ${extract.resize}"
+    stages: dict[str, dict[str, Any]] = {}
+    # what a segment's encode reads: the encode settings and the plan (cut, stages' sizes)
+    plan_keys = [*command_params(cfg, "encode", 1), "segments.segment_frames"]
+    plan_keys += [f"stages.{j}.{k}" for j in range(len(cfg["stages"])) for k in ("size", "epochs")]
+    segment_dirs = []
+    for i in range(plan.count):
+        segment_dir = str(Path(results.segment_manifest(video, i)).parent)
+        segment_dirs.append(segment_dir)
+        stages[f"encode_segment-{video}-{results.segment_dir_name(i)}"] = _stage(
+            f"gnerv encode {source} -o {folder} {frames} {' '.join(plan.encode_flags())}"
+            f" --segment {i} --params {PARAMS_FILE} --stage 1 --auto-resume --quiet",
+            [source],
+            [{segment_dir: {"persist": True, "cache": True}}],
+            params=list(dict.fromkeys(plan_keys)),
+        )
+    stages[f"gather_segments-{video}"] = _stage(f"gnerv gather {folder}", segment_dirs, [index])
+    metrics = results.segment_metrics(video)
+    stages[f"evaluate_segments-{video}"] = _stage(
+        f"gnerv evaluate {source} --segments {folder} {frames} -o {metrics}",
+        [source, index],
+        [],
+        metrics=[metrics],
+    )
+    if cfg["mlflow"]["enabled"]:
+        record = results.segment_run_record(video)
+        stages[f"track_segments-{video}"] = _stage(
+            f"gnerv track-segments --video {video} --params {PARAMS_FILE} --metrics {metrics}"
+            f" --index {index} -o {record}",
+            [metrics, index],
+            [{record: {"cache": False}}],
+            params=[{PARAMS_FILE: None}],
+        )
+    return stages
+
+
 def ablation_stages(video: str, cfg: dict[str, Any], plan: AblationPlan) -> dict[str, dict]:
     """The DVC stages of one video's ablations, as workflow/rules/ablations.smk runs them."""
     frames = results.frames(video)
@@ -312,7 +358,12 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
     stages: dict[str, dict[str, Any]] = {}
     plots: list[str] = []
     finals: list[str] = []
+    plan = SegmentPlan.from_params(cfg, lambda: longest_clip_frames(cfg["videos"].values()))
     for video in cfg["videos"]:
+        if plan is not None:  # segments: the default target is the segmented video alone
+            stages.update(segment_stages(video, cfg, plan))
+            finals += results.segment_final_files(video, cfg["mlflow"]["enabled"])
+            continue
         stages.update(video_stages(video, cfg))
         report = results.report_files(video)
         plots += [report["rd"], report["per_frame"]]
@@ -321,7 +372,7 @@ def build(cfg: dict[str, Any]) -> dict[str, Any]:
     # records them in Snakemake's metadata (the params each job ran with), so `snakemake -n`
     # plans nothing; it runs no job and rewrites no file's content.
     stages[SNAKEMAKE_STATE_STAGE] = _stage(SNAKEMAKE_STATE_CMD, finals, [])
-    return {"stages": stages, "plots": plots}
+    return {"stages": stages, "plots": plots} if plots else {"stages": stages}
 
 
 def render(doc: dict[str, Any] | None, header: str = HEADER) -> str | None:
