@@ -23,7 +23,7 @@ from gnerv.codec.quantize import dequantize_tensor
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPECTED = ROOT / "tests" / "expected"
-GOLDEN = ("golden-v1.gnerv", "golden-v4.gnerv")
+GOLDEN = ("golden-v1.gnerv", "golden-v4.gnerv", "golden-v5.gnerv", "golden-v5-minmax.gnerv")
 
 # Decodes the blobs of an .npz (blob_<name>, count_<name>, alphabet_<name>) and the golden files,
 # and prints the SHA-256 of every result as JSON.

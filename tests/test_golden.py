@@ -5,6 +5,10 @@ at that commit); golden-v1.json records what that code decoded it to and what ``
 reported. Today's reader must agree exactly. Never regenerate a golden file with today's code:
 add a new one for a new format instead.
 
+tests/expected/golden-v2.gnerv is format 2 (the paper's scheme, as still written for render 1) and
+golden-v3.gnerv format 3 (the symmetric scheme's compact float-table modes, made by the code that
+wrote format 3).
+
 tests/expected/golden-v4.gnerv is format 4 (the symmetric scheme, its parametric blobs in the
 integer-table modes LAPLACE_T / GAUSSIAN_T); its JSON also records the SHA-256 of the decoded
 symbols and dequantized weights, which every platform must reproduce bit for bit.
@@ -29,8 +33,9 @@ from gnerv.codec.bitstream import file_info, read_gnerv
 from gnerv.codec.decode import decode_layers
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
-GOLDEN = ["golden-v1", "golden-v4", "golden-v5", "golden-v5-minmax"]
-DIGESTED = ["golden-v4", "golden-v5", "golden-v5-minmax"]  # symbols and weights recorded
+GOLDEN = ["golden-v1", "golden-v2", "golden-v3", "golden-v4", "golden-v5", "golden-v5-minmax"]
+# symbols and weights recorded
+DIGESTED = ["golden-v2", "golden-v3", "golden-v4", "golden-v5", "golden-v5-minmax"]
 RENDER_2 = ["golden-v5", "golden-v5-minmax"]
 
 
@@ -89,11 +94,13 @@ def test_golden_symbols_and_weights_are_the_recorded_ones(name: str) -> None:
     f = read_gnerv(EXPECTED / want["file"])
     assert f.version == want["format"] and f.scheme == want["scheme"]
     modes = {r.blob[0] for r in f.records if r.blob}
-    if f.scheme == "uniform-symmetric-per-channel":
+    if f.scheme == "uniform-symmetric-per-channel" and f.version == 3:
+        assert {6, 7} <= modes  # format 3's compact float-table modes
+    elif f.scheme == "uniform-symmetric-per-channel":
         assert {8, 9} <= modes  # both integer-table modes are exercised
+        assert not modes & {3, 4, 6, 7}  # and no float-table one
     else:
         assert modes <= {0, 1, 2} and 2 in modes  # counted tables, as the paper's files
-    assert not modes & {3, 4, 6, 7}  # and no float-table one
     mg = _make_golden_module()
     assert mg.symbols_sha256(f) == want["symbols_sha256"]
     assert mg.weights_sha256(f) == want["weights_sha256"]

@@ -2,7 +2,9 @@
 (or, with ``--name golden-v4 --scheme symmetric``, ``golden-v4``: the same video and network coded
 with the symmetric scheme, which format 4 writes with its integer-table parametric modes; with
 ``--name golden-v5 --scheme symmetric`` and ``--name golden-v5-minmax``, format 5's files of
-render 2, one per scheme).
+render 2, one per scheme; with ``--name golden-v2 --render 1``, the paper's scheme as format 2,
+which the writer still writes for render 1; golden-v3, the symmetric scheme as format 3, by the
+code that wrote format 3, as below, at the commit before format 4).
 
 The golden file pins what today's files decode to, so later readers can be checked against it
 (tests/test_golden.py). Run this script AT THE COMMIT WHOSE FORMAT IT CAPTURES, with that commit's
@@ -124,10 +126,15 @@ def main() -> None:
     parser.add_argument(
         "--scheme", choices=sorted(SCHEMES), default="minmax", help="quantization scheme"
     )
+    parser.add_argument(
+        "--render", type=int, help="the render version to write (default: the writer's newest)"
+    )
     args = parser.parse_args()
     name = args.name
     # format 1's code has no scheme argument: pass one only when it is not the paper's
-    extra = {} if args.scheme == "minmax" else {"scheme": SCHEMES[args.scheme]}
+    extra: dict = {} if args.scheme == "minmax" else {"scheme": SCHEMES[args.scheme]}
+    if args.render is not None:  # code before format 5 has no render argument
+        extra["render"] = args.render
     code_dir = Path(gnerv.__file__).resolve().parent.parent
     print(f"gnerv from {code_dir}", file=sys.stderr)
     commit = subprocess.run(
@@ -154,7 +161,7 @@ def main() -> None:
     decoded = np.ascontiguousarray(decode_layers([f], range(n), "cpu", DECODE_BATCH))
     info = bs.file_info(f)
     version = int.from_bytes(data[4:6], "little")
-    digests = bool(extra) or version >= 5  # symbols and weights: recorded from format 4 on
+    digests = bool(extra) or version >= 5  # symbols and weights: files made from format 4 on
     record = {
         "file": f"{name}.gnerv",
         "file_sha256": f.sha256,
@@ -188,7 +195,8 @@ def main() -> None:
                 "the GNeRV of the header's model config, from Laplacian weights, fitted with Adam "
                 f"(lr {LR}) on MSE for {STEPS} steps, seed {seed} (the best rounding margin of "
                 f"seeds {SEEDS.start}..{SEEDS.stop - 1}); coded at {BITS} bits as a base layer"
-                + (f" with the {args.scheme} scheme" if extra else "")
+                + (f" with the {args.scheme} scheme" if "scheme" in extra else "")
+                + (f", render {args.render}" if args.render is not None else "")
             ),
         },
     }
