@@ -5,22 +5,26 @@
 
 Ceiling: the FLOP/s of one large dense conv2d with the model's dominant shape (its most expensive
 conv, run at a large batch) on the same device, forward for decoding and forward+backward for
-training. Model work = MACs x 2 per frame (x 3 for a training step). Prints a table and writes
-benchmarks/out/train.json. Figures are medians over repeats.
+training. Model work = MACs x 2 per frame (x 3 for a training step). Decoding renders every frame
+as the decoder does: render 2's `fused` kernel on NHWC weights, the `reference` forward for the
+eager variant. `--rounds N` measures every variant N times, alternating. Prints a table and
+writes the record (benchmarks/out/train.json). Figures are medians over repeats.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from record import write_record  # noqa: E402
 
 from gnerv.codec.config import GNeRVConfig, c0_for_size, macs_per_frame
 from gnerv.codec.model import GNeRV, render
@@ -114,6 +118,7 @@ def decode_fps(
     batch: int,
     channels_last: bool,
     repeats: int = 5,
+    kernel: str = "fused",
 ) -> float:
     model = GNeRV(cfg).to(device).eval()
     if channels_last:
@@ -123,7 +128,7 @@ def decode_fps(
     for i in range(repeats + 1):
         sync(device)
         t0 = time.perf_counter()
-        render(model, idx, n_frames, batch)
+        render(model, idx, n_frames, batch, kernel=kernel)
         sync(device)
         if i >= 1:
             times.append(time.perf_counter() - t0)
@@ -141,6 +146,7 @@ def main() -> None:
     ap.add_argument("--decode-batch", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--compile", action="store_true", help="also measure torch.compile")
+    ap.add_argument("--rounds", type=int, default=1, help="measure the variants N times")
     ap.add_argument("--out", default=str(OUT / "train.json"))
     args = ap.parse_args()
 
@@ -156,47 +162,51 @@ def main() -> None:
     if args.compile:
         variants["fast+compile"] = dict(channels_last=True, compile=True)
     rows = []
-    for name, opts in variants.items():
-        tcfg = TrainConfig(
-            epochs=args.epochs + WARMUP_EPOCHS,
-            batch_size=args.batch,
-            device=args.device,
-            checkpoint_every=10**6,
-            **opts,
-        )
-        fps = train_fps(frames, cfg, tcfg)
-        ceil_t = conv_ceiling(shape, device, True, opts["channels_last"])
-        dfps = decode_fps(cfg, len(frames), device, args.decode_batch, opts["channels_last"])
-        ceil_d = conv_ceiling(shape, device, False, opts["channels_last"])
-        rows.append(
-            {
-                "variant": name,
-                "train_fps": fps,
-                "train_gflops": fps * macs * 6 / 1e9,
-                "train_ceiling_gflops": ceil_t / 1e9,
-                "train_fraction": fps * macs * 6 / ceil_t,
-                "decode_fps": dfps,
-                "decode_gflops": dfps * macs * 2 / 1e9,
-                "decode_ceiling_gflops": ceil_d / 1e9,
-                "decode_fraction": dfps * macs * 2 / ceil_d,
-            }
-        )
-    eager = rows[0]["train_fps"]
+    for round_ in range(args.rounds):
+        for name, opts in variants.items():
+            tcfg = TrainConfig(
+                epochs=args.epochs + WARMUP_EPOCHS,
+                batch_size=args.batch,
+                device=args.device,
+                checkpoint_every=10**6,
+                **opts,
+            )
+            fps = train_fps(frames, cfg, tcfg)
+            nhwc = opts["channels_last"]
+            ceil_t = conv_ceiling(shape, device, True, nhwc)
+            kernel = "fused" if nhwc else "reference"
+            dfps = decode_fps(cfg, len(frames), device, args.decode_batch, nhwc, kernel=kernel)
+            ceil_d = conv_ceiling(shape, device, False, nhwc)
+            rows.append(
+                {
+                    "round": round_,
+                    "variant": name,
+                    "decode_kernel": kernel,
+                    "train_fps": fps,
+                    "train_gflops": fps * macs * 6 / 1e9,
+                    "train_ceiling_gflops": ceil_t / 1e9,
+                    "train_fraction": fps * macs * 6 / ceil_t,
+                    "decode_fps": dfps,
+                    "decode_gflops": dfps * macs * 2 / 1e9,
+                    "decode_ceiling_gflops": ceil_d / 1e9,
+                    "decode_fraction": dfps * macs * 2 / ceil_d,
+                }
+            )
     for r in rows:
-        r["train_speedup_vs_eager"] = r["train_fps"] / eager
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "device": str(device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "frames": list(frames.shape),
-        "params_size": args.size,
-        "c0": cfg.c0,
-        "macs_per_frame": macs,
-        "dominant_conv": shape,
-        "rows": rows,
-    }
+        eager = next(e for e in rows if e["round"] == r["round"] and e["variant"] == "eager")
+        r["train_speedup_vs_eager"] = r["train_fps"] / eager["train_fps"]
+    write_record(
+        args.out,
+        device=str(device),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        frames=list(frames.shape),
+        params_size=args.size,
+        c0=cfg.c0,
+        macs_per_frame=macs,
+        dominant_conv=shape,
+        rows=rows,
+    )
     print(
         f"{cfg.height}x{cfg.width}, c0={cfg.c0}, {macs / 1e9:.3f} GMACs/frame, device {device}, "
         f"{torch.get_num_threads()} threads, dominant conv {shape}"
@@ -211,9 +221,6 @@ def main() -> None:
             f"{r['train_fraction']:8.1%} {r['train_speedup_vs_eager']:8.2f} "
             f"{r['decode_fps']:11.1f} {r['decode_gflops']:8.1f} {r['decode_fraction']:8.1%}"
         )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -383,7 +383,42 @@ def render_contract(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def train_variants(record: dict) -> str:
+    """benchmarks/bench_train.py's table: training and decoding frames/s per variant, each
+    round's figure side by side."""
+    n, h, w, _ = record["frames"]
+    lines = [
+        machine_line(record) + f", torch {record['torch']}, {record['threads']} threads; "
+        f"{n} frames at {h}x{w}, c0 {record['c0']} ({record['macs_per_frame'] / 1e9:.3f} "
+        "GMACs/frame); per round: training the median epoch after the warm-up ones, decoding "
+        "the median of 5 renders of every frame.",
+        "",
+        "| variant | train frames/s | of ceiling | x eager | decode frames/s | of ceiling |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    names = {
+        "eager": "eager (NCHW, `channels_last=False`)",
+        "fast": "fast (NHWC, the default)",
+        "fast+compile": "fast + `torch.compile` (`TrainConfig.compile`)",
+    }
+    variants: dict[str, list[dict]] = {}
+    for r in record["rows"]:
+        variants.setdefault(r["variant"], []).append(r)
+
+    def each(rows: list[dict], key: str, fmt: str) -> str:
+        return " / ".join(format(r[key], fmt) for r in rows)
+
+    for name, rows in variants.items():
+        lines.append(
+            f"| {names.get(name, name)} | {each(rows, 'train_fps', '.1f')} | "
+            f"{each(rows, 'train_fraction', '.0%')} | {each(rows, 'train_speedup_vs_eager', '.2f')}"
+            f" | {each(rows, 'decode_fps', '.0f')} | {each(rows, 'decode_fraction', '.0%')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "train_variants": train_variants,
     "decode_renders": decode_renders,
     "render_contract": render_contract,
     "load": load,
