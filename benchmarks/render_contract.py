@@ -11,7 +11,9 @@ render 2 = `fused`), whatever render the files name:
 - `settings`: the float sums and decoded bytes with 1, 2 and 3 threads and batch 1, 7, 8 and 32,
   each against batch 8 with 2 threads: how many differ;
 - `isa`: the same decode in a child process with oneDNN's and torch's kernels capped at AVX2 and
-  at SSE4.1 (`ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`), against the native one.
+  at SSE4.1 (`ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`), against the native one;
+- `bf16`: where the CPU computes bfloat16 natively, the opt-in `--precision bf16` render's PSNR for
+  the first 1..k layers against the files' own (exact) render.
 
 Writes benchmarks/records/render_contract.json (docs/bitstream.md renders it).
 """
@@ -31,7 +33,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from record import write_record  # noqa: E402
 
-from gnerv.codec.decode import decode_float, load_layers  # noqa: E402
+from gnerv.codec.decode import (  # noqa: E402
+    bf16_supported,
+    decode_float,
+    decode_layers,
+    load_layers,
+)
 from gnerv.codec.kernels import RENDER_KERNELS  # noqa: E402
 from gnerv.codec.model import to_uint8  # noqa: E402
 from gnerv.evaluation.metrics import mean_psnr  # noqa: E402
@@ -103,6 +110,20 @@ def main() -> None:
             got = in_child(args.layers, kernel, REFERENCE[1], onednn, aten)
             isa.append({"render": render, "isa": name, **compare(got, ref)})
             print(isa[-1], flush=True)
+    bf16 = []
+    if bf16_supported(torch.device("cpu")):
+        for k in range(1, len(args.layers) + 1):
+            files = load_layers(args.layers[:k])
+            exact = decode_layers(files, range(files[0].n_frames), "cpu", 8)
+            fast = decode_layers(files, range(files[0].n_frames), "cpu", 8, precision="bf16")
+            row = {
+                "layers": k,
+                "render": files[0].render,
+                "psnr_exact": mean_psnr(source, exact),
+                "psnr_bf16": mean_psnr(source, fast),
+            }
+            bf16.append(row)
+            print(row, flush=True)
     write_record(
         args.out,
         torch={"version": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability()},
@@ -112,6 +133,7 @@ def main() -> None:
         quality=quality,
         settings=settings,
         isa=isa,
+        bf16=bf16,
     )
 
 

@@ -380,6 +380,19 @@ def render_contract(record: dict) -> str:
             f"| {r['render']} | {setting} | {r['floats_differing']:,} of {r['floats']:,} | "
             f"{r['max_float_diff']:.1e} | {r['bytes_differing']:,} | {r['max_levels']} |"
         )
+    if record.get("bf16"):
+        lines += [
+            "",
+            "`--precision bf16` (lossy, opt-in) against the files' own render:",
+            "",
+            "| layers | exact PSNR (dB) | bf16 PSNR (dB) | difference (dB) |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for r in record["bf16"]:
+            lines.append(
+                f"| {r['layers']} | {r['psnr_exact']:.3f} | {r['psnr_bf16']:.3f} | "
+                f"{r['psnr_bf16'] - r['psnr_exact']:+.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -417,7 +430,61 @@ def train_variants(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+DECODE_PATH_NAMES = {
+    "before": "before",
+    "heap": "heap",
+    "today": "render 1",
+    "render2": "render 2",
+    "bf16": "bf16",
+}
+
+
+def decode_paths(record: dict) -> str:
+    """benchmarks/bench_decode.py's record of several paths in one run: frames/s per path and
+    each against `before`, one row per model size and batch (the median round)."""
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    for r in record["rows"]:
+        groups.setdefault((r["shape"], r["params"], r["batch"]), {}).setdefault(
+            r["path"], []
+        ).append(r)
+    paths = [p for p in DECODE_PATH_NAMES if any(p in g for g in groups.values())]
+    head = "| frame | params | batch |"
+    rule = "| --- | ---: | ---: |"
+    for p in paths:
+        head += f" {DECODE_PATH_NAMES[p]} frames/s |" + (" x before |" if p != "before" else "")
+        rule += " ---: |" + (" ---: |" if p != "before" else "")
+    head += " render 2 of conv ceiling |"
+    rule += " ---: |"
+    lines = [
+        machine_line(record) + ", torch " + record["torch"]["version"] + "; random weights; "
+        "each path in a fresh process, the paths alternating per model size.",
+        "",
+        head,
+        rule,
+    ]
+
+    def median(rows: list[dict]) -> dict:
+        return sorted(rows, key=lambda r: r["decoder_fps"])[(len(rows) - 1) // 2]
+
+    for (shape, params, batch), by_path in groups.items():
+        line = f"| {shape} | {params / 1e6:.3f}M | {batch} |"
+        before = median(by_path["before"])["decoder_fps"] if "before" in by_path else None
+        for p in paths:
+            if p not in by_path:
+                line += " |" + (" |" if p != "before" else "")
+                continue
+            fps = median(by_path[p])["decoder_fps"]
+            line += f" {fps:.1f} |"
+            if p != "before":
+                line += f" {fps / before:.2f} |" if before else " |"
+        fused = by_path.get("render2")
+        line += f" {median(fused)['of_ceiling']:.0%} |" if fused else " |"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "decode_paths": decode_paths,
     "train_variants": train_variants,
     "decode_renders": decode_renders,
     "render_contract": render_contract,
