@@ -49,8 +49,8 @@ REFERENCE = (2, 8)
 ISAS = {"AVX2": ("AVX2", "avx2"), "SSE4.1": ("SSE41", "default")}
 
 
-def sums(layers: list[str], kernel: str, batch: int) -> torch.Tensor:
-    files = load_layers(layers)
+def sums(files: list, kernel: str, batch: int) -> torch.Tensor:
+    """The layers' float sum over every frame, rendered by `kernel` in batches of `batch`."""
     return decode_float(files, range(files[0].n_frames), "cpu", batch, kernel=kernel)
 
 
@@ -70,8 +70,10 @@ CHILD = """
 import sys, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 from render_contract import sums
+from gnerv.codec.decode import load_layers
 torch.set_num_threads(2)
-np.save(sys.stdout.buffer, sums(sys.argv[4:], sys.argv[2], int(sys.argv[3])).numpy())
+files = load_layers(sys.argv[4:])
+np.save(sys.stdout.buffer, sums(files, sys.argv[2], int(sys.argv[3])).numpy())
 """
 
 
@@ -90,20 +92,21 @@ def main() -> None:
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
     source = np.load(args.frames)
+    chain = load_layers(args.layers)  # read and entropy-decoded once
     before = torch.get_num_threads()
     quality, settings, isa = [], [], []
     for render, kernel in RENDER_KERNELS.items():
         for k in range(1, len(args.layers) + 1):
-            decoded = to_uint8(sums(args.layers[:k], kernel, 8)).numpy()
+            decoded = to_uint8(sums(chain[:k], kernel, 8)).numpy()
             psnr = mean_psnr(source, decoded)
             quality.append({"render": render, "layers": k, "psnr": psnr})
             print(f"render {render}, {k} layers: {psnr:.4f} dB", flush=True)
         torch.set_num_threads(REFERENCE[0])
-        ref = sums(args.layers, kernel, REFERENCE[1])
+        ref = sums(chain, kernel, REFERENCE[1])
         for threads, batch in SETTINGS:
             torch.set_num_threads(threads)
             row = {"render": render, "threads": threads, "batch": batch}
-            settings.append({**row, **compare(sums(args.layers, kernel, batch), ref)})
+            settings.append({**row, **compare(sums(chain, kernel, batch), ref)})
             print(settings[-1], flush=True)
         torch.set_num_threads(before)
         for name, (onednn, aten) in ISAS.items():
@@ -112,8 +115,8 @@ def main() -> None:
             print(isa[-1], flush=True)
     bf16 = []
     if bf16_supported(torch.device("cpu")):
-        for k in range(1, len(args.layers) + 1):
-            files = load_layers(args.layers[:k])
+        for k in range(1, len(chain) + 1):
+            files = chain[:k]
             exact = decode_layers(files, range(files[0].n_frames), "cpu", 8)
             fast = decode_layers(files, range(files[0].n_frames), "cpu", 8, precision="bf16")
             row = {

@@ -319,6 +319,12 @@ def segments_parallel(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def median_round(rows: list[dict]) -> dict:
+    """Of one path's rounds in a bench_decode.py record, the one with the median decoder
+    frames/s (the lower middle for an even count), as bench_decode.py's own summary takes."""
+    return sorted(rows, key=lambda r: r["decoder_fps"])[(len(rows) - 1) // 2]
+
+
 def decode_renders(record: dict) -> str:
     """benchmarks/bench_decode.py's record of render 1 (`today`) against render 2 (`render2`):
     each path's median round, its frames/s against a plain eager forward in the same process."""
@@ -335,8 +341,7 @@ def decode_renders(record: dict) -> str:
         "| --- | ---: | ---: | --- | ---: | --- | ---: | ---: | ---: |",
     ]
     for (shape, params, batch, path), rows in groups.items():
-        ranked = sorted(rows, key=lambda r: r["decoder_fps"])
-        mid = ranked[(len(ranked) - 1) // 2]
+        mid = median_round(rows)
         spread = " / ".join(f"{r['decoder_fps']:.1f}" for r in rows)
         lines.append(
             f"| {shape} | {params / 1e6:.3f}M | {batch} | {names.get(path, path)} | "
@@ -463,22 +468,19 @@ def decode_paths(record: dict) -> str:
         rule,
     ]
 
-    def median(rows: list[dict]) -> dict:
-        return sorted(rows, key=lambda r: r["decoder_fps"])[(len(rows) - 1) // 2]
-
     for (shape, params, batch), by_path in groups.items():
         line = f"| {shape} | {params / 1e6:.3f}M | {batch} |"
-        before = median(by_path["before"])["decoder_fps"] if "before" in by_path else None
+        before = median_round(by_path["before"])["decoder_fps"] if "before" in by_path else None
         for p in paths:
             if p not in by_path:
                 line += " |" + (" |" if p != "before" else "")
                 continue
-            fps = median(by_path[p])["decoder_fps"]
+            fps = median_round(by_path[p])["decoder_fps"]
             line += f" {fps:.1f} |"
             if p != "before":
                 line += f" {fps / before:.2f} |" if before else " |"
         fused = by_path.get("render2")
-        line += f" {median(fused)['of_ceiling']:.0%} |" if fused else " |"
+        line += f" {median_round(fused)['of_ceiling']:.0%} |" if fused else " |"
         lines.append(line)
     return "\n".join(lines) + "\n"
 

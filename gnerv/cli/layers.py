@@ -57,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if args.frames or args.resize or args.stride != 1:
             raise GnervError(
                 "--frames/--stride/--resize pick frames of a video for --segments; "
-                f"{args.frames_file} is evaluated as extracted"
+                f"{args.frames_file} is evaluated as extracted: drop them"
             )
         frames, _ = load_frames(args.frames_file)
         result = evaluate_layers(

@@ -58,6 +58,18 @@ def cmd_track_segments(args: argparse.Namespace) -> None:
     print(f"MLflow run {run_id} (experiment {experiment!r}) holds {args.video}'s segments")
 
 
+def add_video_args(p: argparse.ArgumentParser) -> None:
+    """--video and --params: which video of which workflow parameters."""
+    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
+    p.add_argument(
+        "--params",
+        required=True,
+        nargs="+",
+        metavar="PARAMS.yaml",
+        help="workflow parameters (params.yaml, then any --configfile merged into it)",
+    )
+
+
 def add_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", help="MLflow experiment (default: mlflow.experiment)")
     p.add_argument(
@@ -69,14 +81,7 @@ def add_store_args(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("track", help="log a finished pipeline (one video) to MLflow")
-    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
-    p.add_argument(
-        "--params",
-        required=True,
-        nargs="+",
-        metavar="PARAMS.yaml",
-        help="workflow parameters (params.yaml, then any --configfile merged into it)",
-    )
+    add_video_args(p)
     g = p.add_argument_group("the pipeline's files")
     g.add_argument("--fits", nargs="+", required=True, type=Path, help="fit.json of each stage")
     g.add_argument(
@@ -97,14 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "track-ablations", help="log a video's ablations (gnerv ablation) to MLflow, a run each"
     )
-    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
-    p.add_argument(
-        "--params",
-        required=True,
-        nargs="+",
-        metavar="PARAMS.yaml",
-        help="workflow parameters (params.yaml, then any --configfile merged into it)",
-    )
+    add_video_args(p)
     p.add_argument(
         "--results",
         nargs="+",
@@ -123,14 +121,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "track-segments",
         help="log a segmented video to MLflow: a parent run, a nested run per segment",
     )
-    p.add_argument("--video", required=True, metavar="NAME", help="the video's name in params")
-    p.add_argument(
-        "--params",
-        required=True,
-        nargs="+",
-        metavar="PARAMS.yaml",
-        help="workflow parameters (params.yaml, then any --configfile merged into it)",
-    )
+    add_video_args(p)
     p.add_argument(
         "--metrics", required=True, type=Path, help="the JSON of gnerv evaluate --segments"
     )

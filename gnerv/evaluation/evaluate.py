@@ -142,11 +142,11 @@ def evaluate_segments(
                 f"{height}x{width}: give the video and --frames/--stride/--resize of the encode"
             )
         models = prepare_layers(files, dev)
+        local = list(range(seg.n_frames))
         points = []
         size = 0
         for j in range(1, stages + 1):
             size += (video.folder / seg.layers[j - 1][0]).stat().st_size
-            local = list(range(seg.n_frames))
             _sync(dev)
             t0 = time.perf_counter()
             decoded = decode_layers(files[:j], local, dev, batch_size, models[:j], precision)

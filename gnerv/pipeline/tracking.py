@@ -595,6 +595,37 @@ def _optional(path: Path | None, what: str) -> Any:
     return read_json(path, what) if path is not None and Path(path).is_file() else {}
 
 
+def _finish(client: Any, run_id: str) -> None:
+    """End a run as FINISHED unless it already is (tracking again leaves a finished run alone)."""
+    if client.get_run(run_id).info.status != "FINISHED":
+        client.set_terminated(run_id, "FINISHED")
+
+
+def _fail(client: Any, run_ids: Iterable[str]) -> None:
+    """Mark runs FAILED after an error, which stays the one reported."""
+    for run_id in run_ids:
+        try:
+            client.set_terminated(run_id, "FAILED")
+        except Exception:  # the original error matters more than this one
+            pass
+
+
+def _write_runs_record(
+    path: Path, video: str, uri: str, experiment: str, experiment_id: str, **run_ids: Any
+) -> None:
+    """The JSON pointer to a video's MLflow runs that a track command leaves."""
+    write_json(
+        path,
+        {
+            "video": video,
+            "tracking_uri": public_uri(uri),
+            "experiment": experiment,
+            "experiment_id": experiment_id,
+            **run_ids,
+        },
+    )
+
+
 def track_pipeline(
     video: str,
     files: PipelineFiles,
@@ -665,27 +696,15 @@ def track_pipeline(
         for path in _artifacts(files.benchmarks):
             client.log_artifact(parent_id, str(path), artifact_path="benchmarks")
         # its end is the pipeline's: tracking a finished pipeline again leaves it alone
-        if client.get_run(parent_id).info.status != "FINISHED":
-            client.set_terminated(parent_id, "FINISHED")
+        _finish(client, parent_id)
     except BaseException:
-        for run_id in [*created, parent_id]:
-            try:
-                client.set_terminated(run_id, "FAILED")
-            except Exception:  # the original error matters more than this one
-                pass
+        _fail(client, [*created, parent_id])
         raise
 
-    write_json(
-        files.record,
-        {
-            "video": video,
-            "tracking_uri": public_uri(uri),
-            "experiment": experiment,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_id,
-            "stage_run_ids": stage_ids,
-        },
-    )
+    _write_runs_record(
+        files.record, video, uri, experiment, experiment_id,
+        parent_run_id=parent_id, stage_run_ids=stage_ids,
+    )  # fmt: skip
     return parent_id
 
 
@@ -768,31 +787,18 @@ def track_segments(
             for point in seg["points"]:
                 seg_log.metrics_from(point_numbers(point), step=int(point["stage"]))
             seg_log.flush()
-            if client.get_run(run_id).info.status != "FINISHED":
-                client.set_terminated(run_id, "FINISHED")
+            _finish(client, run_id)
             segment_ids[f"seg{i:03d}"] = run_id
         for path in (metrics, index):
             client.log_artifact(parent_id, str(path), artifact_path="segments")
-        if client.get_run(parent_id).info.status != "FINISHED":
-            client.set_terminated(parent_id, "FINISHED")
+        _finish(client, parent_id)
     except BaseException:
-        for run_id in [*created, parent_id]:
-            try:
-                client.set_terminated(run_id, "FAILED")
-            except Exception:  # the original error matters more than this one
-                pass
+        _fail(client, [*created, parent_id])
         raise
-    write_json(
-        record,
-        {
-            "video": video,
-            "tracking_uri": public_uri(uri),
-            "experiment": experiment,
-            "experiment_id": experiment_id,
-            "parent_run_id": parent_id,
-            "segment_run_ids": segment_ids,
-        },
-    )
+    _write_runs_record(
+        record, video, uri, experiment, experiment_id,
+        parent_run_id=parent_id, segment_run_ids=segment_ids,
+    )  # fmt: skip
     return parent_id
 
 
@@ -884,23 +890,10 @@ def track_ablations(
             log.flush()
             for artifact in _artifacts([path, table, path.with_suffix(".png")]):
                 client.log_artifact(run_id, str(artifact), artifact_path="ablation")
-            if client.get_run(run_id).info.status != "FINISHED":
-                client.set_terminated(run_id, "FINISHED")
+            _finish(client, run_id)
         except BaseException:
-            try:
-                client.set_terminated(run_id, "FAILED")
-            except Exception:  # the original error matters more than this one
-                pass
+            _fail(client, [run_id])
             raise
         run_ids[name] = run_id
-    write_json(
-        record,
-        {
-            "video": video,
-            "tracking_uri": public_uri(uri),
-            "experiment": experiment,
-            "experiment_id": experiment_id,
-            "ablation_run_ids": run_ids,
-        },
-    )
+    _write_runs_record(record, video, uri, experiment, experiment_id, ablation_run_ids=run_ids)
     return run_ids
