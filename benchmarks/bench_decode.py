@@ -41,15 +41,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+from bench_entropy import median_seconds
+from bench_train import conv_ceiling, dominant_conv
+from record import write_record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_entropy import median_seconds  # noqa: E402
-from bench_train import conv_ceiling, dominant_conv  # noqa: E402
-from record import write_record  # noqa: E402
-
-from gnerv.codec import bitstream as bs  # noqa: E402
+from gnerv.codec import bitstream as bs
 from gnerv.codec.config import GNeRVConfig, c0_for_size, count_params, macs_per_frame
-from gnerv.codec.decode import bf16_supported, decode_layers, load_layers, prepare_layers  # noqa: E402
+from gnerv.codec.decode import bf16_supported, decode_layers, load_layers, prepare_layers
 from gnerv.codec.model import GNeRV, frame_times
 from gnerv.runtime.heap import keep_freed_memory
 from gnerv.runtime.sizes import parse_param_count

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
+from record import write_record
 
 from gnerv.codec.config import GNeRVConfig, c0_for_size, macs_per_frame
 from gnerv.codec.model import GNeRV, render

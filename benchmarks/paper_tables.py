@@ -15,12 +15,11 @@ Markdown table and writes JSON to benchmarks/out/.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from record import write_record
 
 from gnerv.codec.config import GNeRVConfig
 from gnerv.encoder.config import PAPER_LR, TrainConfig
@@ -34,7 +33,6 @@ from gnerv.encoder.progressive import (
 from gnerv.evaluation.evaluate import evaluate_layers
 from gnerv.evaluation.plots import markdown_table
 from gnerv.media.video import read_video
-from gnerv.runtime.atomic import write_json
 from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,18 +145,16 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     rows = table1(args, out_dir) if args.table == "table1" else table3(args, out_dir)
-    result = {
-        "table": args.table,
-        "args": vars(args),
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, device {args.device}",
-        "wall_seconds": time.time() - t0,
-        "rows": rows,
-    }
-    write_json(out_dir / f"{args.table}.json", result)
     print(markdown_table(rows, COLUMNS))
-    print(json.dumps({k: result[k] for k in ("date", "machine", "wall_seconds")}))
+    write_record(
+        out_dir / f"{args.table}.json",
+        table=args.table,
+        args=vars(args),
+        threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        wall_seconds=time.time() - t0,
+        rows=rows,
+    )
 
 
 if __name__ == "__main__":

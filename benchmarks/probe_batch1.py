@@ -20,7 +20,6 @@ Prints each figure; writes benchmarks/out/probe_batch1.json.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,16 +27,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_decode import one_model
+from bench_entropy import median_seconds
+from record import write_record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_decode import one_model  # noqa: E402
-from bench_entropy import median_seconds  # noqa: E402
-from record import write_record  # noqa: E402
-
-from gnerv.codec import kernels  # noqa: E402
-from gnerv.codec.decode import decode_float, decode_layers, prepare_layers  # noqa: E402
-from gnerv.codec.kernels import shuffle_blocked  # noqa: E402
-from gnerv.codec.model import GNeRV, frame_times, to_uint8  # noqa: E402
+from gnerv.codec import kernels
+from gnerv.codec.decode import decode_float, decode_layers, prepare_layers
+from gnerv.codec.kernels import shuffle_blocked
+from gnerv.codec.model import GNeRV, frame_times, to_uint8
 
 OUT = Path(__file__).resolve().parent / "out" / "probe_batch1.json"
 

@@ -29,19 +29,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from record import write_record
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from record import write_record  # noqa: E402
-
-from gnerv.codec.decode import (  # noqa: E402
+from gnerv.codec.decode import (
     bf16_supported,
     decode_float,
     decode_layers,
     load_layers,
 )
-from gnerv.codec.kernels import RENDER_KERNELS  # noqa: E402
-from gnerv.codec.model import to_uint8  # noqa: E402
-from gnerv.evaluation.metrics import mean_psnr  # noqa: E402
+from gnerv.codec.kernels import RENDER_KERNELS
+from gnerv.codec.model import to_uint8
+from gnerv.evaluation.metrics import mean_psnr
 
 OUT = Path(__file__).resolve().parent / "records" / "render_contract.json"
 SETTINGS = [(threads, batch) for threads in (1, 2, 3) for batch in (1, 7, 8, 32)]
@@ -66,21 +64,15 @@ def compare(a: torch.Tensor, b: torch.Tensor) -> dict:
     }
 
 
-CHILD = """
-import sys, numpy as np, torch
-sys.path.insert(0, sys.argv[1])
-from render_contract import sums
-from gnerv.codec.decode import load_layers
-torch.set_num_threads(2)
-files = load_layers(sys.argv[4:])
-np.save(sys.stdout.buffer, sums(files, sys.argv[2], int(sys.argv[3])).numpy())
-"""
+def child(kernel: str, batch: str, layers: list[str]) -> None:
+    """In a child process (the ISA caps set in its environment): the chain's sums to stdout."""
+    torch.set_num_threads(2)
+    np.save(sys.stdout.buffer, sums(load_layers(layers), kernel, int(batch)).numpy())
 
 
 def in_child(layers: list[str], kernel: str, batch: int, onednn: str, aten: str) -> torch.Tensor:
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": onednn, "ATEN_CPU_CAPABILITY": aten}
-    here = str(Path(__file__).resolve().parent)
-    cmd = [sys.executable, "-c", CHILD, here, kernel, str(batch), *layers]
+    cmd = [sys.executable, __file__, "--child", kernel, str(batch), *layers]
     done = subprocess.run(cmd, env=env, capture_output=True, check=True)
     return torch.from_numpy(np.load(io.BytesIO(done.stdout)))
 
@@ -141,4 +133,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--child"]:
+        child(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        main()

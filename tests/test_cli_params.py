@@ -114,3 +114,66 @@ def test_results_layout_is_the_workflows() -> None:
     assert results.report_files("v")["rd"] == "results/v/eval/rd.png"
     dvc = (ROOT / "dvc.yaml").read_text()
     assert results.layer("cockatoo", 3) in dvc and results.metrics("cockatoo") in dvc
+
+
+# A value for each coding option that differs from its default (and passes validate()).
+CODING_VALUES = {
+    "scheme": "symmetric",
+    "target_psnr_drop": 0.5,
+    "max_bytes": 12345,
+    "qat_epochs": 3,
+    "qat_share": 0.25,
+    "qat_lr": 1e-4,
+    "prune": 0.2,
+    "rate_lambda": 0.01,
+}
+
+
+def test_every_coding_option_is_a_flag_a_params_key_and_in_the_schema(tmp_path: Path) -> None:
+    """One CompressConfig field makes its CLI flag, its params.yaml key and its schema: the same
+    value given either way reaches the same CompressConfig, and the schema checks the key."""
+    import jsonschema
+
+    from gnerv.cli.common import compress_config
+    from gnerv.encoder.config import CodingOption, CompressConfig, coding_options
+
+    options = coding_options()
+    assert set(options) == set(CODING_VALUES), "a new coding option needs a value here"
+    argv = []
+    for name, value in CODING_VALUES.items():
+        argv += [CodingOption.flag(name), str(value)]
+    args = build_parser().parse_args(["compress", "model", "-o", "x.gnerv", *argv])
+    from_flags = compress_config(resolve_settings(args, "compress"), note=False)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**PARAMS, "compress": CODING_VALUES}))
+    args = build_parser().parse_args(
+        ["compress", "model", "-o", "x.gnerv", "--params", str(path), "--stage", "1"]
+    )
+    from_params = compress_config(resolve_settings(args, "compress"), note=False)
+    assert from_flags == from_params
+    for name in CODING_VALUES:
+        assert getattr(from_flags, name) != getattr(CompressConfig(), name) or name == "scheme"
+    assert sorted(command_params(load_params([path]), "compress", 1)) == sorted(
+        ["quant.bits"] + [f"compress.{name}" for name in CODING_VALUES]
+    )
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
+    section = schema["properties"]["compress"]
+    assert set(section["properties"]) == set(options)
+    validator = jsonschema.Draft202012Validator(section)
+    assert not list(validator.iter_errors(CODING_VALUES))
+    assert list(validator.iter_errors({"prune": -1}))  # the option's schema checks the value
+    assert list(validator.iter_errors({"no_such_option": 1}))
+
+
+def test_a_bad_coding_value_is_one_line(tmp_path: Path) -> None:
+    from gnerv.cli import UsageError
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**PARAMS, "compress": {"qat_epochs": "many"}}))
+    args = build_parser().parse_args(
+        ["compress", "model", "-o", "x.gnerv", "--params", str(path), "--stage", "1"]
+    )
+    with pytest.raises(GnervError, match="compress.qat_epochs: 'many' is not an integer"):
+        resolve_settings(args, "compress")
+    with pytest.raises(UsageError, match="argument --scheme: scheme 'zip': use one of minmax"):
+        build_parser().parse_args(["compress", "model", "-o", "x.gnerv", "--scheme", "zip"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,6 @@ from gnerv.codec.config import (
     MIN_BITS,
     MINMAX_SCHEME,
     PRECISIONS,
-    SCHEME_ALIASES,
-    SCHEMES,
     SYMMETRIC_SCHEME,
     GNeRVConfig,
 )
@@ -32,12 +30,13 @@ from gnerv.encoder.config import (
     DEFAULT_RECIPE,
     PAPER_LR,
     PAPER_RESIDUAL_LR,
-    QAT_LR_FACTOR,
     RECIPES,
     RESIDUAL_ALPHA,
     TRAIN_PRECISIONS,
+    CodingOption,
     CompressConfig,
     TrainConfig,
+    coding_options,
     recipe_settings,
     stage_defaults,
 )
@@ -96,14 +95,17 @@ TRAIN_FIELDS = tuple(field for _, field, _ in TRAIN_OPTIONS) + ("device", "preci
 # Every setting a --params file may give (under the package's names).
 # CompressConfig's fields (compress / encode: the quantization scheme, bits, fine-tune, pruning)
 COMPRESS_FIELDS = tuple(f.name for f in dataclasses.fields(CompressConfig))
+CODING_OPTIONS = coding_options()
 SETTING_NAMES = {
     *MODEL_FIELDS, *TRAIN_FIELDS, *COMPRESS_FIELDS, "size", "c0", "residual_scale", "recipe"
 }  # fmt: skip
 # The rate path's settings, as a user names them, and the values that ask for it.
 RATE_PATH_FLAGS = {
-    "qat_epochs": ("--qat-epochs", lambda v: v is not None and v > 0),
-    "qat_share": ("qat_share", lambda v: v > 0),
-    "prune": ("--prune", lambda v: v > 0),
+    **{
+        name: (CodingOption.flag(name), option.asks_rate_path)
+        for name, option in coding_options().items()
+        if option.asks_rate_path
+    },
     "bits": ("--bits auto", lambda v: v == "auto"),
 }
 
@@ -238,61 +240,30 @@ def add_bits_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_rate_args(p: argparse.ArgumentParser) -> None:
-    """How the fitted model is coded beyond --bits (defaults: the rate path; --recipe paper or
-    --scheme minmax: the paper's 8-bit min/max)."""
-    d = CompressConfig()
+    """How the fitted model is coded beyond --bits: a flag per coding option of CompressConfig
+    (defaults: the rate path; --recipe paper or --scheme minmax: the paper's 8-bit min/max)."""
+    defaults = _defaults(CompressConfig)
     g = p.add_argument_group("rate (defaults: the rate path; the paper's coding: --recipe paper)")
-    g.add_argument(
-        "--scheme",
-        type=scheme_type,
-        default=SUPPRESS,
-        help="quantization scheme: symmetric (zero-centred grid, compact ranges, parametric "
-        "entropy model; the default) or minmax (the paper's; alone it codes 8 bits, nothing "
-        "fine-tuned)",
-    )
-    g.add_argument(
-        "--target-psnr-drop",
-        type=float,
-        default=SUPPRESS,
-        help=f"--bits auto: dB below the float model (default {d.target_psnr_drop:g})",
-    )
-    g.add_argument(
-        "--max-bytes", type=int, default=SUPPRESS, help="--bits auto: a byte budget instead"
-    )
-    g.add_argument(
-        "--qat-epochs",
-        type=int,
-        default=SUPPRESS,
-        help="quantization-aware fine-tune epochs after fit (default: "
-        f"{d.qat_share:g} of the fit's epochs; 0: none)",
-    )
-    g.add_argument(
-        "--qat-lr",
-        type=learning_rate,
-        default=SUPPRESS,
-        help=f"its peak learning rate (default {d.qat_lr}: {QAT_LR_FACTOR:g} x the fit's)",
-    )
-    g.add_argument(
-        "--prune",
-        type=float,
-        default=SUPPRESS,
-        help="share of each convolution's weights set to zero before the fine-tune (0)",
-    )
-    g.add_argument(
-        "--rate-lambda",
-        type=float,
-        default=SUPPRESS,
-        help="weight of a rate term in the fine-tune's loss: the weights' estimated code length "
-        f"in bits per pixel (default {d.rate_lambda:g}: none)",
-    )
+    for name, option in coding_options().items():
+        g.add_argument(
+            option.flag(name),
+            type=_argument_type(option.parse, option.flag(name)),
+            default=SUPPRESS,
+            help=option.help.format(**defaults),
+        )
 
 
-def scheme_type(text: str) -> str:
-    """--scheme: minmax | symmetric (or the scheme's full name)."""
-    scheme = SCHEME_ALIASES.get(text, text)
-    if scheme not in SCHEMES:
-        raise argparse.ArgumentTypeError(f"--scheme must be one of {', '.join(SCHEME_ALIASES)}")
-    return scheme
+def _argument_type(parse: Callable[[Any], Any], flag: str) -> Callable[[str], Any]:
+    """`parse` as an argparse type: its error becomes argparse's one-line usage error."""
+
+    def parse_flag(text: str) -> Any:
+        try:
+            return parse(text)
+        except GnervError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    parse_flag.__name__ = flag  # what argparse names in its own messages
+    return parse_flag
 
 
 def compress_config(settings: dict[str, Any], note: bool = True) -> CompressConfig:
@@ -441,14 +412,11 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value)
     if name == "bits" and value == "auto":
         return value
-    if name == "scheme":
-        return SCHEME_ALIASES.get(str(value), str(value))
-    if name in ("qat_epochs", "max_bytes"):
-        return None if value is None else int(value)
-    if name == "qat_lr" and value == "auto":
-        return value
-    if name in ("qat_lr", "qat_share", "prune", "target_psnr_drop", "rate_lambda"):
-        return float(value)
+    if name in CODING_OPTIONS:
+        try:
+            return CODING_OPTIONS[name].parse(value)
+        except GnervError as e:
+            raise GnervError(f"parameter compress.{name}: {e}") from None
     if name == "recipe":
         return str(value)
     default = MODEL_DEFAULTS.get(name, TRAIN_DEFAULTS.get(name))

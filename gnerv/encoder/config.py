@@ -7,12 +7,14 @@ training itself is :mod:`gnerv.encoder.train`, the fine-tune :mod:`gnerv.encoder
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from gnerv.codec.config import (
     MINMAX_SCHEME,
+    SCHEME_ALIASES,
+    SCHEMES,
     SYMMETRIC_SCHEME,
     GNeRVConfig,
     check_scheme,
@@ -23,21 +25,21 @@ from gnerv.runtime.errors import GnervError
 
 # The learning rate of a stage when none is given (lr "auto"): the paper's 2e-3, tuned for its
 # 0.5M-12M models, raised for smaller ones as (AUTO_LR_FROM / params) ** AUTO_LR_POWER, at most
-# AUTO_LR_MAX_FACTOR times; residual stages take the same rule (the paper's 2e-4 for them left a
-# 0.05M residual stage 1.1 dB lower than 8e-3 in 100 epochs). Measured with
-# benchmarks/quality.py and benchmarks/progressive.py: docs/model.md, docs/results.md.
+# AUTO_LR_MAX_FACTOR times; residual stages take the same rule (the paper's 2e-4 for them left
+# the residual stages far behind in a CPU-sized training). Measured with benchmarks/quality.py
+# and benchmarks/progressive.py: docs/model.md, docs/results.md.
 PAPER_LR = 2e-3
 PAPER_RESIDUAL_LR = 2e-4  # paper 4.1: residual stages (configs/paper-*.yaml set it)
 AUTO_LR = "auto"
 # The global embedding's start: the model's torch.randn (std RANDN_STD, the paper does not say)
 # scaled to EMBEDDING_STD. Every block input is normalised by the distribution shift, so only the
-# start's scale against the lr matters: 0.01 gained 0.28-0.80 dB over 1 at every size and clip
-# measured (docs/model.md); the paper configs set 1.
+# start's scale against the lr matters: 0.01 gained over 1 at every size and clip measured
+# (docs/model.md); the paper configs set 1.
 RANDN_STD = 1.0
 EMBEDDING_STD = 0.01
 AUTO_LR_FROM = 800_000  # parameters from which the paper's lr is kept
 AUTO_LR_POWER = 1.0
-AUTO_LR_MAX_FACTOR = 4.0  # 8e-3: the best of 2e-3..1.6e-2 at 0.05-0.2M on the demo clip
+AUTO_LR_MAX_FACTOR = 4.0  # 8e-3: the best of 2e-3..1.6e-2 at 0.05-0.2M on the sample clips
 
 
 def auto_lr(params: int) -> float:
@@ -119,21 +121,118 @@ DEFAULT_TARGET_PSNR_DROP = 0.2  # bits auto: dB below the float model
 
 
 @dataclass(frozen=True)
+class CodingOption:
+    """How one coding setting (a CompressConfig field) appears outside the code: as the flag
+    `--<field-name>` of `gnerv compress|encode|finetune`, as the key `<field_name>` of
+    params.yaml's `compress:` section, and in that section's JSON schema. A new coding option is
+    one field with this metadata, plus its use (docs/package.md, "Adding a coding option")."""
+
+    help: str  # the flag's help; "{name}" is replaced by that field's default
+    parse: Callable[[Any], Any]  # a flag's text or a params value -> the field's value
+    schema: dict[str, Any]  # the params.yaml value's JSON schema
+    asks_rate_path: Callable[[Any], bool] | None = None  # values that need the symmetric grid
+
+    @staticmethod
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+
+def parse_scheme(value: Any) -> str:
+    """A scheme by its short name (minmax, symmetric) or its full name."""
+    scheme = SCHEME_ALIASES.get(str(value), str(value))
+    if scheme not in SCHEMES:
+        raise GnervError(f"scheme {value!r}: use one of {', '.join(SCHEME_ALIASES)}")
+    return scheme
+
+
+def _number(kind: type) -> Callable[[Any], Any]:
+    """A parser of `kind` (int or float) that lets null through (the recipe's value)."""
+
+    def parse(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise GnervError(f"{value!r} is not {'an integer' if kind is int else 'a number'}")
+
+    return parse
+
+
+def parse_qat_lr(value: Any) -> float | str:
+    """The fine-tune's learning rate: a number, or auto (QAT_LR_FACTOR x the fit's)."""
+    return AUTO_QAT_LR if str(value).strip().lower() == AUTO_QAT_LR else _number(float)(value)
+
+
+def _option(default: Any, **option: Any) -> Any:
+    return field(default=default, metadata={"option": CodingOption(**option)})
+
+
+@dataclass(frozen=True)
 class CompressConfig:
     """How a fitted model becomes a file. The defaults are the measured best (DEFAULT_CODING_*);
-    the paper's coding is ``recipe_settings("paper")``. params.yaml's ``compress:`` and
-    ``quant:`` sections map onto these fields, and so do the CLI's rate flags: a new coding
-    option is a field here (with its flag and its params.yaml key) plus its use."""
+    the paper's coding is ``recipe_settings("paper")``. params.yaml's ``quant: bits`` and every
+    ``compress:`` key map onto these fields; the fields with a CodingOption also make the CLI's
+    rate flags and the schema of params.yaml's ``compress:`` section (coding_options)."""
 
-    scheme: str = DEFAULT_CODING_SCHEME  # (paper: minmax)
+    scheme: str = _option(
+        DEFAULT_CODING_SCHEME,  # (paper: minmax)
+        help="quantization scheme: symmetric (zero-centred grid, compact ranges, parametric "
+        "entropy model; the default) or minmax (the paper's; alone it codes 8 bits, nothing "
+        "fine-tuned)",
+        parse=parse_scheme,
+        schema={"enum": [*SCHEME_ALIASES, *SCHEMES, None]},
+    )
     bits: int | str = DEFAULT_CODING_BITS  # or "auto": per-tensor (gnerv.encoder.allocate)
-    target_psnr_drop: float = DEFAULT_TARGET_PSNR_DROP  # bits auto: dB below the float model
-    max_bytes: int | None = None  # bits auto: a byte budget instead of the PSNR drop
-    qat_epochs: int | None = None  # fine-tune epochs; None: qat_share of the fit's epochs
-    qat_share: float = DEFAULT_QAT_SHARE
-    qat_lr: float | str = AUTO_QAT_LR  # or a number
-    prune: float = DEFAULT_PRUNE  # share of each convolution's weights set to zero
-    rate_lambda: float = DEFAULT_RATE_LAMBDA  # weight of the fine-tune's rate term (per bpp)
+    target_psnr_drop: float = _option(
+        DEFAULT_TARGET_PSNR_DROP,
+        help="--bits auto: dB below the float model (default {target_psnr_drop:g})",
+        parse=_number(float),
+        schema={"type": "number", "exclusiveMinimum": 0},
+    )
+    max_bytes: int | None = _option(
+        None,
+        help="--bits auto: a byte budget instead",
+        parse=_number(int),
+        schema={"type": ["integer", "null"], "minimum": 1},
+    )
+    qat_epochs: int | None = _option(
+        None,  # None: qat_share of the fit's epochs
+        help="quantization-aware fine-tune epochs after fit (default: {qat_share:g} of the "
+        "fit's epochs; 0: none)",
+        parse=_number(int),
+        schema={"type": ["integer", "null"], "minimum": 0},
+        asks_rate_path=lambda v: v is not None and v > 0,
+    )
+    qat_share: float = _option(
+        DEFAULT_QAT_SHARE,
+        help="fine-tune epochs as a share of the fit's, where --qat-epochs is not given "
+        "(default {qat_share:g})",
+        parse=_number(float),
+        schema={"type": ["number", "null"], "minimum": 0, "maximum": 1},
+        asks_rate_path=lambda v: v is not None and v > 0,
+    )
+    qat_lr: float | str = _option(
+        AUTO_QAT_LR,
+        help=f"its peak learning rate (default {{qat_lr}}: {QAT_LR_FACTOR:g} x the fit's)",
+        parse=parse_qat_lr,
+        schema={"oneOf": [{"type": "number", "exclusiveMinimum": 0}, {"const": AUTO_QAT_LR}]},
+    )
+    prune: float = _option(
+        DEFAULT_PRUNE,
+        help="share of each convolution's weights set to zero before the fine-tune "
+        "(default {prune:g})",
+        parse=_number(float),
+        schema={"type": "number", "minimum": 0, "maximum": 0.95},
+        asks_rate_path=lambda v: v is not None and v > 0,
+    )
+    rate_lambda: float = _option(
+        DEFAULT_RATE_LAMBDA,
+        help="weight of a rate term in the fine-tune's loss: the weights' estimated code "
+        "length in bits per pixel (default {rate_lambda:g}: none)",
+        parse=_number(float),
+        schema={"type": "number", "minimum": 0},
+    )
     recipe: str = "default"  # the recipe these settings came from (RECIPES; in the header)
 
     def validate(self) -> None:
@@ -254,13 +353,13 @@ def fine_tunes(params: Mapping[str, Any]) -> bool:
     """Whether the pipeline fine-tunes each fitted stage with the quantizer in the loop (the
     recipe's coding and the compress section resolved as the CLI resolves them): a training
     step of its own in the workflow (rule finetune)."""
-    from gnerv.pipeline.params import COMMAND_SECTIONS
+    from gnerv.pipeline.params import COMMAND_SECTIONS, keys_of
 
     recipe = str(params.get("recipe") or "default")
     given = {
         name: value
         for section, keys in COMMAND_SECTIONS["compress"]
-        for key, name in keys.items()
+        for key, name in keys_of(keys, params.get(section) or {}).items()
         if (value := (params.get(section) or {}).get(key)) is not None
     }
     if given.get("scheme") in (
@@ -270,3 +369,14 @@ def fine_tunes(params: Mapping[str, Any]) -> bool:
         return bool(given.get("qat_epochs") or given.get("qat_share"))
     fields = {k: v for k, v in given.items() if k in ("qat_epochs", "qat_share")}
     return CompressConfig(**{**recipe_settings(recipe, "coding"), **fields}).fine_tunes
+
+
+def coding_options() -> dict[str, CodingOption]:
+    """CompressConfig's coding options by field name, in the fields' order."""
+    return {f.name: f.metadata["option"] for f in fields(CompressConfig) if f.metadata}
+
+
+def compress_schema() -> dict[str, Any]:
+    """The JSON schema of params.yaml's `compress:` properties, one per coding option
+    (workflow/scripts/dvc_yaml.py writes it into workflow/schemas/params.schema.yaml)."""
+    return {name: option.schema for name, option in coding_options().items()}

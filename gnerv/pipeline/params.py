@@ -52,18 +52,23 @@ STAGE_KEYS = {
     "residual_scale": "residual_scale",
 }
 QUANT_KEYS = {"bits": "bits"}
-# The rate path beyond the paper (gnerv.encoder.encode.CompressConfig; defaults: the paper's
-# coding).
-COMPRESS_KEYS = {
-    "scheme": "scheme",
-    "target_psnr_drop": "target_psnr_drop",
-    "max_bytes": "max_bytes",
-    "qat_epochs": "qat_epochs",
-    "qat_share": "qat_share",
-    "qat_lr": "qat_lr",
-    "prune": "prune",
-    "rate_lambda": "rate_lambda",
-}
+
+
+class SameNames(dict):
+    """A key table for a section whose keys are the settings' own names: every key the section
+    holds maps to itself (keys_of)."""
+
+
+# params.yaml's `compress:` section: its keys are CompressConfig's coding options by their field
+# names (gnerv.encoder.config.coding_options, which also makes the section's schema), so a new
+# coding option needs no entry here.
+COMPRESS_KEYS = SameNames()
+
+
+def keys_of(table: Mapping[str, str], values: Mapping[str, Any]) -> Mapping[str, str]:
+    """A section's key table as it applies to `values` (a SameNames table: their own keys)."""
+    return {key: key for key in values} if isinstance(table, SameNames) else table
+
 
 # What each command reads: (params.yaml section, its key table). "stage" is the stage's entry.
 COMMAND_SECTIONS = {
@@ -141,7 +146,7 @@ def command_settings(params: Mapping[str, Any], command: str, stage: int) -> dic
         values = stage_entry(params, stage) if section == "stage" else params.get(section, {})
         if not isinstance(values, Mapping):
             raise GnervError(f"parameters section `{section}` must be a mapping")
-        for key, name in keys.items():
+        for key, name in keys_of(keys, values).items():
             if key in values and values[key] is not None:
                 skips = command in ("fit", "encode") and key in FIT_SKIPS_STAGE_KEYS
                 if section == "stage" and skips:
@@ -164,7 +169,7 @@ def command_params(params: Mapping[str, Any], command: str, stage: int) -> list[
             ]
         else:
             present = params.get(section, {})
-            keys += [f"{section}.{key}" for key in table if key in present]
+            keys += [f"{section}.{key}" for key in keys_of(table, present) if key in present]
     return keys
 
 

@@ -140,16 +140,7 @@ def epochs(fit_dirs: Sequence[str], output: str) -> dict:
     result = {"ablation": "epochs", "points": points}
     json_path, md_path, png_path = outputs(output)
     write_json(json_path, result)
-    header = ["Epochs"] + [str(p["epochs"]) for p in points]
-    md_path.write_text(
-        _rows_markdown(
-            header,
-            [
-                ["PSNR(dB)"] + [f"{p['psnr']:.2f}" for p in points],
-                ["training s"] + [f"{p['train_seconds']:.0f}" for p in points],
-            ],
-        )
-    )
+    md_path.write_text(epochs_markdown(points))
     label = f"C0 = {points[0]['c0']}, {points[0]['params'] / 1e6:.3f}M params" if points else ""
     plot_lines(
         {label: ([p["epochs"] for p in points], [p["psnr"] for p in points])},
@@ -158,6 +149,17 @@ def epochs(fit_dirs: Sequence[str], output: str) -> dict:
         "PSNR against epochs (paper Fig. 7)",
     )
     return result
+
+
+def epochs_markdown(points: list[dict]) -> str:
+    """Fig. 7 as a table: one column per epoch count."""
+    return _rows_markdown(
+        ["Epochs"] + [str(p["epochs"]) for p in points],
+        [
+            ["PSNR(dB)"] + [f"{p['psnr']:.2f}" for p in points],
+            ["training s"] + [f"{p['train_seconds']:.0f}" for p in points],
+        ],
+    )
 
 
 def _fit_of_layer(layer: str) -> dict:
@@ -195,26 +197,29 @@ def progressive(pipeline_metrics: str, long_metrics: str, output: str) -> dict:
     result = {"ablation": "progressive", "rows": rows}
     json_path, md_path, png_path = outputs(output)
     write_json(json_path, result)
-    md_path.write_text(
-        markdown_table(
-            [
-                {
-                    "pipeline": r["pipeline"],
-                    "stage": r["stage"],
-                    "total epochs": r["epochs"],
-                    "total params": r["params"],
-                    "bpp": round(r["bpp"], 4),
-                    "PSNR (dB)": round(r["psnr"], 2),
-                }
-                for r in rows
-            ],
-            ["pipeline", "stage", "total epochs", "total params", "bpp", "PSNR (dB)"],
-        )
-    )
+    md_path.write_text(progressive_markdown(rows))
     plot_lines(
         curves, png_path, "training epochs (cumulative)", "Progressive vs one model (Fig. 8)"
     )
     return result
+
+
+def progressive_markdown(rows: list[dict]) -> str:
+    """Fig. 8 as a table: each stage of the pipeline, then the one model."""
+    return markdown_table(
+        [
+            {
+                "pipeline": r["pipeline"],
+                "stage": r["stage"],
+                "total epochs": r["epochs"],
+                "total params": r["params"],
+                "bpp": round(r["bpp"], 4),
+                "PSNR (dB)": round(r["psnr"], 2),
+            }
+            for r in rows
+        ],
+        ["pipeline", "stage", "total epochs", "total params", "bpp", "PSNR (dB)"],
+    )
 
 
 def _rows_markdown(header: list[str], rows: list[list[str]]) -> str:

@@ -1,5 +1,9 @@
 """Write dvc.yaml from params.yaml: the Snakemake rules' DAG, spelled as DVC stages.
 
+It also writes the schema of params.yaml's `compress:` section (workflow/schemas/
+params.schema.yaml, between its GENERATED markers) from CompressConfig's coding options, so that
+a new coding option is one field of gnerv.encoder.config.CompressConfig.
+
 The Snakemake rules (workflow/rules/*.smk) are the source of truth for what runs; this script
 spells the same jobs for DVC. The *structure* (which videos, how many stages, size or c0, whether
 MLflow tracking runs) is fixed when the file is written; every *value* is a `${...}` reference
@@ -9,8 +13,8 @@ Each stage lists exactly the params its command uses, so a change reruns only wh
 tests/test_workflow.py checks that the committed dvc.yaml is this script's output and that
 DVC's resolved commands, deps and outs equal Snakemake's jobs.
 
-    python workflow/scripts/dvc_yaml.py            # rewrite dvc.yaml from params.yaml
-    python workflow/scripts/dvc_yaml.py --check    # exit 1 if dvc.yaml is out of date
+    python workflow/scripts/dvc_yaml.py            # rewrite dvc.yaml (and the schema's part)
+    python workflow/scripts/dvc_yaml.py --check    # exit 1 if either is out of date
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from gnerv.encoder.config import fine_tunes
+from gnerv.encoder.config import compress_schema, fine_tunes
 from gnerv.encoder.target import Target
 from gnerv.media.video import longest_clip_frames
 from gnerv.pipeline import results
@@ -40,6 +44,9 @@ HEADER = """\
 # turning the quantization-aware fine-tune on or off (compress.qat_epochs 0 <-> more).
 """
 REFERENCE = re.compile(r"\$\{([^}]+)\}")
+# The schema's generated part: the `compress:` section's properties, one per coding option.
+SCHEMA_BEGIN = "# GENERATED from CompressConfig's coding options by workflow/scripts/dvc_yaml.py"
+SCHEMA_END = "# end of the generated part"
 # A fit stage's checkpoint.pt: cached like any output (so `dvc checkout` and `dvc exp apply`
 # restore it beside its fit.json), but persisted, i.e. not deleted before the stage reruns, so
 # that `gnerv fit --auto-resume` continues a killed fit from it (and starts over by itself when
@@ -65,11 +72,12 @@ ABLATIONS_HEADER = """\
 
 
 def load_params(path: Path) -> dict[str, Any]:
-    """params.yaml, checked against the workflow's JSON schema."""
+    """params.yaml, checked against the workflow's JSON schema (its generated part as
+    CompressConfig makes it)."""
     import jsonschema
 
     cfg = yaml.safe_load(path.read_text())
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = yaml.safe_load(schema_with_coding_options(SCHEMA.read_text()))
     errors = sorted(
         jsonschema.Draft202012Validator(schema).iter_errors(cfg), key=lambda e: list(e.path)
     )
@@ -382,6 +390,23 @@ def render(doc: dict[str, Any] | None, header: str = HEADER) -> str | None:
     return header + body
 
 
+def schema_with_coding_options(text: str) -> str:
+    """The params schema `text` with its generated part rewritten from compress_schema()."""
+    lines = text.splitlines(keepends=True)
+    try:
+        begin = next(i for i, line in enumerate(lines) if line.strip() == SCHEMA_BEGIN)
+        end = next(i for i, line in enumerate(lines) if line.strip() == SCHEMA_END)
+    except StopIteration:
+        raise SystemExit(f"{SCHEMA}: the markers of the generated part are missing") from None
+    indent = lines[begin][: len(lines[begin]) - len(lines[begin].lstrip())]
+    body = [
+        f"{indent}{name}: "
+        + yaml.safe_dump(schema, default_flow_style=True, sort_keys=False, width=YAML_WIDTH)
+        for name, schema in compress_schema().items()
+    ]
+    return "".join(lines[: begin + 1] + body + lines[end:])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--params", type=Path, default=ROOT / PARAMS_FILE, help="params file")
@@ -404,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     files = {
         args.output: render(build(cfg)),
         args.ablations_output: render(build_ablations(cfg), ABLATIONS_HEADER),
+        SCHEMA: schema_with_coding_options(SCHEMA.read_text()),
     }
     stale = []
     for path, text in files.items():
