@@ -4,7 +4,8 @@ Run: ``python benchmarks/bench_bitstream.py [--model-dir DIR] [--epochs 60] [--s
 Trains a small GNeRV on cockatoo (first 32 frames at 90x160, HxW) unless ``--model-dir`` names a
 folder written by ``gnerv fit``, compresses it, and prints per tensor and in total: payload bytes
 vs ``count x H`` (the tensor's own symbol frequencies) in bytes, their ratio, the header and table
-bytes, and bpp from the file size. Writes ``benchmarks/out/bitstream.json``. Target: total
+bytes, and bpp from the file size. Writes the record ``benchmarks/records/bitstream.json`` (docs/
+compression.md's table is rendered from it). Target: total
 payload within 1 % of the entropy.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from record import write_record
 
 from gnerv.codec.bitstream import read_gnerv
 from gnerv.codec.config import GNeRVConfig, c0_for_size, describe
@@ -26,11 +28,10 @@ from gnerv.encoder.config import TrainConfig
 from gnerv.encoder.encode import compress_checkpoint
 from gnerv.encoder.train import fit
 from gnerv.media.video import read_video, video_fingerprint
-from gnerv.runtime.atomic import write_json
 from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out" / "bitstream.json"
+OUT = ROOT / "benchmarks" / "records" / "bitstream.json"
 VIDEO = ROOT / "data" / "raw" / "cockatoo.mp4"
 TARGET_RATIO = 1.01
 
@@ -121,12 +122,10 @@ def main() -> None:
 
     result = {
         "benchmark": "bitstream",
-        "video": str(
-            args.video.relative_to(ROOT) if args.video.is_relative_to(ROOT) else args.video
-        ),
+        "video": args.video,
         "frames": args.frames,
         "size_hw": [h, w],
-        "model_dir": str(args.model_dir) if args.model_dir else None,
+        "model_dir": args.model_dir,
         "epochs": args.epochs if args.model_dir is None else None,
         "train_seconds": train_seconds,
         "bits": args.bits,
@@ -142,11 +141,9 @@ def main() -> None:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": np.__version__,
-        "machine": platform.machine(),
         "tensors": rows,
     }
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
+    write_record(args.out, **result)
 
 
 if __name__ == "__main__":

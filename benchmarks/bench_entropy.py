@@ -1,7 +1,8 @@
 """Throughput and efficiency of gnerv.codec.entropy on Laplacian-like 8-bit symbols.
 
 Run: ``python benchmarks/bench_entropy.py [--sizes 1000000 10000000] [--repeats 5]``.
-Prints a table and writes ``benchmarks/out/entropy.json``. Target: >= 20 M symbols/s both ways.
+Prints a table and writes the record ``benchmarks/records/entropy.json`` (docs/performance.md's
+table). Target: >= 20 M symbols/s both ways.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from record import write_record
 
 from gnerv.codec.entropy import blob_info, decode_symbols, empirical_entropy_bits, encode_symbols
-from gnerv.runtime.atomic import write_json
 
-OUT = Path(__file__).resolve().parent / "out" / "entropy.json"
+OUT = Path(__file__).resolve().parent / "records" / "entropy.json"
 
 
 def laplacian_symbols(n: int, scale: float = 4.0, seed: int = 0) -> np.ndarray:
@@ -91,12 +92,9 @@ def main() -> None:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "constriction": importlib.metadata.version("constriction"),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
         "rows": rows,
     }
-    write_json(args.out, result)
-    print(f"wrote {args.out}")
+    write_record(args.out, **result)
 
 
 if __name__ == "__main__":

@@ -2,21 +2,23 @@
 
     python benchmarks/bench_extract.py [--video data/raw/cockatoo.mp4] [--frames 0:120]
 
-Prints a table and writes benchmarks/out/extract.json; medians over repeats.
+Prints a table and writes the record benchmarks/records/extract.json (docs/performance.md's
+table); medians over repeats.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
+from record import write_record
+
 from gnerv.media.video import probe_video, read_video
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+OUT = ROOT / "benchmarks" / "records" / "extract.json"
 
 
 def main() -> None:
@@ -25,6 +27,7 @@ def main() -> None:
     ap.add_argument("--frames", default="0:120")
     ap.add_argument("--sizes", default="native,360x640,90x160", help="HxW list, or native")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     a, b = (int(x) for x in args.frames.split(":"))
     info = probe_video(args.video)
@@ -38,12 +41,10 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         n, h, w, _ = frames.shape
         rows.append({"size": f"{h}x{w}", "frames": n, "fps": n / statistics.median(times)})
-    result = {"date": time.strftime("%Y-%m-%d"), "video": args.video, "source": info, "rows": rows}
     print(f"{args.video} ({info['height']}x{info['width']}, {info.get('codec')})")
     for r in rows:
         print(f"  to {r['size']:>10s}: {r['fps']:8.1f} frames/s ({r['frames']} frames)")
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "extract.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_record(args.out, video=args.video, repeats=args.repeats, source=info, rows=rows)
 
 
 if __name__ == "__main__":

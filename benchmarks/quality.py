@@ -5,7 +5,8 @@
     python benchmarks/quality.py --recipes paper default "lr8e-3=--lr 8e-3" --epochs 100
 
 Each point is the real pipeline on the clip: `gnerv extract`, `gnerv fit` with the recipe's
-flags, `gnerv compress` (8-bit, the paper's quantizer) and `gnerv evaluate` on the decoded
+flags, `gnerv compress` (the package's default coding, the same for every recipe) and
+`gnerv evaluate` on the decoded
 frames, so bpp is the .gnerv file's size. Recipes: `paper` is the paper's training recipe
 (`--lr 2e-3 --embedding-std 1`: the reference row), `default` the package's defaults with no
 flag, and any `NAME=FLAGS` adds one (FLAGS passed to `gnerv fit` as they are). Clips: `demo`

@@ -27,7 +27,7 @@ from gnerv.runtime.process import prepare_process
 prepare_process()  # as the commands do, before torch loads: fair threads, the kept heap
 
 import numpy as np  # noqa: E402
-from record import cpu_flags, cpu_name  # noqa: E402
+from record import command_line, cpu_flags, cpu_name  # noqa: E402
 
 from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size  # noqa: E402
 from gnerv.encoder.allocate import allocate_bits  # noqa: E402
@@ -392,6 +392,7 @@ def main() -> None:
             "machine": f"{os.cpu_count()}-core {cpu_name()}",
             "cpu_flags": cpu_flags(),
             "date": time.strftime("%Y-%m-%d"),
+            "command": command_line(),
         }
         print(json.dumps(results[name]["summary"], indent=2), flush=True)
         out_path.parent.mkdir(parents=True, exist_ok=True)

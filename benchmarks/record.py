@@ -59,12 +59,17 @@ def portable(value: Any) -> Any:
     return value
 
 
+def command_line() -> str:
+    """This benchmark's command line as a reader can rerun it (no machine's folders)."""
+    return shlex.join([Path(sys.argv[0]).name, *portable(sys.argv[1:])])
+
+
 def write_record(out: str | os.PathLike, **figures: Any) -> None:
     """Write `figures` to `out` as JSON beside the machine, the date and the command line."""
     record = {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "flags": cpu_flags()},
         "date": time.strftime("%Y-%m-%d"),
-        "command": shlex.join([Path(sys.argv[0]).name, *portable(sys.argv[1:])]),
+        "command": command_line(),
         **portable(figures),
     }
     Path(out).parent.mkdir(parents=True, exist_ok=True)

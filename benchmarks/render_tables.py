@@ -485,7 +485,255 @@ def decode_paths(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_counts(record: dict) -> str:
+    """benchmarks/paper_counts.py's table: the paper's parameter and MAC counts against this
+    package's, one row per (C0, frame size) pair the paper gives."""
+    lines = [
+        f"Layout `{record['layout']}`; `{record['command']}` ({record['date']}; counting only, "
+        "the same on any machine).",
+        "",
+        "| source | frame | C0 | paper params | ours | error | paper GMACs | ours | error |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        err = 100 * (r["params"] / 1e6 - r["paper_params_m"]) / r["paper_params_m"]
+        macs = "- | - | -"  # the paper gives MACs only in Tables 2 and 3 (1080p)
+        if r["paper_gmacs"] is not None:
+            gerr = 100 * (r["gmacs"] - r["paper_gmacs"]) / r["paper_gmacs"]
+            macs = f"{r['paper_gmacs']:.2f} | {r['gmacs']:.2f} | {gerr:+.2f} %"
+        source = r["source"] + (" (extra)" if r["extra"] else "")
+        lines.append(
+            f"| {source} | {r['width']}x{r['height']} | {r['c0']} | {r['paper_params_m']:g}M | "
+            f"{r['params'] / 1e6:.4f}M | {err:+.2f} % | {macs} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _recipe_rows(record: dict, recipe: str) -> dict[tuple[str, str], dict]:
+    """benchmarks/quality.py's rows of one recipe, by (clip, size asked)."""
+    return {(r["clip"], r["size"]): r for r in record["rows"] if r["recipe"] == recipe}
+
+
+def quality_recipes(record: dict) -> str:
+    """benchmarks/quality.py's record: the package's defaults (`default`) against the paper's
+    training recipe (`paper`) at each clip and size, decoded PSNR and bpp of the coded files."""
+    paper, default = _recipe_rows(record, "paper"), _recipe_rows(record, "default")
+    lines = [
+        machine_line(record) + f"; {record['epochs']} epochs.",
+        "",
+        "| clip | size (params) | paper's training: PSNR (dB) | bpp | default training: PSNR "
+        "(dB) | bpp | default - paper |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    gains = []
+    for key, d in default.items():
+        if key not in paper:
+            continue
+        p = paper[key]
+        gains.append(d["psnr"] - p["psnr"])
+        lines.append(
+            f"| {key[0]} | {key[1]} ({d['params']:,}) | {p['psnr']:.2f} | {p['bpp']:.4f} | "
+            f"{d['psnr']:.2f} | {d['bpp']:.4f} | **{gains[-1]:+.2f} dB** |"
+        )
+    lines += [
+        "",
+        f"Mean gain **{sum(gains) / len(gains):+.2f} dB**, smallest {min(gains):+.2f} dB, "
+        f"largest {max(gains):+.2f} dB over the {len(gains)} points.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def quality_layout(record: dict) -> str:
+    """benchmarks/quality.py's record: the wide layout (the default) against the paper's
+    (`paper-layout`) at each size asked, and each clip's BD figures of paper against wide."""
+    wide, paper = _recipe_rows(record, "default"), _recipe_rows(record, "paper-layout")
+    lines = [
+        machine_line(record) + f"; {record['epochs']} epochs.",
+        "",
+        "| clip | size asked | layout | params | bpp | PSNR (dB) | paper vs wide |",
+        "| :--- | :--- | :--- | ---: | ---: | ---: | ---: |",
+    ]
+    for key, w in wide.items():
+        if key not in paper:
+            continue
+        p = paper[key]
+        for name, r, gain in (("wide", w, ""), ("paper", p, f"{p['psnr'] - w['psnr']:+.2f} dB")):
+            lines.append(
+                f"| {key[0]} | {key[1]} | {name} | {r['params']:,} | {r['bpp']:.4f} | "
+                f"{r['psnr']:.2f} | {gain} |"
+            )
+    lines.append("")
+    for clip in dict.fromkeys(c for c, _ in wide):
+        pairs = [(w, paper[k]) for k, w in wide.items() if k[0] == clip and k in paper]
+        rate, psnr = _bd([w for w, _ in pairs], [p for _, p in pairs])
+        lines.append(
+            f"- {clip}: the paper layout's R-D curve against the wide one: BD-rate "
+            f"**{rate:+.1f} %**, BD-PSNR **{psnr:+.2f} dB** (pchip, `gnerv.evaluation.bd`)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def progressive_stages(record: dict) -> str:
+    """benchmarks/progressive.py's record: each variant's prefixes against the respective model
+    of the same parameter total, per clip."""
+    respective = {
+        (r["clip"], r["stages"]): r["psnr"] for r in record["rows"] if r["variant"] == "respective"
+    }
+    lines = [
+        machine_line(record) + f"; stages of {', '.join(record['stage_sizes'])}, "
+        f"{', '.join(map(str, record['epochs']))} epochs for every stage and every model.",
+        "",
+        "| clip | model | params | MACs/frame | bpp | PSNR (dB) | vs respective (equal params) |",
+        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        if r["variant"] == "respective":
+            model, gain = f"respective {r['stages']}", ""
+        else:
+            model = f"progressive 1..{r['stages']}, {r['variant']}"
+            gain = f"{r['psnr'] - respective[(r['clip'], r['stages'])]:+.2f}"
+        if r["variant"] != "respective" and r["stages"] == 1 and not gain.strip("+-0."):
+            continue  # stage 1 alone is respective 1 (the same model, seed and settings)
+        lines.append(
+            f"| {r['clip']} | {model} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.1f} M | "
+            f"{r['bpp']:.4f} | {r['psnr']:.2f} | {gain} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def rd_points(record: dict) -> str:
+    """benchmarks/rd_rate.py's record of one clip: every operating point of every model size,
+    the paper's 8-bit min/max first, and the envelope's BD figures against the paper's curve."""
+    (clip, res), *_ = record.items()
+    flags = ", ".join(res["cpu_flags"])
+    lines = [
+        f"Machine: {res['machine']} ({flags}), {res['date']}; `{res['command']}`.",
+        "",
+        "| model | coding | bytes | bpp | PSNR (dB) | side info | fine-tune share |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for m in res["models"]:
+        for r in m["rows"]:
+            coding = "paper: 8-bit min/max" if r["label"] == "paper8" else r["label"]
+            share = f"{100 * r['finetune_share']:.1f} %" if r.get("finetune_share") else ""
+            lines.append(
+                f"| {m['size']} | {coding} | {r['bytes']:,} | {r['bpp']:.4f} | {r['psnr']:.2f} | "
+                f"{100 * r['side_share']:.2f} % | {share} |"
+            )
+    sm = res["summary"]
+    lines += [
+        "",
+        f"{clip}: the new path's lower envelope against the paper's curve: BD-rate "
+        f"**{sm['bd_rate_percent']:+.1f} %**, BD-PSNR **{sm['bd_psnr_db']:+.2f} dB** (pchip, "
+        f"`gnerv.evaluation.bd`); the lowest new point inside the paper curve's rate range lies "
+        f"{sm['min_psnr_vs_paper_at_equal_size']:+.2f} dB from it at equal file size; side "
+        f"information at most {100 * sm['max_side_share_files_over_50kB']:.2f} % of any file of "
+        f"50 KB or more; fine-tunes at most {100 * sm['max_finetune_share']:.1f} % of their "
+        "fit's training time.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def bitstream(record: dict) -> str:
+    """benchmarks/bench_bitstream.py's table: where a real file's bytes go."""
+    sz = record["sizes"]
+    entropy = record["entropy_bytes"]
+    h, w = record["size_hw"]
+    lines = [
+        machine_line(record) + f"; {record['params']:,} parameters fitted {record['epochs']} "
+        f"epochs to {record['frames']} frames at {h}x{w}, {record['bits']} bits.",
+        "",
+        "| | bytes |",
+        "| --- | ---: |",
+        f"| empirical entropy of all symbols | {entropy:,.0f} |",
+        f"| coded payload | {sz['payload']:,} (**{record['payload_over_entropy']:.4f} x** "
+        "entropy) |",
+        f"| header (magic, version, length, JSON, CRC) | {sz['header']:,} |",
+        f"| tables: min/max pairs | {sz['minmax']:,} |",
+        f"| tables: entropy tables inside the blobs | {sz['entropy_tables']:,} |",
+        f"| file | {sz['total']:,} ({record['file_over_entropy']:.3f} x entropy), "
+        f"**{record['bpp']:.4f} bpp** |",
+        "",
+        f"PSNR {record['psnr_float']:.2f} dB before quantization, "
+        f"{record['psnr_quantized']:.2f} dB after; the min/max pairs are "
+        f"{100 * sz['minmax'] / sz['total']:.1f} % of the file.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def ablation_time_branch(record: dict) -> str:
+    """benchmarks/ablations.py's record: Table 4's layout for each video, as the ablation's own
+    markdown writes it."""
+    from gnerv.studies.ablations import time_branch_markdown
+
+    return "\n".join(
+        time_branch_markdown(v["time_branch"]["columns"]) for v in record["videos"].values()
+    )
+
+
+def ablation_epochs(record: dict) -> str:
+    """benchmarks/ablations.py's record: Fig. 7 as a table for each video."""
+    from gnerv.studies.ablations import epochs_markdown
+
+    return "\n".join(epochs_markdown(v["epochs"]["points"]) for v in record["videos"].values())
+
+
+def ablation_progressive(record: dict) -> str:
+    """benchmarks/ablations.py's record: Fig. 8 as a table for each video, and the run."""
+    from gnerv.studies.ablations import progressive_markdown
+
+    tables = [progressive_markdown(v["progressive"]["rows"]) for v in record["videos"].values()]
+    run = machine_line(record) + f"; {record['run_seconds'] / 60:.1f} minutes in all."
+    return "\n".join([*tables, run]) + "\n"
+
+
+def entropy(record: dict) -> str:
+    """benchmarks/bench_entropy.py's table: the ANS coder's speed and its payload against the
+    empirical entropy."""
+    lines = [
+        machine_line(record) + f"; constriction {record['constriction']}, median of "
+        f"{record['repeats']}.",
+        "",
+        "| symbols | encode (M symbols/s) | decode (M symbols/s) | entropy (bits/symbol) "
+        "| payload / entropy | table (bytes) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        lines.append(
+            f"| {r['symbols']:,} | {r['encode_msym_s']:.1f} | {r['decode_msym_s']:.1f} | "
+            f"{r['bits_per_symbol_entropy']:.4f} | {r['payload_over_entropy']:.5f} | "
+            f"{r['table_bytes']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def extract(record: dict) -> str:
+    """benchmarks/bench_extract.py's table: frames/s read through imageio-ffmpeg per size."""
+    src = record["source"]
+    lines = [
+        machine_line(record) + f"; {record['video']} ({src['height']}x{src['width']} "
+        f"{src.get('codec')}), median of {record['repeats']}.",
+        "",
+        "| size | frames | frames/s |",
+        "| --- | ---: | ---: |",
+    ]
+    for r in record["rows"]:
+        lines.append(f"| {r['size']} | {r['frames']} | {r['fps']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[dict], str]] = {
+    "entropy": entropy,
+    "extract": extract,
+    "quality_recipes": quality_recipes,
+    "quality_layout": quality_layout,
+    "progressive_stages": progressive_stages,
+    "rd_points": rd_points,
+    "bitstream": bitstream,
+    "ablation_time_branch": ablation_time_branch,
+    "ablation_epochs": ablation_epochs,
+    "ablation_progressive": ablation_progressive,
+    "paper_counts": paper_counts,
     "decode_paths": decode_paths,
     "train_variants": train_variants,
     "decode_renders": decode_renders,

@@ -174,3 +174,66 @@ def test_measured_tables_match_their_records():
     marked = [p for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]
               if "<!-- table: " in p.read_text()]  # fmt: skip
     assert marked, "no doc table is rendered from a record"
+
+
+# Tables in the docs that hold no measured figure: layouts, fields, limits, file lists and the
+# paper's own figures (quoted, not measured here). Any other table is a measurement and must sit
+# between `<!-- table: NAME RECORD -->` markers, rendered from its record.
+DESCRIPTIVE_TABLES = {
+    "| ablation | paper | files | built from |",
+    "| Channel Number | 20 | 40 | 80 | 152 | 223 | 304 |",  # the paper's Table 4
+    "| offset | size | field |",
+    "| field | meaning and check |",
+    "| limit | default | `gnerv decode` flag |",
+    "| version | what changed | read by this version |",
+    "| tensor | shape | channels (one min/max pair each) |",
+    "| part | paper | here |",
+    "| reading differs in | pinned by |",
+    "| module | what it holds |",
+    "| file | what to add |",
+    "| section | what runs | prints / records |",
+    "| file | what |",
+}
+
+
+def unmarked_tables(text: str) -> list[tuple[int, str]]:
+    """(line, header) of each Markdown table outside the record markers."""
+    found, inside, previous = [], False, ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("<!-- table: "):
+            inside = True
+        elif line.startswith("<!-- end table"):
+            inside = False
+        elif line.startswith("|") and not inside and not previous.startswith("|"):
+            found.append((number, line.strip()))
+        previous = line
+    return found
+
+
+def test_unmarked_tables_hold_no_measurements():
+    """A table outside the markers is one of the descriptive ones; a measured table comes from
+    its record (so a figure cannot be typed into a doc by hand)."""
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    stray = [
+        f"{doc.relative_to(ROOT)}:{number}: {header}"
+        for doc in docs
+        for number, header in unmarked_tables(doc.read_text())
+        if header not in DESCRIPTIVE_TABLES
+    ]
+    assert not stray, "tables with no record behind them:\n" + "\n".join(stray)
+
+
+def test_unmarked_tables_finds_tables_outside_the_markers_only():
+    text = "\n".join(
+        [
+            "| a | b |",
+            "| --- | --- |",
+            "| 1 | 2 |",
+            "",
+            "<!-- table: demo benchmarks/records/demo.json -->",
+            "| c | d |",
+            "<!-- end table -->",
+            "| e | f |",
+        ]
+    )
+    assert unmarked_tables(text) == [(1, "| a | b |"), (8, "| e | f |")]
