@@ -2,7 +2,9 @@
 timed, and its figures (summary.json's R-D rows and BD-rates, each rule's seconds and peak
 memory from Snakemake's benchmark files) written to a record.
 
-    python benchmarks/demo.py --out benchmarks/records/demo.json     # about 7 minutes on 2 cores
+    python benchmarks/demo.py --out benchmarks/records/demo.json --rd-plot docs/img/demo_rd.png
+    python benchmarks/demo.py --out benchmarks/records/demo.json --rd-plot docs/img/demo_rd.png \
+        --replot                                    # the plot from the record, nothing run
 
 It runs in a fresh copy of the repository's tracked files (a temporary folder, removed
 afterwards), so the time is the whole pipeline's from nothing and the checkout's own results/
@@ -37,10 +39,32 @@ def rule_costs(folder: Path) -> list[dict]:
     return rows
 
 
+def plot_rd_figure(record: dict, path: Path) -> None:
+    """The record's R-D curves (GNeRV's stages and each baseline) as docs/results.md shows them."""
+    from gnerv.evaluation.plots import plot_rd
+
+    curves: dict[str, tuple[list[float], list[float]]] = {}
+    for row in record["rows"]:
+        name = "GNeRV" if row["curve"] == "gnerv" else row["curve"]
+        rate, quality = curves.setdefault(name, ([], []))
+        rate.append(row["bpp"])
+        quality.append(row["psnr"])
+    v = record["video"]
+    title = f"{VIDEO}, {v['n_frames']} frames at {v['height']}x{v['width']}: decoded files"
+    plot_rd(curves, path, title=f"{title} ({record['date']})")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "demo.json")
+    p.add_argument("--rd-plot", type=Path, help="also draw the record's R-D curves here (PNG)")
+    p.add_argument("--replot", action="store_true", help="only draw --rd-plot from --out")
     args = p.parse_args()
+    if args.replot:
+        if args.rd_plot is None:
+            p.error("--replot draws --rd-plot: give it")
+        plot_rd_figure(json.loads(args.out.read_text()), args.rd_plot)
+        return 0
     snakemake = shutil.which("snakemake")
     if snakemake is None:
         print("snakemake is not on PATH: activate the environment (README)", file=sys.stderr)
@@ -73,6 +97,8 @@ def main() -> int:
         bd=summary["bd"],
         jobs=jobs,
     )
+    if args.rd_plot:
+        plot_rd_figure(json.loads(args.out.read_text()), args.rd_plot)
     return 0
 
 

@@ -31,7 +31,13 @@ from record import command_line, cpu_flags, cpu_name  # noqa: E402
 
 from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size  # noqa: E402
 from gnerv.encoder.allocate import allocate_bits  # noqa: E402
-from gnerv.encoder.config import AUTO_LR, QAT_LR_FACTOR, TrainConfig, auto_lr  # noqa: E402
+from gnerv.encoder.config import (  # noqa: E402
+    AUTO_LR,
+    DEFAULT_QAT_LOSS,
+    QAT_LR_FACTOR,
+    TrainConfig,
+    auto_lr,
+)
 from gnerv.encoder.encode import compress_checkpoint  # noqa: E402
 from gnerv.encoder.qat import finetune  # noqa: E402
 from gnerv.encoder.train import fit, model_from_checkpoint  # noqa: E402
@@ -64,6 +70,7 @@ class Point:
     prune: float
     rate_lambda: float = 0.0  # the fine-tune's rate term (gnerv.encoder.qat)
     lr_factor: float = QAT_LR_FACTOR  # the fine-tune's lr over the fit's
+    loss: str = DEFAULT_QAT_LOSS  # the fine-tune's loss: mse, or the fit's own ("fit")
 
     @property
     def label(self) -> str:
@@ -71,7 +78,8 @@ class Point:
         prune = f"+prune{self.prune:g}" if self.prune else ""
         rate = f"+rate{self.rate_lambda:g}" if self.rate_lambda else ""
         lr = f"+lr{self.lr_factor:g}" if self.lr_factor != QAT_LR_FACTOR else ""
-        return f"sym{self.bits}{qat}{prune}{rate}{lr}"
+        loss = "+fitloss" if self.qat_share and self.loss == "fit" else ""
+        return f"sym{self.bits}{qat}{prune}{rate}{lr}{loss}"
 
 
 POINTS = (
@@ -90,18 +98,22 @@ EXTRA_POINTS = tuple(Point(b, 0.1, 0.0, lam) for b in (5, 6) for lam in (0.1, 0.
 
 POINT_LABEL = re.compile(
     r"sym(?P<bits>\d+|auto)(\+qat(?P<qat>[\d.]+))?(\+prune(?P<prune>[\d.]+))?"
-    r"(\+rate(?P<rate>[\d.]+))?(\+lr(?P<lr>[\d.]+))?"
+    r"(\+rate(?P<rate>[\d.]+))?(\+lr(?P<lr>[\d.]+))?(?P<fitloss>\+fitloss)?"
 )
 
 
 def parse_point(label: str) -> Point:
-    """A point from its label: symB[+qatSHARE][+pruneP][+rateL] (B: bits or auto)."""
+    """A point from its label: symB[+qatSHARE][+pruneP][+rateL][+lrF][+fitloss] (B: bits or
+    auto; +fitloss: the fine-tune on the fit's own loss instead of MSE)."""
     m = POINT_LABEL.fullmatch(label)
     if m is None:
         raise ValueError(f"{label!r} is not symB[+qatSHARE][+pruneP][+rateL], e.g. sym6+qat0.1")
     bits = m["bits"] if m["bits"] == "auto" else int(m["bits"])
     lr = float(m["lr"]) if m["lr"] else QAT_LR_FACTOR
-    return Point(bits, float(m["qat"] or 0), float(m["prune"] or 0), float(m["rate"] or 0), lr)
+    loss = "fit" if m["fitloss"] else DEFAULT_QAT_LOSS
+    return Point(
+        bits, float(m["qat"] or 0), float(m["prune"] or 0), float(m["rate"] or 0), lr, loss
+    )
 
 
 def load_clip(clip: Clip) -> np.ndarray:
@@ -170,13 +182,17 @@ def run_model(
             print(f"  allocation ({alloc_seconds:.0f} s): {bits}", flush=True)
         if point.qat_share:
             qat_epochs = max(1, round(point.qat_share * epochs))
-            model_dir = CACHE / f"qat_{tag}_{point.label}_q{qat_epochs}"
+            # (fine-tunes on the fit's loss, the default once, keep their folders' names)
+            model_dir = CACHE / f"qat_{tag}_{point.label.removesuffix('+fitloss')}_q{qat_epochs}"
+            if point.loss == "mse":
+                model_dir = model_dir.with_name(model_dir.name + "_mse")
             qat_cfg = TrainConfig(
                 epochs=qat_epochs,
                 lr=fit_lr * point.lr_factor,
                 warmup_fraction=0.0,
                 device="cpu",
                 precision="fp32",
+                **({"loss_alpha": 1.0, "distortion": "mse"} if point.loss == "mse" else {}),
             )
             t0 = time.perf_counter()
             done = finetune(

@@ -124,6 +124,7 @@ CODING_VALUES = {
     "qat_epochs": 3,
     "qat_share": 0.25,
     "qat_lr": 1e-4,
+    "qat_loss": "fit",
     "prune": 0.2,
     "rate_lambda": 0.01,
 }

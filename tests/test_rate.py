@@ -433,3 +433,25 @@ def test_format_2_parametric_blobs_still_decode() -> None:
     new = encode_symbols(sym, 64, parametric=True)
     assert new[0] in (8, 9) and np.array_equal(decode_symbols(new, sym.size, 64), sym)
     assert blob_info(new, sym.size).table_bytes <= blob_info(old, sym.size).table_bytes - 5
+
+
+@pytest.mark.parametrize("loss", ["mse", "fit"])
+def test_the_fine_tune_trains_on_mse_unless_asked_for_the_fits_loss(fitted, tmp_path, loss) -> None:
+    """The default fine-tune's loss is MSE (what PSNR measures); --qat-loss fit keeps the fit's
+    own a*L1 + (1-a)*(1-SSIM). The fine-tune's record says which it trained on."""
+    import json
+
+    from gnerv.cli import main
+
+    frames, fit_dir = fitted
+    np.save(tmp_path / "frames.npy", frames)
+    args = ["compress", str(fit_dir), "-o", str(tmp_path / "v.gnerv"), "--qat-epochs", "2"]
+    args += ["--frames-file", str(tmp_path / "frames.npy"), "--device", "cpu"]
+    assert main([*args, *(["--qat-loss", "fit"] if loss == "fit" else [])]) == 0
+    trained = json.loads((tmp_path / "v.finetune" / "fit.json").read_text())["train"]
+    fitted_with = json.loads((fit_dir / "fit.json").read_text())["train"]
+    if loss == "mse":
+        assert (trained["loss_alpha"], trained["distortion"]) == (1.0, "mse")
+    else:
+        assert trained["loss_alpha"] == fitted_with["loss_alpha"] == 0.7
+        assert trained["distortion"] == fitted_with["distortion"] == "l1"

@@ -14,6 +14,7 @@ import json
 import os
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,6 +216,10 @@ def prepare_model(
     # fp32: the fine-tune trains through the quantizer's grid, which the decoder computes with
     # in fp32 (bf16 would round the grid's values it trains on)
     qat_cfg = replace(base, epochs=qat_epochs, lr=qat_lr, warmup_fraction=0.0, precision="fp32")
+    if cfg.qat_loss == "mse":  # what PSNR measures, in place of the fit's loss
+        qat_cfg = replace(qat_cfg, loss_alpha=1.0, distortion="mse")
+    else:  # the fit's own loss, as its fit.json records it
+        qat_cfg = replace(qat_cfg, **fitted_loss(model_dir))
     result = finetune(
         frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress, cfg.rate_lambda
     )
@@ -235,6 +240,12 @@ def fitted_schedule(model_dir: str | os.PathLike) -> tuple[int, float]:
         raise GnervError(f"{path} not found: give a MODEL_DIR written by `gnerv fit`")
     except (ValueError, KeyError, TypeError):
         raise GnervError(f"{path} does not record the fit's epochs and lr: fit the model again")
+
+
+def fitted_loss(model_dir: str | os.PathLike) -> dict[str, Any]:
+    """The loss the fit in ``model_dir`` trained on (its fit.json): loss_alpha, distortion."""
+    train = json.loads((Path(model_dir) / FIT_SUMMARY_NAME).read_text())["train"]
+    return {"loss_alpha": float(train["loss_alpha"]), "distortion": str(train["distortion"])}
 
 
 def _read_record(path: Path) -> dict | None:
