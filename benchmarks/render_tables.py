@@ -19,7 +19,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,38 +90,34 @@ def default_coding(record: dict) -> str:
 def time_to_quality(record: dict) -> str:
     """benchmarks/time_to_quality.py's table: each path's training time, decoded PSNR and the
     time it took to reach the reference path's final training PSNR."""
-    lines = [
+    return table(
         machine_line(record) + ".",
-        "",
         "| clip | path | precision | train s | ratio | decoded PSNR (dB) | to the reference's "
         "quality: epoch, s | ratio |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for row in record["table"]:
-        lines.append(
+        (
             f"| {row['clip']} | {row['path']} | {row['precision']} | {row['train_seconds']:.1f} "
             f"| {row['train_seconds_ratio']:.2f}x | {row['decoded_psnr']:.2f} "
             f"| {row['time_to_quality_epoch']}, {row['time_to_quality_seconds']:.1f} "
             f"| {row['time_to_quality_ratio']:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
+            for row in record["table"]
+        ),
+    )
 
 
 def load(record: dict) -> str:
     """benchmarks/bench_load.py's table: each thread setting idle and beside busy processes."""
-    lines = [
+    return table(
         machine_line(record) + ".",
-        "",
         "| threads | busy processes | train s | slowdown | decode frames/s | slowdown |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for e in record["table"]:
-        lines.append(
+        (
             f"| {e['variant']} | {e['hogs']} | {e['train_seconds']:.1f} | "
             f"{e.get('train_slowdown', float('nan')):.2f}x | {e['decode_fps']:.1f} | "
             f"{e.get('decode_slowdown', float('nan')):.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
+            for e in record["table"]
+        ),
+    )
 
 
 def gpu(record: dict) -> str:
@@ -208,17 +204,18 @@ def gpu(record: dict) -> str:
 def loss(record: dict) -> str:
     """benchmarks/bench_loss.py's table: a training step with each SSIM, and the SSIM alone."""
     st = record["settings"]
-    lines = [
+
+    def ratio(row: dict) -> str:
+        value = row.get("vs_library_step")
+        return f"{value:.2f}x" if value else ""
+
+    return table(
         machine_line(record) + f"; {st['hw']}, {st['size']}, batch {st['batch']}, "
         f"torch {st['torch']}.",
-        "",
         "| what | ms | against the step with pytorch-msssim |",
         "| --- | ---: | ---: |",
-    ]
-    for row in record["rows"]:
-        ratio = row.get("vs_library_step")
-        lines.append(f"| {row['variant']} | {row['ms']:.1f} | {f'{ratio:.2f}x' if ratio else ''} |")
-    return "\n".join(lines) + "\n"
+        (f"| {row['variant']} | {row['ms']:.1f} | {ratio(row)} |" for row in record["rows"]),
+    )
 
 
 def demo(record: dict) -> str:
@@ -272,37 +269,33 @@ def demo(record: dict) -> str:
 def segments(record: dict) -> str:
     """benchmarks/segments.py's table: one network against segments of several lengths."""
     st = record["settings"]
-    lines = [
+    return table(
         machine_line(record) + f"; {st['frames']} frames at {st['resize']}, "
         f"{st['size']} parameters in all, {st['epochs']} epochs per network.",
-        "",
         "| coded as | networks | bytes | bpp | PSNR (dB) | encode (s) |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in record["rows"]:
-        lines.append(
+        (
             f"| {r['variant']} | {r['segments']} | {r['bytes']:,} | {r['bpp']:.4f} | "
             f"{r['psnr']:.2f} | {r['encode_seconds']:.0f} |"
-        )
-    return "\n".join(lines) + "\n"
+            for r in record["rows"]
+        ),
+    )
 
 
 def segments_memory(record: dict) -> str:
     """benchmarks/segments_memory.py's table: a segmented encode's peak memory by clip length."""
     st = record["settings"]
-    lines = [
+    return table(
         machine_line(record) + f"; {st['hw']}, segments of "
         f"{st['segment_frames']} frames, {st['size']} parameters each, one epoch.",
-        "",
         "| clip frames | segments | peak RSS (MB) | wall (s) |",
         "| ---: | ---: | ---: | ---: |",
-    ]
-    for r in record["rows"]:
-        lines.append(
+        (
             f"| {r['frames']} | {r['segments']} | {r['max_rss_mb']:.0f} | {r['wall_seconds']:.0f} |"
-        )
-    lines += ["", f"Peak memory of the longest clip against the shortest: {record['ratio']:.2f}x."]
-    return "\n".join(lines) + "\n"
+            for r in record["rows"]
+        ),
+        [f"Peak memory of the longest clip against the shortest: {record['ratio']:.2f}x."],
+    )
 
 
 def segments_parallel(record: dict) -> str:
@@ -489,6 +482,17 @@ def decode_paths(record: dict) -> str:
         fused = by_path.get("render2")
         line += f" {median_round(fused)['of_ceiling']:.0%} |" if fused else " |"
         lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def table(
+    intro: str, header: str, align: str, rows: Iterable[str], outro: Sequence[str] = ()
+) -> str:
+    """A rendered table: its intro line, a blank line, the header and alignment rows, a line per
+    row, then (after a blank line) any closing lines."""
+    lines = [intro, "", header, align, *rows]
+    if outro:
+        lines += ["", *outro]
     return "\n".join(lines) + "\n"
 
 
@@ -697,36 +701,31 @@ def ablation_progressive(record: dict) -> str:
 def entropy(record: dict) -> str:
     """benchmarks/bench_entropy.py's table: the ANS coder's speed and its payload against the
     empirical entropy."""
-    lines = [
+    return table(
         machine_line(record) + f"; constriction {record['constriction']}, median of "
         f"{record['repeats']}.",
-        "",
         "| symbols | encode (M symbols/s) | decode (M symbols/s) | entropy (bits/symbol) "
         "| payload / entropy | table (bytes) |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for r in record["rows"]:
-        lines.append(
+        (
             f"| {r['symbols']:,} | {r['encode_msym_s']:.1f} | {r['decode_msym_s']:.1f} | "
             f"{r['bits_per_symbol_entropy']:.4f} | {r['payload_over_entropy']:.5f} | "
             f"{r['table_bytes']} |"
-        )
-    return "\n".join(lines) + "\n"
+            for r in record["rows"]
+        ),
+    )
 
 
 def extract(record: dict) -> str:
     """benchmarks/bench_extract.py's table: frames/s read through imageio-ffmpeg per size."""
     src = record["source"]
-    lines = [
+    return table(
         machine_line(record) + f"; {record['video']} ({src['height']}x{src['width']} "
         f"{src.get('codec')}), median of {record['repeats']}.",
-        "",
         "| size | frames | frames/s |",
         "| --- | ---: | ---: |",
-    ]
-    for r in record["rows"]:
-        lines.append(f"| {r['size']} | {r['frames']} | {r['fps']:.1f} |")
-    return "\n".join(lines) + "\n"
+        (f"| {r['size']} | {r['frames']} | {r['fps']:.1f} |" for r in record["rows"]),
+    )
 
 
 RENDERERS: dict[str, Callable[[dict], str]] = {

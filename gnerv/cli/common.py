@@ -103,7 +103,7 @@ SETTING_NAMES = {
 RATE_PATH_FLAGS = {
     **{
         name: (CodingOption.flag(name), option.asks_rate_path)
-        for name, option in coding_options().items()
+        for name, option in CODING_OPTIONS.items()
         if option.asks_rate_path
     },
     "bits": ("--bits auto", lambda v: v == "auto"),
@@ -244,16 +244,16 @@ def add_rate_args(p: argparse.ArgumentParser) -> None:
     (defaults: the rate path; --recipe paper or --scheme minmax: the paper's 8-bit min/max)."""
     defaults = _defaults(CompressConfig)
     g = p.add_argument_group("rate (defaults: the rate path; the paper's coding: --recipe paper)")
-    for name, option in coding_options().items():
+    for name, option in CODING_OPTIONS.items():
         g.add_argument(
             option.flag(name),
-            type=_argument_type(option.parse, option.flag(name)),
+            type=_argument_type(option.parse),
             default=SUPPRESS,
             help=option.help.format(**defaults),
         )
 
 
-def _argument_type(parse: Callable[[Any], Any], flag: str) -> Callable[[str], Any]:
+def _argument_type(parse: Callable[[Any], Any]) -> Callable[[str], Any]:
     """`parse` as an argparse type: its error becomes argparse's one-line usage error."""
 
     def parse_flag(text: str) -> Any:
@@ -262,7 +262,6 @@ def _argument_type(parse: Callable[[Any], Any], flag: str) -> Callable[[str], An
         except GnervError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    parse_flag.__name__ = flag  # what argparse names in its own messages
     return parse_flag
 
 

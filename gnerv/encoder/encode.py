@@ -184,7 +184,7 @@ def prepare_model(
     if residual_target is None:  # the frames: checked before any training on them
         check_frames(model_dir, model_from_checkpoint(Path(model_dir) / CHECKPOINT_NAME)[1], frames)
     bits: int | dict[str, int]
-    fit_epochs, fit_lr = fitted_schedule(model_dir)
+    fit_epochs, fit_lr, fit_loss = fitted_schedule(model_dir)
     qat_epochs = cfg.finetune_epochs(fit_epochs)
     record_path = Path(finetune_dir) / FINETUNE_SUMMARY_NAME
     key, record = None, None
@@ -219,7 +219,7 @@ def prepare_model(
     if cfg.qat_loss == "mse":  # what PSNR measures, in place of the fit's loss
         qat_cfg = replace(qat_cfg, loss_alpha=1.0, distortion="mse")
     else:  # the fit's own loss, as its fit.json records it
-        qat_cfg = replace(qat_cfg, **fitted_loss(model_dir))
+        qat_cfg = replace(qat_cfg, **fit_loss)
     result = finetune(
         frames, model_dir, finetune_dir, qat_cfg, bits, cfg.prune, resume, progress, cfg.rate_lambda
     )
@@ -230,22 +230,21 @@ def prepare_model(
     return Path(finetune_dir), bits, figures
 
 
-def fitted_schedule(model_dir: str | os.PathLike) -> tuple[int, float]:
-    """The epochs and peak learning rate of the fit in ``model_dir`` (its fit.json)."""
+def fitted_schedule(model_dir: str | os.PathLike) -> tuple[int, float, dict[str, Any]]:
+    """The epochs, peak learning rate and loss (loss_alpha, distortion) of the fit in
+    ``model_dir``, as its fit.json records them."""
     path = Path(model_dir) / FIT_SUMMARY_NAME
     try:
         record = json.loads(path.read_text())
-        return int(record["epochs"]), float(record["train"]["lr"])
+        train = record["train"]
+        loss = {"loss_alpha": float(train["loss_alpha"]), "distortion": str(train["distortion"])}
+        return int(record["epochs"]), float(train["lr"]), loss
     except OSError:
         raise GnervError(f"{path} not found: give a MODEL_DIR written by `gnerv fit`")
     except (ValueError, KeyError, TypeError):
-        raise GnervError(f"{path} does not record the fit's epochs and lr: fit the model again")
-
-
-def fitted_loss(model_dir: str | os.PathLike) -> dict[str, Any]:
-    """The loss the fit in ``model_dir`` trained on (its fit.json): loss_alpha, distortion."""
-    train = json.loads((Path(model_dir) / FIT_SUMMARY_NAME).read_text())["train"]
-    return {"loss_alpha": float(train["loss_alpha"]), "distortion": str(train["distortion"])}
+        raise GnervError(
+            f"{path} does not record the fit's epochs, lr and loss: fit the model again"
+        )
 
 
 def _read_record(path: Path) -> dict | None:
