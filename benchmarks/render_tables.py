@@ -88,18 +88,31 @@ def default_coding(record: dict) -> str:
 
 
 def time_to_quality(record: dict) -> str:
-    """benchmarks/time_to_quality.py's table: each path's training time, decoded PSNR and the
-    time it took to reach the reference path's final training PSNR."""
+    """benchmarks/time_to_quality.py's table: each path's settings, training time, decoded PSNR
+    and the time it took to reach the reference path's final training PSNR."""
+
+    def settings(name: str) -> str:
+        path = record["paths"][name]
+        words = [*(f"{k}={v}" for k, v in path["env"].items()), *path["flags"]]
+        return f"`{' '.join(words)}`" if words else "(defaults)"
+
+    def reached(row: dict) -> str:
+        if row["time_to_quality_seconds"] is None:
+            return "not reached | -"
+        return (
+            f"{row['time_to_quality_epoch']:.0f}, {row['time_to_quality_seconds']:.1f} "
+            f"| {row['time_to_quality_ratio']:.2f}x"
+        )
+
     return table(
         machine_line(record) + ".",
-        "| clip | path | precision | train s | ratio | decoded PSNR (dB) | to the reference's "
-        "quality: epoch, s | ratio |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| clip | path | settings | precision | train s | ratio | decoded PSNR (dB) | to the "
+        "reference's quality: epoch, s | ratio |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
         (
-            f"| {row['clip']} | {row['path']} | {row['precision']} | {row['train_seconds']:.1f} "
-            f"| {row['train_seconds_ratio']:.2f}x | {row['decoded_psnr']:.2f} "
-            f"| {row['time_to_quality_epoch']}, {row['time_to_quality_seconds']:.1f} "
-            f"| {row['time_to_quality_ratio']:.2f}x |"
+            f"| {row['clip']} | {row['path']} | {settings(row['path'])} | {row['precision']} "
+            f"| {row['train_seconds']:.1f} | {row['train_seconds_ratio']:.2f}x "
+            f"| {row['decoded_psnr']:.2f} | {reached(row)} |"
             for row in record["table"]
         ),
     )
