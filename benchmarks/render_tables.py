@@ -364,6 +364,53 @@ def decode_renders(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def decode_budget(record: dict) -> str:
+    """benchmarks/decode_budget.py's table: render 2's steps in ms per frame at each batch size,
+    against the eager forward and the frame time each decoding target allows."""
+    rows = record["rows"]
+    batches = " | ".join(f"batch {r['batch']}: ms | share" for r in rows)
+
+    def line(label: str, values: list[float | None], shares: bool = True) -> str:
+        cells = [
+            "| |"
+            if v is None
+            else f"{v:.2f} | {v / r['forward_ms']:.0%} |"
+            if shares
+            else f"{v:.2f} | |"
+            for v, r in zip(values, rows, strict=True)
+        ]
+        return f"| {label} | " + " ".join(cells)
+
+    first = rows[0]
+    body = [line(name, [r["steps_ms"][name] for r in rows]) for name in first["steps_ms"]]
+    body += [
+        line("**all convolutions**", [r["convs_ms"] for r in rows]),
+        line("render 2's forward (the steps)", [r["forward_ms"] for r in rows], False),
+        line("the decoder (`decode_layers`, uint8 out)", [r["decoder_ms"] for r in rows], False),
+        line("eager fp32 forward", [r["eager_ms"] for r in rows], False),
+        line(
+            "**the target allows** (eager / "
+            + " or ".join(f"{r['target_x_eager']}" for r in rows if r["target_x_eager"])
+            + ")",
+            [r["target_ms"] for r in rows],
+            False,
+        ),
+    ]
+    intro = (
+        machine_line(record)
+        + ", torch "
+        + record["torch"]["version"]
+        + f"; {first['shape']}, {first['params'] / 1e6:.3f}M parameters, random weights; the "
+        "eager forward, the decoder and the steps alternating; medians, ms per frame."
+    )
+    return table(
+        intro,
+        f"| step | {batches} |",
+        "| --- | " + " ".join("---: | ---: |" for _ in rows),
+        body,
+    )
+
+
 def render_contract(record: dict) -> str:
     """benchmarks/render_contract.py's tables: what each render's frames depend on."""
     ref = record["reference"]
@@ -756,6 +803,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "decode_paths": decode_paths,
     "train_variants": train_variants,
     "decode_renders": decode_renders,
+    "decode_budget": decode_budget,
     "render_contract": render_contract,
     "load": load,
     "default_coding": default_coding,

@@ -263,20 +263,26 @@ def fused_conv(
     then PixelShuffle(factor) when given (both are per element, so they commute). Elsewhere
     (a GPU, a torch without oneDNN) the conv and torch's activation, one after the other: the
     same function, not the same last bits."""
+    y = fused_conv_blocked(conv, x, post, factor)
+    return shuffle_blocked(y, factor) if factor else y
+
+
+def fused_conv_blocked(
+    conv: nn.Conv2d, x: torch.Tensor, post: str, factor: int | None = None
+) -> torch.Tensor:
+    """fused_conv before its shuffle: post(conv(x)) in NHWC memory, with its output channels
+    listed (i, j, c) when a factor is given (blocked_weights)."""
     w, b = blocked_weights(conv, factor) if factor else (conv.weight, conv.bias)
     x = x.contiguous(memory_format=torch.channels_last)  # shuffle_blocked takes NHWC memory
     if x.device.type == "cpu" and has_fused_conv():
-        y = torch.ops.mkldnn._convolution_pointwise(
+        return torch.ops.mkldnn._convolution_pointwise(
             x, w, b, conv.padding, conv.stride, conv.dilation, conv.groups,
             post, [], "none" if post == "gelu" else "",
         )  # fmt: skip
-    else:
-        y = conv._conv_forward(x, w, b)
-        if post == "gelu":
-            y = torch.nn.functional.gelu(y)
-        elif post == "sigmoid":
-            y = y.sigmoid()
-    return shuffle_blocked(y, factor) if factor else y
+    y = conv._conv_forward(x, w, b)
+    if post == "gelu":
+        return torch.nn.functional.gelu(y)
+    return y.sigmoid() if post == "sigmoid" else y
 
 
 # --------------------------------------------------------------------------------------------
