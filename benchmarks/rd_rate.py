@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 from record import command_line, cpu_flags, cpu_name  # noqa: E402
 
 from gnerv.codec.config import MINMAX_SCHEME, SYMMETRIC_SCHEME, GNeRVConfig, c0_for_size  # noqa: E402
+from gnerv.codec.decode import decode_layers, load_layers  # noqa: E402
 from gnerv.encoder.allocate import allocate_bits  # noqa: E402
 from gnerv.encoder.config import (  # noqa: E402
     AUTO_LR,
@@ -42,6 +43,7 @@ from gnerv.encoder.encode import compress_checkpoint  # noqa: E402
 from gnerv.encoder.qat import finetune  # noqa: E402
 from gnerv.encoder.train import fit, model_from_checkpoint  # noqa: E402
 from gnerv.evaluation.bd import bd_psnr, bd_rate  # noqa: E402
+from gnerv.evaluation.metrics import ssim_per_frame  # noqa: E402
 from gnerv.media.video import load_frames, read_video, video_fingerprint  # noqa: E402
 from gnerv.runtime.sizes import parse_param_count  # noqa: E402
 
@@ -132,10 +134,12 @@ def code(
 ) -> dict:
     fig = compress_checkpoint(model_dir, out, bits, frames, device="cpu", scheme=scheme)
     sizes = fig["sizes"]
+    decoded = decode_layers(load_layers([out]), list(range(len(frames))), "cpu")
     return {
         "bytes": fig["bytes"],
         "bpp": fig["bpp"],
         "psnr": fig["psnr_quantized"],  # decoded from the file
+        "ssim": float(ssim_per_frame(frames, decoded).mean()),  # the same, as gnerv evaluate
         "psnr_float": fig["psnr_float"],
         "side_share": sizes["table"] / sizes["total"],
         "header_share": sizes["header"] / sizes["total"],

@@ -87,6 +87,34 @@ def default_coding(record: dict) -> str:
     return "\n".join(lines) + "\n\n" + "; ".join(summary) + ".\n"
 
 
+def coding_ssim(record: dict) -> str:
+    """benchmarks/rd_rate.py's record as default_coding's, in SSIM: the paper's coding, the
+    default (fine-tune on MSE) and the fine-tune on the fit's own loss, of the same fitted
+    models (SSIM of the decoded frames, as `gnerv evaluate` reports it)."""
+    from gnerv.encoder.config import CompressConfig
+
+    label = f"sym{CompressConfig.bits}+qat{CompressConfig.qat_share:g}"
+    clips = {c: r for c, r in record.items() if isinstance(r, dict) and "models" in r}
+    first = next(iter(clips.values()))
+    rows = []
+    for clip, res in clips.items():
+        for model in res["models"]:
+            by = {r["label"]: r for r in model["rows"]}
+            p, d, f = by["paper8"], by[label], by[label + "+fitloss"]
+            rows.append(
+                f"| {clip} | {model['size']} | {p['ssim']:.4f} | {d['ssim']:.4f} "
+                f"| {f['ssim']:.4f} | {d['ssim'] - f['ssim']:+.4f} | {d['psnr'] - f['psnr']:+.2f} |"
+            )
+    return table(
+        f"Machine: {first['machine']} ({', '.join(first['cpu_flags'])}), {first['date']}; "
+        f"`{first['command']}`.",
+        "| clip | model | paper 8-bit: SSIM | default (fine-tune on MSE): SSIM | fine-tune on the "
+        "fit's loss: SSIM | SSIM, MSE - fit's loss | PSNR (dB), MSE - fit's loss |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        rows,
+    )
+
+
 def time_to_quality(record: dict) -> str:
     """benchmarks/time_to_quality.py's table: each path's settings, training time, decoded PSNR
     and the time it took to reach the reference path's final training PSNR."""
@@ -807,6 +835,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "render_contract": render_contract,
     "load": load,
     "default_coding": default_coding,
+    "coding_ssim": coding_ssim,
     "time_to_quality": time_to_quality,
     "gpu": gpu,
     "loss": loss,
