@@ -113,6 +113,12 @@ def measure_batch(files, model, eager, batch: int, frames: int, repeats: int) ->
     with torch.inference_mode():
         for fn in paths.values():  # warm-up: oneDNN's kernel choice, the kept heap
             fn()
+        check = Steps()  # the steps taken apart are render 2's forward, bit for bit
+        check.new_pass()
+        if not torch.equal(
+            timed_forward(model[0], times[0], check), kernels.forward(model[0], times[0], "fused")
+        ):
+            raise SystemExit("the timed steps do not compute render 2's frames")
         steps.passes.clear()
         for _ in range(repeats):  # alternating, so a drift of the machine falls on all three
             for name, fn in paths.items():
