@@ -2,7 +2,8 @@
 timed, and its figures (summary.json's R-D rows and BD-rates, each rule's seconds and peak
 memory from Snakemake's benchmark files) written to a record.
 
-    python benchmarks/demo.py --out benchmarks/records/demo.json --rd-plot docs/img/demo_rd.png
+    python benchmarks/demo.py --out benchmarks/records/demo.json --rd-plot docs/img/demo_rd.png \
+        --frames-figure docs/img/demo_frames.png    # the run's frames.png kept too
     python benchmarks/demo.py --out benchmarks/records/demo.json --rd-plot docs/img/demo_rd.png \
         --replot                                    # the plot from the record, nothing run
 
@@ -59,6 +60,11 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out" / "demo.json")
     p.add_argument("--rd-plot", type=Path, help="also draw the record's R-D curves here (PNG)")
     p.add_argument("--replot", action="store_true", help="only draw --rd-plot from --out")
+    p.add_argument(
+        "--frames-figure",
+        type=Path,
+        help="keep the run's frames.png (original / GNeRV / x265, one frame) here",
+    )
     args = p.parse_args()
     if args.replot:
         if args.rd_plot is None:
@@ -88,6 +94,9 @@ def main() -> int:
         results = work / "results" / VIDEO
         summary = json.loads((results / "eval" / "summary.json").read_text())
         jobs = rule_costs(results / "benchmarks")
+        if args.frames_figure:
+            args.frames_figure.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(results / "eval" / "frames.png", args.frames_figure)
     write_record(
         args.out,
         pipeline="snakemake --cores all",
