@@ -35,6 +35,7 @@ from gnerv.encoder.allocate import allocate_bits  # noqa: E402
 from gnerv.encoder.config import (  # noqa: E402
     AUTO_LR,
     DEFAULT_QAT_LOSS,
+    MSE_LOSS,
     QAT_LR_FACTOR,
     TrainConfig,
     auto_lr,
@@ -196,7 +197,7 @@ def run_model(
                 warmup_fraction=0.0,
                 device="cpu",
                 precision="fp32",
-                **({"loss_alpha": 1.0, "distortion": "mse"} if point.loss == "mse" else {}),
+                **(MSE_LOSS if point.loss == "mse" else {}),
             )
             t0 = time.perf_counter()
             done = finetune(

@@ -48,19 +48,33 @@ def machine_line(record: dict) -> str:
     )
 
 
+def rd_clips(record: dict) -> dict[str, dict]:
+    """benchmarks/rd_rate.py's record: clip name -> its result (the keys that hold models)."""
+    return {c: r for c, r in record.items() if isinstance(r, dict) and "models" in r}
+
+
+def rd_machine_line(res: dict) -> str:
+    """An rd_rate.py clip result's first line: "Machine: CPU (flags), date; `command`."."""
+    flags = ", ".join(res["cpu_flags"])
+    return f"Machine: {res['machine']} ({flags}), {res['date']}; `{res['command']}`."
+
+
+def default_point() -> str:
+    """The rd_rate.py label of the point the package's defaults code (symB+qatS)."""
+    from gnerv.encoder.config import CompressConfig
+
+    return f"sym{CompressConfig.bits}+qat{CompressConfig.qat_share:g}"
+
+
 def default_coding(record: dict) -> str:
     """The paper's coding (8-bit min/max) against the default coding, per clip and size, from
     benchmarks/rd_rate.py's record: file size and decoded PSNR, each clip's BD-rate of the
     default point over the three sizes, and (where the record has it) the default point with
     its fine-tune on the fit's own loss."""
-    from gnerv.encoder.config import CompressConfig  # the point the defaults code
-
-    label = f"sym{CompressConfig.bits}+qat{CompressConfig.qat_share:g}"
-    clips = {c: r for c, r in record.items() if isinstance(r, dict) and "models" in r}
-    first = next(iter(clips.values()))
+    label = default_point()
+    clips = rd_clips(record)
     lines = [
-        f"Machine: {first['machine']} ({', '.join(first['cpu_flags'])}), {first['date']}; "
-        f"`{first['command']}`.",
+        rd_machine_line(next(iter(clips.values()))),
         "",
         "| clip | model | paper 8-bit: bytes | bpp | PSNR (dB) | default: bytes | bpp | PSNR (dB) "
         "| size | PSNR | PSNR, fine-tune on the fit's loss |",
@@ -91,11 +105,8 @@ def coding_ssim(record: dict) -> str:
     """benchmarks/rd_rate.py's record as default_coding's, in SSIM: the paper's coding, the
     default (fine-tune on MSE) and the fine-tune on the fit's own loss, of the same fitted
     models (SSIM of the decoded frames, as `gnerv evaluate` reports it)."""
-    from gnerv.encoder.config import CompressConfig
-
-    label = f"sym{CompressConfig.bits}+qat{CompressConfig.qat_share:g}"
-    clips = {c: r for c, r in record.items() if isinstance(r, dict) and "models" in r}
-    first = next(iter(clips.values()))
+    label = default_point()
+    clips = rd_clips(record)
     rows = []
     for clip, res in clips.items():
         for model in res["models"]:
@@ -106,8 +117,7 @@ def coding_ssim(record: dict) -> str:
                 f"| {f['ssim']:.4f} | {d['ssim'] - f['ssim']:+.4f} | {d['psnr'] - f['psnr']:+.2f} |"
             )
     return table(
-        f"Machine: {first['machine']} ({', '.join(first['cpu_flags'])}), {first['date']}; "
-        f"`{first['command']}`.",
+        rd_machine_line(next(iter(clips.values()))),
         "| clip | model | paper 8-bit: SSIM | default (fine-tune on MSE): SSIM | fine-tune on the "
         "fit's loss: SSIM | SSIM, MSE - fit's loss | PSNR (dB), MSE - fit's loss |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -704,9 +714,8 @@ def rd_points(record: dict) -> str:
     """benchmarks/rd_rate.py's record of one clip: every operating point of every model size,
     the paper's 8-bit min/max first, and the envelope's BD figures against the paper's curve."""
     (clip, res), *_ = record.items()
-    flags = ", ".join(res["cpu_flags"])
     lines = [
-        f"Machine: {res['machine']} ({flags}), {res['date']}; `{res['command']}`.",
+        rd_machine_line(res),
         "",
         "| model | coding | bytes | bpp | PSNR (dB) | side info | fine-tune share |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",

@@ -123,6 +123,7 @@ DEFAULT_TARGET_PSNR_DROP = 0.2  # bits auto: dB below the float model
 # bytes on the three clips measured: docs/compression.md), or "fit", the fit's own loss.
 QAT_LOSSES = ("mse", "fit")
 DEFAULT_QAT_LOSS = "mse"
+MSE_LOSS = {"loss_alpha": 1.0, "distortion": "mse"}  # "mse" as TrainConfig's loss fields
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from gnerv.codec.decode import decode_layers
 from gnerv.codec.model import for_inference, render, to_uint8
 from gnerv.encoder.allocate import allocate_bits
 from gnerv.encoder.config import (
+    MSE_LOSS,
     CompressConfig,
     TrainConfig,
     paper_coding,
@@ -217,7 +218,7 @@ def prepare_model(
     # in fp32 (bf16 would round the grid's values it trains on)
     qat_cfg = replace(base, epochs=qat_epochs, lr=qat_lr, warmup_fraction=0.0, precision="fp32")
     if cfg.qat_loss == "mse":  # what PSNR measures, in place of the fit's loss
-        qat_cfg = replace(qat_cfg, loss_alpha=1.0, distortion="mse")
+        qat_cfg = replace(qat_cfg, **MSE_LOSS)
     else:  # the fit's own loss, as its fit.json records it
         qat_cfg = replace(qat_cfg, **fit_loss)
     result = finetune(
