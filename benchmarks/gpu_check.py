@@ -568,6 +568,7 @@ def small_fit_section(
         res["fit_wall_s"] = round(time.perf_counter() - t, 2)
         summary = json.loads((model / "fit.json").read_text())
         on = ["--device", str(device)]
+        res["compress_flags"] = ""  # the package's default coding
         gnerv_command(
             ["compress", str(model), "-o", str(layer), "--frames-file", str(npy), *on], rep, 300
         )

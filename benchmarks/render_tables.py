@@ -179,6 +179,7 @@ def gpu(record: dict) -> str:
     prof = next(r["result"]["profile"] for r in record["runs"] if "profile" in r["result"])
     tests = [r["result"]["tests"] for r in record["runs"] if "tests" in r["result"]][-1]
     fit, dec, small = full["fit"], full["decode"], full["small_fit"]
+    coding = f" {small['compress_flags']}" if small.get("compress_flags") else ""
     epochs = 300
     compiled = prof["compiled"]
     compiled_s = compiled["first_epoch_s"] + compiled["s_per_epoch"] * (epochs - 1)
@@ -229,7 +230,7 @@ def gpu(record: dict) -> str:
         f"{fit['epochs']} | {fit['train_s']:.0f} | {fit['render_psnr_fp32']:.2f} dB (float "
         f"model; bf16 render {fit['render_psnr_bf16']:.2f} dB) | |",
         f"| Bunny {small['height']}x{small['width']}, {small['params'] / 1e6:.3f}M, "
-        f"`gnerv fit` + `gnerv compress` defaults | {small['epochs']} | {small['train_s']:.1f} | "
+        f"`gnerv fit` + `gnerv compress{coding}` | {small['epochs']} | {small['train_s']:.1f} | "
         f"{small['decoded_psnr']:.2f} dB (decoded file) | {small['bpp']:.4f} |",
         "",
         f"The gpu tests (`pytest -m gpu tests/test_gpu.py`): {tests['passed']} passed, "
@@ -346,6 +347,47 @@ def segments_memory(record: dict) -> str:
             for r in record["rows"]
         ),
         [f"Peak memory of the longest clip against the shortest: {record['ratio']:.2f}x."],
+    )
+
+
+def decode_memory(record: dict) -> str:
+    """benchmarks/decode_memory.py's table: `gnerv decode`'s measured peak against the decode
+    limits' estimate, per frame size, layout and batch (the kernel sizes' range)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in record["rows"]:
+        groups.setdefault((r["frame"], r["size"], r["layout"], r["batch"]), []).append(r)
+    mib = 2**20
+
+    def span(values: list[float], fmt: str) -> str:
+        lo, hi = min(values), max(values)
+        return (
+            format(lo, fmt)
+            if format(lo, fmt) == format(hi, fmt)
+            else (f"{format(lo, fmt)}-{format(hi, fmt)}")
+        )
+
+    rows = [
+        f"| {frame} | {size} | {layout} | {', '.join(str(r['kernel']) for r in rs)} | {batch} | "
+        f"{span([r['peak_bytes'] / mib for r in rs], '.0f')} | "
+        f"{span([r['estimate_bytes'] / mib for r in rs], '.0f')} | "
+        f"{max(r['peak_over_estimate'] for r in rs):.2f} | "
+        f"{max(r['implied_factor'] for r in rs):.2f} |"
+        for (frame, size, layout, batch), rs in groups.items()
+    ]
+    worst = max(record["rows"], key=lambda r: r["peak_over_estimate"])
+    return table(
+        machine_line(record) + "; random weights, 8-bit files, each decode in a fresh process.",
+        "| frame | size | layout | kernels | batch | peak (MiB) | estimate (MiB) | "
+        "largest peak / estimate | largest implied factor |",
+        "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        rows,
+        [
+            f"The estimate: {record['base_bytes'] // mib} MiB + {record['bytes_per_param']} "
+            f"bytes a parameter + {record['activation_factor']} x batch x 4 bytes x the largest "
+            f"feature map. Largest peak / estimate: {worst['peak_over_estimate']:.2f} "
+            f"({worst['frame']}, {worst['layout']}, kernel {worst['kernel']}, batch "
+            f"{worst['batch']})."
+        ],
     )
 
 
@@ -851,6 +893,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "demo": demo,
     "segments": segments,
     "segments_memory": segments_memory,
+    "decode_memory": decode_memory,
     "segments_parallel": segments_parallel,
 }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -17,7 +18,7 @@ from conftest import run_measured
 
 from gnerv.codec import bitstream as bs
 from gnerv.codec import limits as lim
-from gnerv.codec.config import DEFAULT_BATCH, GNeRVConfig, count_params
+from gnerv.codec.config import DEFAULT_BATCH, MIN_BITS, GNeRVConfig, count_params
 from gnerv.codec.model import GNeRV
 from gnerv.runtime.errors import GnervError
 from gnerv.runtime.sizes import parse_bytes
@@ -240,6 +241,31 @@ def test_1080p_12m_model_of_600_frames_passes_the_defaults(layout: str) -> None:
     assert 4 * cost["macs_per_frame"] < limits.max_macs_per_frame
     assert 4 * cost["output_bytes"] < limits.max_output_bytes
     assert 4 * params < limits.max_params
+    # docs/bitstream.md ("Decode limits") quotes these figures of both layouts
+    text = " ".join((ROOT / "docs" / "bitstream.md").read_text().split())
+    for figure in (
+        f"c0 {c0}",
+        f"{cost['macs_per_frame']:.2g}",
+        f"{cost['total_macs']:.2g}",
+        f"{cost['peak_memory'] / 1e9:.1f} GB",
+        f"{cost['output_bytes'] / 1e9:.1f} GB",
+    ):
+        assert figure.replace("e+", "e") in text, figure
+
+
+@pytest.mark.parametrize(("height", "width"), [(1080, 1920), (2160, 3840)])
+def test_the_smallest_model_at_2_bits_passes_the_per_byte_limits(height: int, width: int) -> None:
+    """The per-byte limits leave room for the smallest file the encoder writes: c0 1, channel
+    floor 1, 2 bits, 600 frames (docs/bitstream.md, "Decode limits")."""
+    cfg = GNeRVConfig(height, width, c0=1, min_channels=1)
+    data = bs.compress_model(
+        random_model(cfg), MIN_BITS, bs.video_facts(600, height, width, 25.0),
+        bs.base_stage(VIDEO_ID),
+    )  # fmt: skip
+    limits = lim.DEFAULT_LIMITS
+    lim.check_cost(cfg, 600, 1, len(data), limits, "smallest.gnerv")
+    assert 2.5 * height * width / len(data) < limits.max_pixels_per_byte
+    assert 8 * 600 / len(data) < limits.max_frames_per_byte
 
 
 @pytest.mark.parametrize(
@@ -297,3 +323,25 @@ def test_a_model_the_decoder_would_refuse_is_refused_before_training() -> None:
     check_encodable(tiny, 100)  # 730 parameters for 100 frames: fine
     with pytest.raises(GnervError, match="frames per byte of file"):
         check_encodable(tiny, 5000)
+
+
+@pytest.mark.skipif(
+    not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's /proc/self/clear_refs"
+)
+def test_the_memory_estimate_bounds_a_real_decode(tmp_path: Path) -> None:
+    """`gnerv decode` of a 180x320 model at batch 8, in a fresh process: its peak resident memory
+    (above the interpreter's) stays below decode_cost's estimate, which --max-memory bounds
+    (benchmarks/decode_memory.py measures the larger frame sizes)."""
+    out = tmp_path / "memory.json"
+    done = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "decode_memory.py"),
+            "--cases", "180x320:0.3M", "--kernels", "3", "--batches", "8", "--out", str(out),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["layout"] for r in rows} == {"wide", "paper"}
+    for r in rows:
+        assert 0 < r["peak_bytes"] < r["estimate_bytes"], r

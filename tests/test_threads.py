@@ -102,10 +102,9 @@ def test_the_wait_policy_changes_no_decoded_bit(tmp_path: Path) -> None:
 def test_decoded_floats_do_not_depend_on_the_thread_count(tmp_path: Path, branch: str) -> None:
     """An encoder computes a residual from what the decoder shows, and the two may run with
     different thread counts (a Snakemake job's `threads` on a cluster node, a user's laptop):
-    the decoder's float sums are the same bits with 1 to 4 threads. Before
-    gnerv.runtime.threads.one_thread the time path's small matrix products differed from 3 threads
-    on.
-    (Set in the process: this 2-core VM caps OMP_NUM_THREADS at its cores.)"""
+    the decoder's float sums are the same bits with 1 to 4 threads (the time path's small matrix
+    products run on one thread: gnerv.runtime.threads.one_thread). The count is set in the
+    process, so more threads than the machine has cores are tested too."""
     from gnerv.codec.decode import decode_float, load_layers
 
     torch.manual_seed(5)

@@ -51,12 +51,13 @@ def check_model_size(cfg: GNeRVConfig, n_frames: int) -> None:
         raise GnervError(f"model has {params} parameters, more than the limit {MAX_PARAMS}")
 
 
+# A decode's peak memory is estimated as DECODE_BASE_BYTES + DECODE_BYTES_PER_PARAM x parameters
+# + ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map of one frame, set above the
+# peaks of `gnerv decode` measured by benchmarks/decode_memory.py
+# (benchmarks/records/decode_memory.json, docs/bitstream.md "Decode limits").
+DECODE_BASE_BYTES = 64 << 20  # whatever the file: the kernels' code and buffers, the writer
 DECODE_BYTES_PER_PARAM = 16  # int32 symbols, float32 weights, their channels-last copy, slack
-
-
-# Peak activation memory = ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map: the
-# block's input, its normalised copy and a conv output and its activation live at once
-# (measured peak RSS on CPU, 180x320 to 1080x1920, both layouts, kernels 3-7: 2.9-3.7).
+# A block's input, its normalised copy, a conv's output and its activation live at once.
 ACTIVATION_FACTOR = 4
 
 
@@ -129,7 +130,8 @@ def decode_cost(cfg: GNeRVConfig, n_frames: int, batch: int) -> dict[str, int]:
         "macs_per_frame": per_frame,
         "total_macs": per_frame * n_frames,
         "batch": batch,
-        "peak_memory": DECODE_BYTES_PER_PARAM * params
+        "peak_memory": DECODE_BASE_BYTES
+        + DECODE_BYTES_PER_PARAM * params
         + ACTIVATION_FACTOR * 4 * batch * largest_feature_map(cfg),
         "output_bytes": 3 * n_frames * cfg.height * cfg.width,
     }
