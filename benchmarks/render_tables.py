@@ -694,6 +694,39 @@ def quality_recipes(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def quality_sweep(record: dict) -> str:
+    """benchmarks/quality.py's record of a sweep: the decoded PSNR (and bpp) of every recipe at
+    each clip and size, the best in bold, and how often each recipe is the best."""
+    recipes = list(dict.fromkeys(r["recipe"] for r in record["rows"]))
+    by_recipe = {name: _recipe_rows(record, name) for name in recipes}
+    keys = list(dict.fromkeys((r["clip"], r["size"]) for r in record["rows"]))
+    lines = [
+        machine_line(record) + f"; {record['epochs']} epochs; decoded PSNR (dB) and bpp.",
+        "",
+        "| clip | size (params) | " + " | ".join(f"`{n}`" for n in recipes) + " |",
+        "| --- | --- |" + " ---: |" * len(recipes),
+    ]
+    wins = dict.fromkeys(recipes, 0)
+    for key in keys:
+        got = {n: by_recipe[n][key] for n in recipes if key in by_recipe[n]}
+        best = max(got, key=lambda n: got[n]["psnr"])
+        wins[best] += 1
+        cells = []
+        for n in recipes:
+            if n not in got:
+                cells.append("")
+                continue
+            text = f"{got[n]['psnr']:.2f} ({got[n]['bpp']:.3f})"
+            cells.append(f"**{text}**" if n == best else text)
+        params = next(iter(got.values()))["params"]
+        lines.append(f"| {key[0]} | {key[1]} ({params:,}) | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Best: " + ", ".join(f"`{n}` {k} of {len(keys)}" for n, k in wins.items() if k) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def quality_layout(record: dict) -> str:
     """benchmarks/quality.py's record: the wide layout (the default) against the paper's
     (`paper-layout`) at each size asked, and each clip's BD figures of paper against wide."""
@@ -894,6 +927,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "segments": segments,
     "segments_memory": segments_memory,
     "decode_memory": decode_memory,
+    "quality_sweep": quality_sweep,
     "segments_parallel": segments_parallel,
 }
 
