@@ -6,8 +6,9 @@ burns the very core it needs: a fit beside one busy process took 2.8x its idle t
 once (OMP_WAIT_POLICY=PASSIVE, :data:`THREAD_SETTINGS`) keeps it under 2x; bounded spins
 (GOMP_SPINCOUNT 10,000 and 30,000) did not (2.6x, 3.9x). Its price on an idle machine, whose
 threads fall asleep between the many small parallel regions of a training step, was 2 % of a
-fit on the CPU measured, more on some others; a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
-takes it back. docs/performance.md has the figures (benchmarks/bench_load.py measures them).
+fit on the CPU measured (other CPUs may differ); a user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
+takes it back. The figures are benchmarks/records/load.json's (benchmarks/bench_load.py,
+docs/performance.md).
 
 The settings must be in the environment before OpenMP starts (when torch is imported), so
 :func:`prepare_threads` is called by the commands that train or decode
