@@ -765,22 +765,35 @@ def progressive_stages(record: dict) -> str:
     }
     lines = [
         machine_line(record) + f"; stages of {', '.join(record['stage_sizes'])}, "
-        f"{', '.join(map(str, record['epochs']))} epochs for every stage and every model.",
+        f"{', '.join(map(str, record['epochs']))} epochs for every stage"
+        + (" and every model." if respective else "."),
         "",
-        "| clip | model | params | MACs/frame | bpp | PSNR (dB) | vs respective (equal params) |",
-        "| :--- | :--- | ---: | ---: | ---: | ---: | ---: |",
+        "| clip | model | params | MACs/frame | bpp | PSNR (dB) |"
+        + (" vs respective (equal params) |" if respective else ""),
+        "| :--- | :--- | ---: | ---: | ---: | ---: |" + (" ---: |" if respective else ""),
     ]
+    shown_stage1 = set()
     for r in record["rows"]:
         if r["variant"] == "respective":
             model, gain = f"respective {r['stages']}", ""
         else:
             model = f"progressive 1..{r['stages']}, {r['variant']}"
-            gain = f"{r['psnr'] - respective[(r['clip'], r['stages'])]:+.2f}"
-        if r["variant"] != "respective" and r["stages"] == 1 and not gain.strip("+-0."):
-            continue  # stage 1 alone is respective 1 (the same model, seed and settings)
+            ref = respective.get((r["clip"], r["stages"]))
+            gain = "" if ref is None else f"{r['psnr'] - ref:+.2f}"
+        if r["variant"] != "respective" and r["stages"] == 1:
+            if respective and not gain.strip("+-0."):
+                continue  # stage 1 alone is respective 1 (the same model, seed and settings)
+            same = {
+                x["psnr"] for x in record["rows"] if x["clip"] == r["clip"] and x["stages"] == 1
+            }
+            if not respective and len(same) == 1:  # a sweep of residual stages: one stage 1
+                if r["clip"] in shown_stage1:
+                    continue
+                shown_stage1.add(r["clip"])
+                model = "stage 1 (every variant)"
         lines.append(
             f"| {r['clip']} | {model} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.1f} M | "
-            f"{r['bpp']:.4f} | {r['psnr']:.2f} | {gain} |"
+            f"{r['bpp']:.4f} | {r['psnr']:.2f} |" + (f" {gain} |" if respective else "")
         )
     return "\n".join(lines) + "\n"
 
