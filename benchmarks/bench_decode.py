@@ -81,15 +81,24 @@ def conv_share(fn) -> dict[str, float]:
     }
 
 
-def one_model(height: int, width: int, size: str, n_frames: int, tmp: Path):
-    """A random model of about `size` parameters, coded into a .gnerv and rebuilt from it."""
-    c0 = c0_for_size(parse_param_count(size), height=height, width=width)
-    cfg = GNeRVConfig(height=height, width=width, c0=c0)
+def write_model(
+    path: Path, height: int, width: int, size: str, n_frames: int, **cfg_kwargs
+) -> tuple[GNeRVConfig, GNeRV]:
+    """A random model (seed 0) of about `size` parameters, coded at 8 bits into `path`; any
+    other GNeRVConfig field (layout, kernel_size, ...) as given."""
+    common = {"height": height, "width": width, **cfg_kwargs}
+    cfg = GNeRVConfig(c0=c0_for_size(parse_param_count(size), **common), **common)
     torch.manual_seed(0)
     model = GNeRV(cfg).eval()
-    path = tmp / f"{height}x{width}_{size}.gnerv"
     facts = bs.video_facts(n_frames, height, width, 25.0)
     bs.write_gnerv(path, bs.compress_model(model, 8, facts, bs.base_stage("ab" * 32)))
+    return cfg, model
+
+
+def one_model(height: int, width: int, size: str, n_frames: int, tmp: Path):
+    """A random model of about `size` parameters, coded into a .gnerv and rebuilt from it."""
+    path = tmp / f"{height}x{width}_{size}.gnerv"
+    cfg, model = write_model(path, height, width, size, n_frames)
     return cfg, model, load_layers([path])
 
 

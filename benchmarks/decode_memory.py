@@ -24,11 +24,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-import torch
+from bench_decode import write_model
 from record import write_record
 
-from gnerv.codec import bitstream as bs
-from gnerv.codec.config import GNeRVConfig, c0_for_size, count_params
+from gnerv.codec.config import count_params
 from gnerv.codec.limits import (
     ACTIVATION_FACTOR,
     DECODE_BASE_BYTES,
@@ -36,9 +35,7 @@ from gnerv.codec.limits import (
     decode_cost,
     largest_feature_map,
 )
-from gnerv.codec.model import GNeRV
 from gnerv.runtime.errors import GnervError
-from gnerv.runtime.sizes import parse_param_count
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,16 +61,6 @@ rc = main(["decode", args["file"], "-o", args["out"], "--batch", str(args["batch
            "--device", "cpu", "--frames", f"0:{args['batch']}"])
 print(json.dumps({"rc": rc, "before": before, "peak": status("VmHWM")}))
 """
-
-
-def write_file(path: Path, height: int, width: int, size: str, layout: str, kernel: int, n: int):
-    """A random model of about `size` parameters coded into `path`; returns its config."""
-    common = {"height": height, "width": width, "layout": layout, "kernel_size": kernel}
-    cfg = GNeRVConfig(c0=c0_for_size(parse_param_count(size), **common), **common)
-    torch.manual_seed(0)
-    facts = bs.video_facts(n, height, width, 25.0)
-    bs.write_gnerv(path, bs.compress_model(GNeRV(cfg).eval(), 8, facts, bs.base_stage("ab" * 32)))
-    return cfg
 
 
 def measure(file: Path, out: Path, batch: int) -> dict:
@@ -110,7 +97,9 @@ def main() -> None:
                 for kernel in args.kernels:
                     file = Path(tmp) / f"{shape}_{size}_{layout}_k{kernel}.gnerv"
                     try:
-                        cfg = write_file(file, height, width, size, layout, kernel, n)
+                        cfg, _ = write_model(
+                            file, height, width, size, n, layout=layout, kernel_size=kernel
+                        )
                     except GnervError as e:  # too small for this kernel or layout
                         print(f"{shape} {size} {layout} k{kernel}: skipped ({e})", flush=True)
                         continue

@@ -772,7 +772,14 @@ def progressive_stages(record: dict) -> str:
         + (" vs respective (equal params) |" if respective else ""),
         "| :--- | :--- | ---: | ---: | ---: | ---: |" + (" ---: |" if respective else ""),
     ]
-    shown_stage1 = set()
+    # A sweep of the residual stages (no respective models): where every variant's stage 1 is
+    # the same model, one row shows it.
+    stage1: dict[str, set[float]] = {}
+    for r in record["rows"]:
+        if r["stages"] == 1:
+            stage1.setdefault(r["clip"], set()).add(r["psnr"])
+    merged = set() if respective else {c for c, psnrs in stage1.items() if len(psnrs) == 1}
+    shown = set()
     for r in record["rows"]:
         if r["variant"] == "respective":
             model, gain = f"respective {r['stages']}", ""
@@ -783,13 +790,10 @@ def progressive_stages(record: dict) -> str:
         if r["variant"] != "respective" and r["stages"] == 1:
             if respective and not gain.strip("+-0."):
                 continue  # stage 1 alone is respective 1 (the same model, seed and settings)
-            same = {
-                x["psnr"] for x in record["rows"] if x["clip"] == r["clip"] and x["stages"] == 1
-            }
-            if not respective and len(same) == 1:  # a sweep of residual stages: one stage 1
-                if r["clip"] in shown_stage1:
+            if r["clip"] in merged:
+                if r["clip"] in shown:
                     continue
-                shown_stage1.add(r["clip"])
+                shown.add(r["clip"])
                 model = "stage 1 (every variant)"
         lines.append(
             f"| {r['clip']} | {model} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.1f} M | "
