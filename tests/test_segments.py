@@ -17,7 +17,7 @@ from gnerv.codec.bitstream import read_gnerv
 from gnerv.codec.config import count_params
 from gnerv.codec.decode import decode_layers
 from gnerv.codec.segments import INDEX_NAME, read_index
-from gnerv.media.video import read_video, video_fingerprint
+from gnerv.media.video import read_video, video_fingerprint, write_video
 from gnerv.pipeline.results import split_frames
 from gnerv.runtime.errors import GnervError
 
@@ -238,21 +238,26 @@ def test_encode_cuts_a_long_clip_by_default_into_a_folder(cockatoo_path, tmp_pat
 
     from gnerv.cli.codec import chosen_segment_frames
 
+    # a long clip: 1300 tiny frames, written once for this test
+    long_clip = tmp_path / "long.mkv"
+    write_video(long_clip, np.zeros((1300, 16, 16, 3), np.uint8), fps=25.0)
     # more than 600 frames picked: a single-file output is refused in one line, before reading
     code, _, err = run(
-        capsys, "encode", str(cockatoo_path), "-o", str(tmp_path / "v.gnerv"),
+        capsys, "encode", str(long_clip), "-o", str(tmp_path / "v.gnerv"),
         "--frames", "0:1300", "--stride", "2",
     )  # fmt: skip
     assert code == 2 and "650 frames are more than the 600" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "v.gnerv").exists()
     args = argparse.Namespace(
-        segment_frames="auto", frames="0:700", stride=1, video=str(cockatoo_path),
+        segment_frames="auto", frames="0:700", stride=1, video=str(long_clip),
         output=str(tmp_path / "long"),
     )  # fmt: skip
     assert chosen_segment_frames(args) == 300
     assert "coded as segments of 300" in capsys.readouterr().err
-    args.frames = None  # the whole sample clip: 280 frames, one network
-    assert chosen_segment_frames(args) is None
     args.segment_frames = "none"
-    args.frames = "0:700"
     assert chosen_segment_frames(args) is None
+    # the sample clip has 280 frames: a range past its end counts the frames it has (as
+    # extract reads them), and the whole clip is one network
+    args.segment_frames, args.video = "auto", str(cockatoo_path)
+    for args.frames in ("0:700", None):
+        assert chosen_segment_frames(args) is None

@@ -233,7 +233,7 @@ def segment_frames_type(text: str) -> int | str:
 
 def chosen_segment_frames(args: argparse.Namespace) -> int | None:
     """The segment length `encode` codes with (None: one network). auto looks at the clip's
-    length (the --frames range, else the video's, estimated from its duration) and cuts a
+    length (the --frames range, within the video's, estimated from its duration) and cuts a
     long clip, which needs a folder to write to."""
     if args.segment_frames != AUTO_SEGMENTS:
         return segment_length(args.segment_frames, 0)
@@ -242,8 +242,9 @@ def chosen_segment_frames(args: argparse.Namespace) -> int | None:
     from gnerv.media.video import parse_range, probe_video
 
     first, end = parse_range(args.frames) if args.frames else (0, -1)
-    if end == -1:
-        end = probe_video(args.video)["n_frames"]
+    total = probe_video(args.video)["n_frames"]
+    if end == -1 or 0 < total < end:  # a range past the clip's end is read to the end
+        end = total
     n = len(range(first, end, args.stride))
     chosen = segment_length(AUTO_SEGMENTS, n)
     if chosen is None:
