@@ -491,6 +491,42 @@ def decode_budget(record: dict) -> str:
     )
 
 
+def render_candidates(record: dict) -> str:
+    """benchmarks/render_candidates.py's table: render 2 and each candidate arithmetic, ms per
+    frame against the eager forward at each batch size, and how far its frames are from render
+    2's."""
+    rows = record["rows"]
+    first = rows[0]
+    body = []
+    for r in rows:
+        rounds = f"{min(r['rounds_ms']):.2f}-{max(r['rounds_ms']):.2f}"
+        differ = (
+            ""
+            if r["path"] == "render 2"
+            else f"{r['max_abs_diff']:.1e} | {r['bytes_differ']:,} of {r['values']:,}"
+        )
+        target = f"{r['target_x_eager']}x" if r["target_x_eager"] else ""
+        body.append(
+            f"| {r['batch']} | {r['path']} | {r['ms_per_frame']:.2f} | {rounds} | "
+            f"{r['x_eager']:.2f}x | {target} | {differ or ' | '} |"
+        )
+    intro = (
+        machine_line(record)
+        + ", torch "
+        + record["torch"]["version"]
+        + f"; {first['shape']}, {first['params'] / 1e6:.3f}M parameters, random weights; the "
+        "paths alternating; medians, ms per frame; differences from render 2's frames over "
+        "all frames."
+    )
+    return table(
+        intro,
+        "| batch | path | ms/frame | rounds: fastest-slowest | x eager | target "
+        "| largest difference | 8-bit values that differ |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        body,
+    )
+
+
 def render_contract(record: dict) -> str:
     """benchmarks/render_contract.py's tables: what each render's frames depend on."""
     ref = record["reference"]
@@ -759,45 +795,59 @@ def quality_layout(record: dict) -> str:
 
 def progressive_stages(record: dict) -> str:
     """benchmarks/progressive.py's record: each variant's prefixes against the respective model
-    of the same parameter total, per clip."""
+    of the same parameter total, per clip (and per stage sizes and epochs, with a column each
+    when the record holds several)."""
+
+    def group(r: dict) -> tuple:
+        return r["clip"], r["stage_sizes"], r["epochs"]
+
     respective = {
-        (r["clip"], r["stages"]): r["psnr"] for r in record["rows"] if r["variant"] == "respective"
+        (*group(r), r["stages"]): r["psnr"] for r in record["rows"] if r["variant"] == "respective"
     }
+    sizes_column = len(record["stage_sizes"]) > 1
+    epochs_column = len(record["epochs"]) > 1
+    extra_head = ("stage sizes | " if sizes_column else "") + ("epochs | " if epochs_column else "")
+    extra_rule = ("--- | " if sizes_column else "") + ("---: | " if epochs_column else "")
     lines = [
-        machine_line(record) + f"; stages of {', '.join(record['stage_sizes'])}, "
-        f"{', '.join(map(str, record['epochs']))} epochs for every stage"
+        machine_line(record) + f"; stages of {' and '.join(record['stage_sizes'])}, "
+        f"{' and '.join(map(str, record['epochs']))} epochs for every stage"
         + (" and every model." if respective else "."),
         "",
-        "| clip | model | params | MACs/frame | bpp | PSNR (dB) |"
+        f"| clip | {extra_head}model | params | MACs/frame | bpp | PSNR (dB) |"
         + (" vs respective (equal params) |" if respective else ""),
-        "| :--- | :--- | ---: | ---: | ---: | ---: |" + (" ---: |" if respective else ""),
+        f"| :--- | {extra_rule}:--- | ---: | ---: | ---: | ---: |"
+        + (" ---: |" if respective else ""),
     ]
     # A sweep of the residual stages (no respective models): where every variant's stage 1 is
     # the same model, one row shows it.
-    stage1: dict[str, set[float]] = {}
+    stage1: dict[tuple, set[float]] = {}
     for r in record["rows"]:
         if r["stages"] == 1:
-            stage1.setdefault(r["clip"], set()).add(r["psnr"])
-    merged = set() if respective else {c for c, psnrs in stage1.items() if len(psnrs) == 1}
+            stage1.setdefault(group(r), set()).add(r["psnr"])
+    merged = set() if respective else {g for g, psnrs in stage1.items() if len(psnrs) == 1}
     shown = set()
     for r in record["rows"]:
         if r["variant"] == "respective":
             model, gain = f"respective {r['stages']}", ""
         else:
             model = f"progressive 1..{r['stages']}, {r['variant']}"
-            ref = respective.get((r["clip"], r["stages"]))
+            ref = respective.get((*group(r), r["stages"]))
             gain = "" if ref is None else f"{r['psnr'] - ref:+.2f}"
         if r["variant"] != "respective" and r["stages"] == 1:
             if respective and not gain.strip("+-0."):
                 continue  # stage 1 alone is respective 1 (the same model, seed and settings)
-            if r["clip"] in merged:
-                if r["clip"] in shown:
+            if group(r) in merged:
+                if group(r) in shown:
                     continue
-                shown.add(r["clip"])
+                shown.add(group(r))
                 model = "stage 1 (every variant)"
+        extra = (f"{r['stage_sizes']} | " if sizes_column else "") + (
+            f"{r['epochs']} | " if epochs_column else ""
+        )
         lines.append(
-            f"| {r['clip']} | {model} | {r['params']:,} | {r['macs_per_frame'] / 1e6:.1f} M | "
-            f"{r['bpp']:.4f} | {r['psnr']:.2f} |" + (f" {gain} |" if respective else "")
+            f"| {r['clip']} | {extra}{model} | {r['params']:,} | "
+            f"{r['macs_per_frame'] / 1e6:.1f} M | {r['bpp']:.4f} | {r['psnr']:.2f} |"
+            + (f" {gain} |" if respective else "")
         )
     return "\n".join(lines) + "\n"
 
@@ -933,6 +983,7 @@ RENDERERS: dict[str, Callable[[dict], str]] = {
     "train_variants": train_variants,
     "decode_renders": decode_renders,
     "decode_budget": decode_budget,
+    "render_candidates": render_candidates,
     "render_contract": render_contract,
     "load": load,
     "default_coding": default_coding,

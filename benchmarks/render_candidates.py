@@ -1,0 +1,201 @@
+"""Candidate arithmetics for a faster exact render, timed beside render 2 and the eager forward.
+
+    python benchmarks/render_candidates.py --repeats 7
+
+Render 2 (gnerv.codec.kernels.fused_forward) defines the frames of every file the encoder
+writes. A faster exact decoder needs a new render version (other sums give other last bits),
+and a version is a lasting part of the format, so a candidate earns one only if it pays. Each
+candidate is render 2 with one step computed another way:
+
+  subpixel_head   the head applied before the last block's pixel shuffle: the 3x3 head on the
+                  shuffled map is a 3x3 conv on the low-resolution map with r*r times its output
+                  channels (each output sub-pixel's window rewritten in the shuffle's grid), then
+                  a shuffle of those 3*r*r channels. The wide map is never shuffled, and the conv
+                  has 12 outputs instead of oneDNN's poorly served 3, at 4x the multiply-adds
+  one_pass_shift  the distribution shift's mean and variance from one pass of sums (of x and of
+                  x^2, each in render 2's fixed pairwise order), applied as one multiply-add
+  both            the two together
+
+A model of about --size parameters (random weights) is coded into a .gnerv and rebuilt from it,
+as benchmarks/bench_decode.py does. Per batch size, in one process set up as `gnerv decode`
+sets itself up, the paths alternating: the median ms per frame of each, its speed against the
+eager forward (the decoding targets' reference: 1.5x at batch 1, 2.0x at batch 8), and how far
+its frames are from render 2's (largest float difference, 8-bit values that differ; for the eager
+forward, the model rebuilt from the file, as training renders it).
+Writes benchmarks/out/render_candidates.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_decode import one_model
+from decode_budget import TARGETS
+from record import write_record
+
+from gnerv.codec import kernels
+from gnerv.codec.decode import prepare_layers
+from gnerv.codec.model import frame_times
+from gnerv.runtime.heap import keep_freed_memory
+from gnerv.runtime.threads import prepare_threads
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+
+
+def subpixel_head_weights(head: torch.nn.Conv2d, r: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The head as a conv on the map before a PixelShuffle(r) whose input channels are listed
+    (i, j, c) (kernels.blocked_weights' order): weight, bias and padding. Output channels are
+    listed (o, a, b), so torch's pixel_shuffle of the result is the head's output."""
+    w = head.weight.detach()
+    outs, chans, k, _ = w.shape
+    p = k // 2
+    lo, hi = -((p + r - 1) // r), (r - 1 + p) // r  # the low-resolution offsets a window reaches
+    size = hi - lo + 1
+    new = torch.zeros(outs, r, r, r, r, chans, size, size)
+    for a in range(r):
+        for b in range(r):
+            for dy in range(-p, p + 1):
+                for dx in range(-p, p + 1):
+                    ky, i = divmod(a + dy, r)
+                    kx, j = divmod(b + dx, r)
+                    new[:, a, b, i, j, :, ky - lo, kx - lo] += w[:, :, dy + p, dx + p]
+    bias = head.bias.detach().repeat_interleave(r * r)
+    return new.reshape(outs * r * r, r * r * chans, size, size).contiguous(), bias, size // 2
+
+
+def one_pass_shift(
+    f: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """Eq. 1 with the spatial mean and variance from the sums of f and f^2 (one pass each, in
+    kernels.sum_of_halves' order), applied as f * a + b."""
+    n, c, h, w = f.shape
+    flat = f.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    m1 = kernels.sum_of_halves(flat) / (h * w)
+    m2 = kernels.sum_of_halves(flat * flat) / (h * w)
+    scale = std / ((m2 - m1 * m1).clamp_min(0) + eps).sqrt()
+    return torch.addcmul((mean - m1 * scale)[:, :, None, None], f, scale[:, :, None, None])
+
+
+def candidate_forward(model, t: torch.Tensor, head, shift_one_pass: bool) -> torch.Tensor:
+    """kernels.fused_forward with the candidate steps (head: subpixel_head_weights' triple, or
+    None for render 2's head)."""
+    x, stats = kernels.per_frame_time_path(model, t)
+    x = x.contiguous(memory_format=torch.channels_last)
+    shift = one_pass_shift if shift_one_pass else kernels.shift_fixed_order
+    last = len(model.blocks) - 1
+    for j, block in enumerate(model.blocks):
+        if stats is not None:
+            x = shift(x, stats[j][0], 1.0 + stats[j][1])
+        if head is not None and j == last:  # shrinking block: conv1, conv2, then the shuffle
+            r = block.shuffle.upscale_factor
+            x = kernels.fused_conv(block.conv1, x, "gelu")
+            x = kernels.fused_conv_blocked(block.conv2, x, "gelu", r)
+        else:
+            x = kernels.fused_block(block, x)
+    if head is None:
+        return kernels.fused_conv(model.head, x, "sigmoid")
+    weight, bias, pad = head
+    y = torch.ops.mkldnn._convolution_pointwise(
+        x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "sigmoid", [], ""
+    )
+    return torch.nn.functional.pixel_shuffle(y, model.blocks[-1].shuffle.upscale_factor)
+
+
+def measure(args) -> list[dict]:
+    height, width = (int(v) for v in args.shape.split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        _, eager, files = one_model(height, width, args.size, args.frames, Path(tmp))
+        model = prepare_layers(files, torch.device("cpu"))[0][0]
+    last = model.blocks[-1]
+    if last.grows or model.cfg.residual or not kernels.has_fused_conv():
+        raise SystemExit("the candidates need a frame model whose last block shrinks, on oneDNN")
+    head = subpixel_head_weights(model.head, last.shuffle.upscale_factor)
+    paths = {
+        "eager": lambda t: eager(t),
+        "render 2": lambda t: kernels.fused_forward(model, t),
+        "subpixel_head": lambda t: candidate_forward(model, t, head, False),
+        "one_pass_shift": lambda t: candidate_forward(model, t, None, True),
+        "both": lambda t: candidate_forward(model, t, head, True),
+    }
+    params = sum(p.numel() for p in eager.parameters())
+    rows = []
+    with torch.inference_mode():
+        every = frame_times(torch.arange(args.frames), args.frames)
+        render2 = kernels.fused_forward(model, every)
+        differ = {}
+        for name, fn in paths.items():  # eager: the same weights as the file's, as training runs
+            y = model(every) if name == "eager" else fn(every)
+            differ[name] = {
+                "max_abs_diff": float((y - render2).abs().max()),
+                "bytes_differ": int(
+                    ((y * 255).round().clamp(0, 255) != (render2 * 255).round().clamp(0, 255)).sum()
+                ),
+                "values": render2.numel(),
+            }
+        for batch in args.batches:
+            n = max(batch, args.frames // batch * batch)
+            times = [
+                frame_times(torch.arange(i, i + batch), args.frames) for i in range(0, n, batch)
+            ]
+            runs: dict[str, list[float]] = {name: [] for name in paths}
+            for fn in paths.values():  # warm-up: oneDNN's kernel choice, the kept heap
+                for t in times:
+                    fn(t)
+            for _ in range(args.repeats):
+                for name, fn in paths.items():
+                    t0 = time.perf_counter()
+                    for t in times:
+                        fn(t)
+                    runs[name].append((time.perf_counter() - t0) * 1e3 / n)
+            eager_ms = statistics.median(runs["eager"])
+            for name in paths:
+                ms = statistics.median(runs[name])
+                rows.append(
+                    {"shape": args.shape, "size": args.size, "params": params, "batch": batch,
+                     "path": name, "ms_per_frame": ms, "rounds_ms": runs[name],
+                     "x_eager": eager_ms / ms, "target_x_eager": TARGETS.get(batch),
+                     **differ[name]}
+                )  # fmt: skip
+                print(
+                    f"batch {batch} {name:15s} {ms:6.2f} ms/frame  {eager_ms / ms:.2f}x eager  "
+                    f"max diff {differ[name]['max_abs_diff']:.1e}, "
+                    f"{differ[name]['bytes_differ']} of {differ[name]['values']} bytes differ",
+                    flush=True,
+                )
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--shape", default="180x320", help="frame size HxW")
+    p.add_argument("--size", default="0.093M", help="model size (Bunny's demo size by default)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--frames", type=int, default=32, help="frames rendered per pass")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--out", default=str(OUT / "render_candidates.json"))
+    args = p.parse_args()
+    if args.child:  # the measurement, in a process set up as `gnerv decode` sets itself up
+        keep_freed_memory()
+        sys.argv.remove("--child")  # the record names the command a reader runs
+        rows = measure(args)
+        capability = torch.backends.cpu.get_cpu_capability()
+        write_record(args.out, torch={"version": torch.__version__, "capability": capability},
+                     rows=rows)  # fmt: skip
+        return
+    env = dict(os.environ)
+    prepare_threads(env)  # before torch starts its threads: only a fresh process takes it
+    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], check=True, env=env)
+
+
+if __name__ == "__main__":
+    main()
