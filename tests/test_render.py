@@ -10,6 +10,7 @@ arithmetic (tests/test_golden.py pins their frames).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,9 +23,10 @@ import torch
 from gnerv.codec import bitstream as bs
 from gnerv.codec.config import GNeRVConfig, c0_for_size
 from gnerv.codec.decode import decode_float, decode_layers, load_layers
-from gnerv.codec.kernels import NEWEST_RENDER, RENDER_KERNELS
+from gnerv.codec.kernels import NEWEST_RENDER, RENDER_KERNELS, has_fused_conv
 from gnerv.codec.model import GNeRV, to_uint8
 
+ROOT = Path(__file__).resolve().parent.parent
 H, W, N = 90, 160, 12
 # Across instruction sets (AVX-512 / AVX2 / SSE4.1 kernels of oneDNN and torch), render 2's
 # floats may differ in their last bits; the decoded bytes by at most one level on at most this
@@ -168,3 +170,26 @@ def test_render_2_without_onednn_is_the_same_function(chains, monkeypatch) -> No
     assert float((apart - fused).abs().max()) <= ISA_MAX_FLOAT
     diff = np.abs(to_uint8(apart).numpy().astype(int) - to_uint8(fused).numpy().astype(int))
     assert diff.max() <= ISA_MAX_LEVELS and (diff > 0).mean() <= ISA_MAX_SHARE
+
+
+@pytest.mark.skipif(not has_fused_conv(), reason="the candidates run on oneDNN's fused convs")
+def test_render_candidates_compute_render_2s_frames(tmp_path: Path) -> None:
+    """benchmarks/render_candidates.py times other arithmetics of the same network: each (the
+    head rewritten before the last shuffle, the one-pass shift) shows render 2's frames to float
+    rounding, so its timings compare like with like."""
+    out = tmp_path / "candidates.json"
+    done = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "render_candidates.py"),
+            "--shape", "90x160", "--size", "0.1M", "--frames", "4", "--batches", "1",
+            "--repeats", "1", "--out", str(out),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {r["path"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"eager", "render 2", "subpixel_head", "one_pass_shift", "both"}
+    assert rows["render 2"]["max_abs_diff"] == 0
+    for name in ("subpixel_head", "one_pass_shift", "both"):
+        r = rows[name]
+        assert r["max_abs_diff"] < ISA_MAX_FLOAT and r["bytes_differ"] <= 1e-3 * r["values"], r
