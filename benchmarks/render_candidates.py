@@ -51,10 +51,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 
 
-def subpixel_head_weights(head: torch.nn.Conv2d, r: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+def subpixel_head(head: torch.nn.Conv2d, r: int) -> torch.nn.Conv2d:
     """The head as a conv on the map before a PixelShuffle(r) whose input channels are listed
-    (i, j, c) (kernels.blocked_weights' order): weight, bias and padding. Output channels are
-    listed (o, a, b), so torch's pixel_shuffle of the result is the head's output."""
+    (i, j, c) (kernels.blocked_weights' order). Output channels are listed (o, a, b), so torch's
+    pixel_shuffle of the result is the head's output."""
     w = head.weight.detach()
     outs, chans, k, _ = w.shape
     p = k // 2
@@ -68,8 +68,11 @@ def subpixel_head_weights(head: torch.nn.Conv2d, r: int) -> tuple[torch.Tensor, 
                     ky, i = divmod(a + dy, r)
                     kx, j = divmod(b + dx, r)
                     new[:, a, b, i, j, :, ky - lo, kx - lo] += w[:, :, dy + p, dx + p]
-    bias = head.bias.detach().repeat_interleave(r * r)
-    return new.reshape(outs * r * r, r * r * chans, size, size).contiguous(), bias, size // 2
+    conv = torch.nn.Conv2d(r * r * chans, outs * r * r, size, padding=size // 2)
+    with torch.no_grad():
+        conv.weight.copy_(new.reshape(conv.weight.shape))
+        conv.bias.copy_(head.bias.detach().repeat_interleave(r * r))
+    return conv
 
 
 def one_pass_shift(
@@ -85,9 +88,11 @@ def one_pass_shift(
     return torch.addcmul((mean - m1 * scale)[:, :, None, None], f, scale[:, :, None, None])
 
 
-def candidate_forward(model, t: torch.Tensor, head, shift_one_pass: bool) -> torch.Tensor:
-    """kernels.fused_forward with the candidate steps (head: subpixel_head_weights' triple, or
-    None for render 2's head)."""
+def candidate_forward(
+    model, t: torch.Tensor, head: torch.nn.Conv2d | None, shift_one_pass: bool
+) -> torch.Tensor:
+    """kernels.fused_forward with the candidate steps (head: subpixel_head's conv, or None for
+    render 2's head)."""
     x, stats = kernels.per_frame_time_path(model, t)
     x = x.contiguous(memory_format=torch.channels_last)
     shift = one_pass_shift if shift_one_pass else kernels.shift_fixed_order
@@ -103,10 +108,7 @@ def candidate_forward(model, t: torch.Tensor, head, shift_one_pass: bool) -> tor
             x = kernels.fused_block(block, x)
     if head is None:
         return kernels.fused_conv(model.head, x, "sigmoid")
-    weight, bias, pad = head
-    y = torch.ops.mkldnn._convolution_pointwise(
-        x, weight, bias, [pad, pad], [1, 1], [1, 1], 1, "sigmoid", [], ""
-    )
+    y = kernels.fused_conv_blocked(head, x, "sigmoid")
     return torch.nn.functional.pixel_shuffle(y, model.blocks[-1].shuffle.upscale_factor)
 
 
@@ -118,7 +120,7 @@ def measure(args) -> list[dict]:
     last = model.blocks[-1]
     if last.grows or model.cfg.residual or not kernels.has_fused_conv():
         raise SystemExit("the candidates need a frame model whose last block shrinks, on oneDNN")
-    head = subpixel_head_weights(model.head, last.shuffle.upscale_factor)
+    head = subpixel_head(model.head, last.shuffle.upscale_factor).eval()
     paths = {
         "eager": lambda t: eager(t),
         "render 2": lambda t: kernels.fused_forward(model, t),
