@@ -169,28 +169,47 @@ def print_table(rows: list[dict]) -> None:
             print(f"| {r['target_x_eager']}x eager allows | {r['target_ms']:.2f} | |")
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def decoder_arguments(p: argparse.ArgumentParser, out_name: str, repeats: int) -> None:
+    """The arguments of a decode timing taken in a child process: the model, batches, passes."""
     p.add_argument("--shape", default="180x320", help="frame size HxW")
     p.add_argument("--size", default="0.093M", help="model size (Bunny's demo size by default)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     p.add_argument("--frames", type=int, default=32, help="frames rendered per pass")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=repeats)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--out", default=str(OUT / "decode_budget.json"))
-    args = p.parse_args()
-    if args.child:  # the measurement, in a process set up as `gnerv decode` sets itself up
+    p.add_argument("--out", default=str(OUT / out_name))
+
+
+def run_as_decoder(
+    script: str,
+    args: argparse.Namespace,
+    measure: Callable[[argparse.Namespace], list[dict]],
+    show: Callable[[list[dict]], None] | None = None,
+) -> None:
+    """`measure(args)` in a fresh process set up as `gnerv decode` sets itself up (its thread
+    setting, the kept heap); its rows are written to args.out with torch's version and CPU
+    capability. `script` reruns itself with --child (decoder_arguments)."""
+    if args.child:
         keep_freed_memory()
         sys.argv.remove("--child")  # the record names the command a reader runs
         rows = measure(args)
         capability = torch.backends.cpu.get_cpu_capability()
         write_record(args.out, torch={"version": torch.__version__, "capability": capability},
                      rows=rows)  # fmt: skip
-        print_table(rows)
+        if show is not None:
+            show(rows)
         return
     env = dict(os.environ)
     prepare_threads(env)  # before torch starts its threads: only a fresh process takes it
-    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], check=True, env=env)
+    done = subprocess.run([sys.executable, script, "--child", *sys.argv[1:]], env=env)
+    if done.returncode:  # the child has said why
+        raise SystemExit(done.returncode)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    decoder_arguments(p, "decode_budget.json", repeats=5)
+    run_as_decoder(__file__, p.parse_args(), measure, print_table)
 
 
 if __name__ == "__main__":

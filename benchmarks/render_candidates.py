@@ -28,27 +28,18 @@ Writes benchmarks/out/render_candidates.json.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 from bench_decode import one_model
-from decode_budget import TARGETS
-from record import write_record
+from decode_budget import TARGETS, decoder_arguments, run_as_decoder
 
 from gnerv.codec import kernels
 from gnerv.codec.decode import prepare_layers
 from gnerv.codec.model import frame_times
-from gnerv.runtime.heap import keep_freed_memory
-from gnerv.runtime.threads import prepare_threads
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
 
 
 def subpixel_head(head: torch.nn.Conv2d, r: int) -> torch.nn.Conv2d:
@@ -119,7 +110,11 @@ def measure(args) -> list[dict]:
         model = prepare_layers(files, torch.device("cpu"))[0][0]
     last = model.blocks[-1]
     if last.grows or model.cfg.residual or not kernels.has_fused_conv():
-        raise SystemExit("the candidates need a frame model whose last block shrinks, on oneDNN")
+        raise SystemExit(
+            f"--shape {args.shape} --size {args.size}: the candidates need a model whose last "
+            "block shrinks its channels, on a torch with oneDNN; keep the defaults or pick a "
+            "larger size (180x320 from 0.05M, 90x160 from 0.1M)"
+        )
     head = subpixel_head(model.head, last.shuffle.upscale_factor).eval()
     paths = {
         "eager": lambda t: eager(t),
@@ -178,25 +173,8 @@ def measure(args) -> list[dict]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shape", default="180x320", help="frame size HxW")
-    p.add_argument("--size", default="0.093M", help="model size (Bunny's demo size by default)")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 8])
-    p.add_argument("--frames", type=int, default=32, help="frames rendered per pass")
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--out", default=str(OUT / "render_candidates.json"))
-    args = p.parse_args()
-    if args.child:  # the measurement, in a process set up as `gnerv decode` sets itself up
-        keep_freed_memory()
-        sys.argv.remove("--child")  # the record names the command a reader runs
-        rows = measure(args)
-        capability = torch.backends.cpu.get_cpu_capability()
-        write_record(args.out, torch={"version": torch.__version__, "capability": capability},
-                     rows=rows)  # fmt: skip
-        return
-    env = dict(os.environ)
-    prepare_threads(env)  # before torch starts its threads: only a fresh process takes it
-    subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], check=True, env=env)
+    decoder_arguments(p, "render_candidates.json", repeats=7)
+    run_as_decoder(__file__, p.parse_args(), measure)
 
 
 if __name__ == "__main__":
