@@ -4,9 +4,10 @@
     python benchmarks/ablations.py --no-run         # records what results/ already holds
 
 Runs `snakemake ablations --cores all --forceall` with the committed params.yaml (so every
-ablation model is trained again with today's code and defaults), then gathers each video's
-results/<video>/ablations/{time_branch,epochs,progressive}.json, the params.yaml sections the
-models took (model, train, stage 1, ablations) and the run's wall time into
+ablation model is trained again with the checked-out code and the committed defaults), then
+gathers each video's results/<video>/ablations/{time_branch,epochs,progressive}.json, the
+params.yaml sections the models took (model, train, stage 1, ablations) and the run's wall time
+into
 benchmarks/records/ablations_demo.json, which docs/ablations.md's tables are rendered from.
 """
 

@@ -13,17 +13,17 @@ conv FLOP/s at that batch over it. A torch.profiler pass at each batch splits th
 into convolutions and the rest (normalisation, GELU, shuffle, layout copies, conversion).
 Random weights (speed does not depend on them).
 
-Paths, side by side in one run (`--paths`): `before` is the plain decoder (glibc's default heap,
+Paths, side by side in one run (`--paths`): `plain` is the plain decoder (glibc's default heap,
 each large buffer a fresh mmap; the `reference` kernel: the forward as in training, torch's NHWC
 pixel shuffle and a new tensor per step), `heap` adds the kept heap (gnerv/runtime/heap.py),
-`today` also the `lean` kernel (gnerv.codec.kernels: the blocked shuffle, in-place GELU, shift
+`render1` also the `lean` kernel (gnerv.codec.kernels: the blocked shuffle, in-place GELU, shift
 and sigmoid): all three give the same bits, render 1's. `render2` is the `fused` kernel, the
 arithmetic files of render 2 name (convs fused with their GELU or sigmoid in oneDNN, the shift's
 sums in a fixed order, the time path frame by frame: exact and the same for every batch and
-thread count, other last bits than render 1's). `bf16` is
-today's with `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its
-`of ceiling` is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured
-in a fresh process per path, the paths alternating, so a drift of the machine's load hits all;
+thread count, other last bits than render 1's). `bf16` is render 1's kernel with
+`--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its `of ceiling`
+is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured in a fresh
+process per path, the paths alternating, so a drift of the machine's load hits all;
 `--rounds N` repeats that alternation N times and the table takes each figure's median round
 (decode figures on a shared VM move by 10-30 % from one minute to the next). Prints a table;
 writes benchmarks/out/decode.json (every round's rows).
@@ -55,11 +55,11 @@ from gnerv.runtime.threads import prepare_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 PATHS = {  # name -> (kept heap, kernel, precision)
-    "before": (False, "reference", "fp32"),
+    "plain": (False, "reference", "fp32"),
     "heap": (True, "reference", "fp32"),
-    "today": (True, "lean", "fp32"),
+    "render1": (True, "lean", "fp32"),  # render 1's exact arithmetic
     "render2": (True, "fused", "fp32"),  # render 2's exact arithmetic
-    "bf16": (True, "lean", "bf16"),  # today's, with --precision bf16 (lossy)
+    "bf16": (True, "lean", "bf16"),  # render 1's kernel, with --precision bf16 (lossy)
 }
 OUT = ROOT / "benchmarks" / "out"
 CONV_OPS = ("conv", "mkldnn_convolution", "onednn", "convolution")
@@ -192,7 +192,7 @@ def main() -> None:
         help="measure every path this many times, alternating; the table takes the median",
     )
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--path", default="today", choices=list(PATHS), help=argparse.SUPPRESS)
+    p.add_argument("--path", default="render1", choices=list(PATHS), help=argparse.SUPPRESS)
     p.add_argument("--out", default=str(OUT / "decode.json"))
     args = p.parse_args()
     if args.worker:  # one (shape, size) for one path
@@ -217,19 +217,19 @@ def main() -> None:
                         )
                     record(args.out, rows)
     table = summary(rows)
-    before = {
+    plain = {
         (r["shape"], r["size"], r["batch"]): r["decoder_fps"]
         for r in table
-        if r["path"] == "before"
+        if r["path"] == "plain"
     }
     print(
-        "\n| frame | params | batch | path | decoder fps | rounds | x before | eager fps "
+        "\n| frame | params | batch | path | decoder fps | rounds | x plain | eager fps "
         "| of conv ceiling | convs |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in table:
-        base = before.get((r["shape"], r["size"], r["batch"]))
-        gain = "" if base is None or r["path"] == "before" else f"{r['decoder_fps'] / base:.2f}x"
+        base = plain.get((r["shape"], r["size"], r["batch"]))
+        gain = "" if base is None or r["path"] == "plain" else f"{r['decoder_fps'] / base:.2f}x"
         spread = " / ".join(f"{v:.1f}" for v in r["decoder_fps_rounds"])
         print(
             f"| {r['shape']} | {r['params'] / 1e6:.3f}M | {r['batch']} | {r['path']} | "

@@ -14,9 +14,9 @@ Sections (each one is recorded even when another fails; --sections picks some):
           then renders the fitted model in fp32 and in bf16.
   small_fit  the fit benchmarks/time_to_quality.py times on a CPU, here on the device: Bunny
           (all frames) at 180x320, 0.095M, --min-channels 12, 100 epochs, every other setting
-          the package's default (its `new` path), through the commands `gnerv fit`,
-          `gnerv compress` and `gnerv evaluate`: training seconds, the precision, the per-epoch
-          training PSNR with elapsed seconds, the decoded PSNR.
+          the package's default (time_to_quality.py's `defaults` path), through the commands
+          `gnerv fit`, `gnerv compress` and `gnerv evaluate`: training seconds, the precision,
+          the per-epoch training PSNR with elapsed seconds, the decoded PSNR.
   profile  where the fit's time goes: one epoch of the fit section's model under
           ``torch.profiler`` (after a warm-up epoch), its costliest kernels by device time with
           their share; then a few epochs eager and with ``TrainConfig.compile`` for s/epoch.

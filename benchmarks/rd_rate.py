@@ -2,7 +2,7 @@
 project's rate path (symmetric grid, compact ranges, parametric entropy model, QAT, pruning).
 
 For each clip and model size: fit once (cached in benchmarks/out/rd_rate/, a rerun refits
-nothing), code the model (a) the paper's way and (b) at several operating points of the new
+nothing), code the model (a) the paper's way and (b) at several operating points of the rate
 path (each fine-tune cached too). Every point's bpp is its FILE size and its PSNR comes from
 DECODING the file. Prints the R-D table and the BD-rate / BD-PSNR of (b)'s best points (the
 lower envelope over all sizes and operating points) against (a)'s curve over the sizes; writes
@@ -66,7 +66,7 @@ class Clip:
 
 @dataclass(frozen=True)
 class Point:
-    """One operating point of the new path: bits, QAT share of the fit's epochs, pruning."""
+    """One operating point of the rate path: bits, QAT share of the fit's epochs, pruning."""
 
     bits: int | str  # or "auto": per-tensor allocation at a 0.2 dB drop (gnerv.encoder.allocate)
     qat_share: float
@@ -255,17 +255,17 @@ def envelope(rows: list[dict]) -> list[dict]:
 
 def summarize(models: list[dict]) -> dict:
     paper = sorted((m["rows"][0] for m in models), key=lambda r: r["bpp"])
-    new = envelope([r for m in models for r in m["rows"][1:]])
+    rate = envelope([r for m in models for r in m["rows"][1:]])
     out = {
         "paper_curve": [r["label"] + "@" + r["size"] for r in paper],
-        "new_envelope": [r["label"] + "@" + r["size"] for r in new],
+        "rate_envelope": [r["label"] + "@" + r["size"] for r in rate],
     }
-    if len(paper) >= 2 and len(new) >= 2:
+    if len(paper) >= 2 and len(rate) >= 2:
         args = (
             [r["bpp"] for r in paper],
             [r["psnr"] for r in paper],
-            [r["bpp"] for r in new],
-            [r["psnr"] for r in new],
+            [r["bpp"] for r in rate],
+            [r["psnr"] for r in rate],
         )
         try:
             out["bd_rate_percent"] = bd_rate(*args)
@@ -276,7 +276,7 @@ def summarize(models: list[dict]) -> dict:
     out["max_finetune_share"] = max(r.get("finetune_share", 0.0) for r in rows)
     big = [r for r in rows if r["bytes"] >= 50_000]
     out["max_side_share_files_over_50kB"] = max((r["side_share"] for r in big), default=None)
-    # PSNR of each new point against the paper's curve at the same file size (log-rate linear
+    # PSNR of each rate-path point against the paper's curve at the same file size (log-rate linear
     # interpolation, where the paper's curve covers that rate)
     lr = np.log10([r["bpp"] for r in paper])
     deltas = {
@@ -306,7 +306,7 @@ def plot(results: dict, path: Path) -> None:
                 [r["bpp"] for r in rows],
                 [r["psnr"] for r in rows],
                 s=14,
-                label=f"new path, {m['size']}",
+                label=f"rate path, {m['size']}",
             )
         env = envelope([r for m in res["models"] for r in m["rows"][1:]])
         ax.plot(
@@ -314,7 +314,7 @@ def plot(results: dict, path: Path) -> None:
             [r["psnr"] for r in env],
             "k--",
             lw=1,
-            label="new path, envelope",
+            label="rate path, envelope",
         )
         ax.set(xlabel="bpp (file size)", ylabel="PSNR (dB, decoded)", title=name)
         ax.grid(alpha=0.3)
@@ -339,7 +339,7 @@ def main() -> None:
     ap.add_argument(
         "--points",
         default=",".join(p.label for p in POINTS),
-        help="operating points of the new path, by label (default: all of "
+        help="operating points of the rate path, by label (default: all of "
         + ", ".join(p.label for p in POINTS)
         + "; also "
         + ", ".join(p.label for p in EXTRA_POINTS)

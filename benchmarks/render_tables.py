@@ -31,11 +31,11 @@ MARKER = re.compile(
 )
 
 
-def _bd(paper: list[dict], new: list[dict]) -> tuple[float, float]:
+def _bd(paper: list[dict], other: list[dict]) -> tuple[float, float]:
     from gnerv.evaluation.bd import bd_psnr, bd_rate
 
     a = ([r["bpp"] for r in paper], [r["psnr"] for r in paper])
-    b = ([r["bpp"] for r in new], [r["psnr"] for r in new])
+    b = ([r["bpp"] for r in other], [r["psnr"] for r in other])
     return bd_rate(*a, *b), bd_psnr(*a, *b)
 
 
@@ -82,21 +82,21 @@ def default_coding(record: dict) -> str:
     ]
     summary = []
     for clip, res in clips.items():
-        paper, new = [], []
+        paper, default = [], []
         for model in res["models"]:
             rows = {r["label"]: r for r in model["rows"]}
             p, d = rows["paper8"], rows[label]
             fit_loss = rows.get(label + "+fitloss")
             fit_psnr = "" if fit_loss is None else f"{fit_loss['psnr']:.2f}"
             paper.append(p)
-            new.append(d)
+            default.append(d)
             lines.append(
                 f"| {clip} | {model['size']} | {p['bytes']:,} | {p['bpp']:.4f} | {p['psnr']:.2f} "
                 f"| {d['bytes']:,} | {d['bpp']:.4f} | {d['psnr']:.2f} "
                 f"| {d['bytes'] / p['bytes'] - 1:+.1%} | {d['psnr'] - p['psnr']:+.2f} "
                 f"| {fit_psnr} |"
             )
-        rate, psnr = _bd(paper, new)
+        rate, psnr = _bd(paper, default)
         summary.append(f"{clip} BD-rate {rate:+.1f} %, BD-PSNR {psnr:+.2f} dB")
     return "\n".join(lines) + "\n\n" + "; ".join(summary) + ".\n"
 
@@ -419,12 +419,12 @@ def median_round(rows: list[dict]) -> dict:
 
 
 def decode_renders(record: dict) -> str:
-    """benchmarks/bench_decode.py's record of render 1 (`today`) against render 2 (`render2`):
+    """benchmarks/bench_decode.py's record of render 1 (`render1`) against render 2 (`render2`):
     each path's median round, its frames/s against a plain eager forward in the same process."""
     groups: dict[tuple, list[dict]] = {}
     for r in record["rows"]:
         groups.setdefault((r["shape"], r["params"], r["batch"], r["path"]), []).append(r)
-    names = {"today": "render 1 (`lean`)", "render2": "render 2 (`fused`)"}
+    names = {"render1": "render 1 (`lean`)", "render2": "render 2 (`fused`)"}
     lines = [
         machine_line(record) + ", torch " + record["torch"]["version"] + "; random weights; "
         "each path in a fresh process, the paths alternating; the median of the rounds.",
@@ -612,9 +612,9 @@ def train_variants(record: dict) -> str:
 
 
 DECODE_PATH_NAMES = {
-    "before": "before",
+    "plain": "plain",
     "heap": "heap",
-    "today": "render 1",
+    "render1": "render 1",
     "render2": "render 2",
     "bf16": "bf16",
 }
@@ -622,7 +622,8 @@ DECODE_PATH_NAMES = {
 
 def decode_paths(record: dict) -> str:
     """benchmarks/bench_decode.py's record of several paths in one run: frames/s per path and
-    each against `before`, one row per model size and batch (the median round)."""
+    each against `plain` (the decoder without the kept heap and the lean kernel), one row per
+    model size and batch (the median round)."""
     groups: dict[tuple, dict[str, list[dict]]] = {}
     for r in record["rows"]:
         groups.setdefault((r["shape"], r["params"], r["batch"]), {}).setdefault(
@@ -632,8 +633,8 @@ def decode_paths(record: dict) -> str:
     head = "| frame | params | batch |"
     rule = "| --- | ---: | ---: |"
     for p in paths:
-        head += f" {DECODE_PATH_NAMES[p]} frames/s |" + (" x before |" if p != "before" else "")
-        rule += " ---: |" + (" ---: |" if p != "before" else "")
+        head += f" {DECODE_PATH_NAMES[p]} frames/s |" + (" x plain |" if p != "plain" else "")
+        rule += " ---: |" + (" ---: |" if p != "plain" else "")
     head += " render 2 of conv ceiling |"
     rule += " ---: |"
     lines = [
@@ -646,15 +647,15 @@ def decode_paths(record: dict) -> str:
 
     for (shape, params, batch), by_path in groups.items():
         line = f"| {shape} | {params / 1e6:.3f}M | {batch} |"
-        before = median_round(by_path["before"])["decoder_fps"] if "before" in by_path else None
+        plain = median_round(by_path["plain"])["decoder_fps"] if "plain" in by_path else None
         for p in paths:
             if p not in by_path:
-                line += " |" + (" |" if p != "before" else "")
+                line += " |" + (" |" if p != "plain" else "")
                 continue
             fps = median_round(by_path[p])["decoder_fps"]
             line += f" {fps:.1f} |"
-            if p != "before":
-                line += f" {fps / before:.2f} |" if before else " |"
+            if p != "plain":
+                line += f" {fps / plain:.2f} |" if plain else " |"
         fused = by_path.get("render2")
         line += f" {median_round(fused)['of_ceiling']:.0%} |" if fused else " |"
         lines.append(line)
@@ -873,10 +874,10 @@ def rd_points(record: dict) -> str:
     sm = res["summary"]
     lines += [
         "",
-        f"{clip}: the new path's lower envelope against the paper's curve: BD-rate "
+        f"{clip}: the rate path's lower envelope against the paper's curve: BD-rate "
         f"**{sm['bd_rate_percent']:+.1f} %**, BD-PSNR **{sm['bd_psnr_db']:+.2f} dB** (pchip, "
-        f"`gnerv.evaluation.bd`); the lowest new point inside the paper curve's rate range lies "
-        f"{sm['min_psnr_vs_paper_at_equal_size']:+.2f} dB from it at equal file size; side "
+        f"`gnerv.evaluation.bd`); the lowest rate-path point inside the paper curve's rate range "
+        f"lies {sm['min_psnr_vs_paper_at_equal_size']:+.2f} dB from it at equal file size; side "
         f"information at most {100 * sm['max_side_share_files_over_50kB']:.2f} % of any file of "
         f"50 KB or more; fine-tunes at most {100 * sm['max_finetune_share']:.1f} % of their "
         "fit's training time.",

@@ -40,6 +40,10 @@ DEV_WORDS = re.compile(
             r"\bKINDS\.md\b",
             r"\bdevice tool\b",
             r"\bno GPU (?:machine )?was lent\b",
+            # the code's history rather than the code: "today's path", "the new path", ...
+            r"\btoday(?:'s)?\b",
+            r"\bthe (?:new|old) (?:path|code|thread setting|arithmetic)\b",
+            r"\b(?:defaults|code) of the day\b",
         ]
     ),
     re.IGNORECASE,

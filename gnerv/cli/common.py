@@ -381,8 +381,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=TRAIN_PRECISIONS,
         default=SUPPRESS,
-        help="training arithmetic: fp32, bf16 (autocast, fp32 weights) or auto: bf16 where the "
-        f"device has it natively (default {TRAIN_DEFAULTS['precision']})",
+        help="training arithmetic: fp32, bf16 (autocast, fp32 weights) or auto: bf16 on CUDA "
+        f"GPUs and CPUs with AMX, else fp32 (default {TRAIN_DEFAULTS['precision']})",
     )
     g.add_argument(
         "--eager", action="store_true", help="plain path: NCHW tensors, no compile (for comparison)"

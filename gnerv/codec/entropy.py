@@ -349,8 +349,8 @@ def _parametric_model(mode: int, lo: int, n: int, mean: float, scale: float) -> 
 
 def _encode_parametric(sym: np.ndarray, lo: int, hi: int) -> bytes:
     """The shortest LAPLACE / GAUSSIAN blob over the scales tried around the data's spread;
-    the mean is the median (both float32). Format 2's encoder: today's writes the compact
-    modes; kept so that tests can make the blobs format-2 files hold."""
+    the mean is the median (both float32). The blobs of format 2: the encoder writes the
+    compact modes; tests use this to make the blobs format-2 files hold."""
     mean = float(np.float32(np.median(sym)))
     dev = sym.astype(np.float64) - mean
     spreads = {MODE_LAPLACE: float(np.abs(dev).mean()), MODE_GAUSSIAN: float(dev.std())}

@@ -67,7 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 10  # epochs between checkpoints (the last epoch always writes one)
     device: str = DEFAULT_DEVICE  # auto | cpu | cuda[:N]
     # arithmetic of the training step: fp32, bf16 (autocast, fp32 master weights) or auto:
-    # bf16 where the device computes it natively (CUDA GPUs, CPUs with AVX-512 BF16 or AMX)
+    # bf16 where it pays (CUDA GPUs, CPUs with AMX), fp32 elsewhere (training_precision)
     precision: str = DEFAULT_TRAIN_PRECISION
     channels_last: bool = True  # NHWC activations: oneDNN / cuDNN convs run faster on them
     compile: bool = False  # torch.compile the model (pays a compile time up front)

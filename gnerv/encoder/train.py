@@ -6,9 +6,10 @@ as float32) and is converted per batch. Training state is checkpointed atomicall
 `resume=True` continues from the last checkpoint and gives the same weights as an unbroken run.
 
 Precision (:func:`training_precision`, the same rule on CPU and GPU): the forward pass runs under
-bfloat16 autocast where the device computes bf16 natively (CUDA GPUs; CPUs with AVX-512 BF16 or
-AMX) unless fp32 is asked for; the weights, Adam's state and the loss stay float32, and the final
-PSNR is measured in float32. fp32 gives the very weights of a build without the choice.
+bfloat16 autocast under `auto` where that pays (CUDA GPUs, CPUs with AMX) or where bf16 is asked
+for (any device that computes bf16 natively); the weights, Adam's state and the loss stay
+float32, and the final PSNR is measured in float32. fp32 gives the very weights of a build
+without the choice.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ layout and a plot each.
 - Epochs (Fig. 7): PSNR against training epochs for one model size, one run per epoch count
   (each with its own full warm-up + cosine schedule, so a run is not a checkpoint of a longer one).
 - Progressive (Fig. 8): a 3-stage pipeline against one base model with the pipeline's total
-  parameters trained for its total epochs, both decoded from their 8-bit .gnerv files.
+  parameters trained for its total epochs, both decoded from their .gnerv files (coded as the
+  run's params.yaml codes stage 1).
 
 PSNR is the mean per-frame PSNR of the output rounded to uint8, as a decoder would show it: of
 the fitted float model for the first two (masking is a property of the network, not of a file),
