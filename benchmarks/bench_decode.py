@@ -20,7 +20,8 @@ pixel shuffle and a new tensor per step), `heap` adds the kept heap (gnerv/runti
 and sigmoid): all three give the same bits, render 1's. `render2` is the `fused` kernel, the
 arithmetic files of render 2 name (convs fused with their GELU or sigmoid in oneDNN, the shift's
 sums in a fixed order, the time path frame by frame: exact and the same for every batch and
-thread count, other last bits than render 1's). `bf16` is render 1's kernel with
+thread count, other last bits than render 1's). `render3` is the `tapped` kernel (render 2
+with the head computed by taps, what the encoder writes). `bf16` is render 1's kernel with
 `--precision bf16` (lossy; CPUs with AVX-512 BF16 or AMX, skipped elsewhere); its `of ceiling`
 is against the fp32 ceiling, so it can pass 100 %. Each (frame, size) is measured in a fresh
 process per path, the paths alternating, so a drift of the machine's load hits all;
@@ -59,6 +60,7 @@ PATHS = {  # name -> (kept heap, kernel, precision)
     "heap": (True, "reference", "fp32"),
     "render1": (True, "lean", "fp32"),  # render 1's exact arithmetic
     "render2": (True, "fused", "fp32"),  # render 2's exact arithmetic
+    "render3": (True, "tapped", "fp32"),  # render 3's: render 2 with the head by taps
     "bf16": (True, "lean", "bf16"),  # render 1's kernel, with --precision bf16 (lossy)
 }
 OUT = ROOT / "benchmarks" / "out"

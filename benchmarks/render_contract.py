@@ -1,17 +1,18 @@
-"""What a decoder's frames depend on, render 1 against render 2, on a real chain of layers.
+"""What a decoder's frames depend on, render by render, on a real chain of layers.
 
     python benchmarks/render_contract.py --frames results/cockatoo/frames.npy \
         --layers results/cockatoo/stage1/stage1.gnerv results/cockatoo/stage2/stage2.gnerv \
                  results/cockatoo/stage3/stage3.gnerv
 
-Each render version is forced on the same layers (gnerv.codec.kernels: render 1 = `lean`,
-render 2 = `fused`), whatever render the files name:
+Each render version is forced on the same layers (gnerv.codec.kernels.RENDER_KERNELS: render 1 =
+`lean`, render 2 = `fused`, render 3 = `tapped`), whatever render the files name:
 
 - `quality`: the decoded PSNR against the source frames for the first 1..k layers, per render;
 - `settings`: the float sums and decoded bytes with 1, 2 and 3 threads and batch 1, 7, 8 and 32,
   each against batch 8 with 2 threads: how many differ;
 - `isa`: the same decode in a child process with oneDNN's and torch's kernels capped at AVX2 and
-  at SSE4.1 (`ONEDNN_MAX_CPU_ISA`, `ATEN_CPU_CAPABILITY`), against the native one;
+  at SSE4.1 (gnerv.codec.kernels.ISA_CAPS: oneDNN's, torch's and MKL's caps), against the
+  native one;
 - `bf16`: where the CPU computes bfloat16 natively, the opt-in `--precision bf16` render's PSNR for
   the first 1..k layers against the files' own (exact) render.
 
@@ -37,16 +38,13 @@ from gnerv.codec.decode import (
     decode_layers,
     load_layers,
 )
-from gnerv.codec.kernels import RENDER_KERNELS
+from gnerv.codec.kernels import ISA_CAPS, RENDER_KERNELS
 from gnerv.codec.model import to_uint8
 from gnerv.evaluation.metrics import mean_psnr
 
 OUT = Path(__file__).resolve().parent / "records" / "render_contract.json"
 SETTINGS = [(threads, batch) for threads in (1, 2, 3) for batch in (1, 7, 8, 32)]
 REFERENCE = (2, 8)
-ISAS = {"AVX2": ("AVX2", "avx2"), "SSE4.1": ("SSE41", "default")}
-
-
 def sums(files: list, kernel: str, batch: int) -> torch.Tensor:
     """The layers' float sum over every frame, rendered by `kernel` in batches of `batch`."""
     return decode_float(files, range(files[0].n_frames), "cpu", batch, kernel=kernel)
@@ -70,8 +68,8 @@ def child(kernel: str, batch: str, layers: list[str]) -> None:
     np.save(sys.stdout.buffer, sums(load_layers(layers), kernel, int(batch)).numpy())
 
 
-def in_child(layers: list[str], kernel: str, batch: int, onednn: str, aten: str) -> torch.Tensor:
-    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": onednn, "ATEN_CPU_CAPABILITY": aten}
+def in_child(layers: list[str], kernel: str, batch: int, caps: dict[str, str]) -> torch.Tensor:
+    env = {**os.environ, **caps}
     cmd = [sys.executable, __file__, "--child", kernel, str(batch), *layers]
     done = subprocess.run(cmd, env=env, capture_output=True, check=True)
     return torch.from_numpy(np.load(io.BytesIO(done.stdout)))
@@ -101,8 +99,8 @@ def main() -> None:
             settings.append({**row, **compare(sums(chain, kernel, batch), ref)})
             print(settings[-1], flush=True)
         torch.set_num_threads(before)
-        for name, (onednn, aten) in ISAS.items():
-            got = in_child(args.layers, kernel, REFERENCE[1], onednn, aten)
+        for name, caps in ISA_CAPS.items():
+            got = in_child(args.layers, kernel, REFERENCE[1], caps)
             isa.append({"render": render, "isa": name, **compare(got, ref)})
             print(isa[-1], flush=True)
     bf16 = []

@@ -419,12 +419,16 @@ def median_round(rows: list[dict]) -> dict:
 
 
 def decode_renders(record: dict) -> str:
-    """benchmarks/bench_decode.py's record of render 1 (`render1`) against render 2 (`render2`):
+    """benchmarks/bench_decode.py's record of render versions against each other (`render1`, ...):
     each path's median round, its frames/s against a plain eager forward in the same process."""
     groups: dict[tuple, list[dict]] = {}
     for r in record["rows"]:
         groups.setdefault((r["shape"], r["params"], r["batch"], r["path"]), []).append(r)
-    names = {"render1": "render 1 (`lean`)", "render2": "render 2 (`fused`)"}
+    names = {
+        "render1": "render 1 (`lean`)",
+        "render2": "render 2 (`fused`)",
+        "render3": "render 3 (`tapped`)",
+    }
     lines = [
         machine_line(record) + ", torch " + record["torch"]["version"] + "; random weights; "
         "each path in a fresh process, the paths alternating; the median of the rounds.",
@@ -616,6 +620,7 @@ DECODE_PATH_NAMES = {
     "heap": "heap",
     "render1": "render 1",
     "render2": "render 2",
+    "render3": "render 3",
     "bf16": "bf16",
 }
 

@@ -92,9 +92,9 @@ def test_decoded_psnr_equals_the_encoders_and_frames_equal_the_quantized_model(
     model, _ = model_from_checkpoint(Path(fig["workdir"]) / CHECKPOINT_NAME)
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
     model.load_state_dict(dequantized_state_dict(quantize_model(model, 8), shapes))
-    f = bs.read_gnerv(path)  # the arithmetic the file names (render 2: the fused kernel)
+    f = bs.read_gnerv(path)  # the arithmetic the file names (render 3: the tapped kernel)
     kernel = RENDER_KERNELS[f.render]
-    assert f.render == NEWEST_RENDER == 2 and kernel == "fused"
+    assert f.render == NEWEST_RENDER == 3 and kernel == "tapped"
     rendered = to_uint8(render(for_inference(model, "cpu"), torch.arange(N), N, kernel=kernel))
     rendered = rendered.numpy()
     np.testing.assert_array_equal(decoded, rendered)
@@ -266,8 +266,8 @@ def test_layers_add_up_and_bad_chains_are_refused(encoded, tmp_path, capsys) -> 
     got = decode_cli(capsys, tmp_path, base_path, l2)
     idx = torch.arange(N)
     want = (
-        render(for_inference(build_model(base), "cpu"), idx, N, kernel="fused")
-        + render(for_inference(build_model(layer2), "cpu"), idx, N, kernel="fused") / 0.5
+        render(for_inference(build_model(base), "cpu"), idx, N, kernel="tapped")
+        + render(for_inference(build_model(layer2), "cpu"), idx, N, kernel="tapped") / 0.5
     )
     np.testing.assert_array_equal(got, to_uint8(want).numpy())
     np.testing.assert_array_equal(

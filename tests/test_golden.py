@@ -2,10 +2,10 @@
 
 tests/expected/golden-v1.gnerv was written by format 1's code (tests/expected/make_golden.py, run
 at that commit); golden-v1.json records what that code decoded it to and what ``gnerv info``
-reported. Today's reader must agree exactly. Never regenerate a golden file with today's code:
-add a new one for a new format instead.
+reported. The reader must agree exactly. Never regenerate a golden file with the code of a later
+format: add a new one for a new format instead.
 
-tests/expected/golden-v2.gnerv is format 2 (the paper's scheme, as still written for render 1) and
+tests/expected/golden-v2.gnerv is format 2 (the paper's scheme, as written for render 1) and
 golden-v3.gnerv format 3 (the symmetric scheme's compact float-table modes, made by the code that
 wrote format 3).
 
@@ -14,8 +14,9 @@ integer-table modes LAPLACE_T / GAUSSIAN_T); its JSON also records the SHA-256 o
 symbols and dequantized weights, which every platform must reproduce bit for bit.
 
 tests/expected/golden-v5.gnerv (symmetric) and golden-v5-minmax.gnerv (the paper's scheme) are
-format 5, render 2: what every encode writes. Render 2's frames do not depend on the batch size
-or the thread count, so they must decode to the recorded frames with any of them.
+format 5, render 2; golden-v5-render3.gnerv and golden-v5-render3-minmax.gnerv format 5, render 3:
+what every encode writes. The frames of renders 2 and 3 do not depend on the batch size or the
+thread count, so they must decode to the recorded frames with any of them.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from gnerv.codec.bitstream import file_info, read_gnerv
 from gnerv.codec.decode import decode_layers
 
 EXPECTED = Path(__file__).resolve().parent / "expected"
-GOLDEN = ["golden-v1", "golden-v2", "golden-v3", "golden-v4", "golden-v5", "golden-v5-minmax"]
+INVARIANT = ["golden-v5", "golden-v5-minmax", "golden-v5-render3", "golden-v5-render3-minmax"]
+GOLDEN = ["golden-v1", "golden-v2", "golden-v3", "golden-v4", *INVARIANT]
 # symbols and weights recorded
-DIGESTED = ["golden-v2", "golden-v3", "golden-v4", "golden-v5", "golden-v5-minmax"]
-RENDER_2 = ["golden-v5", "golden-v5-minmax"]
+DIGESTED = GOLDEN[1:]
 
 
 def record(name: str) -> dict:
@@ -106,13 +107,13 @@ def test_golden_symbols_and_weights_are_the_recorded_ones(name: str) -> None:
     assert mg.weights_sha256(f) == want["weights_sha256"]
 
 
-@pytest.mark.parametrize("name", RENDER_2)
-def test_render_2_golden_frames_with_any_batch_or_thread_count(name: str) -> None:
+@pytest.mark.parametrize("name", INVARIANT)
+def test_golden_frames_with_any_batch_or_thread_count(name: str) -> None:
     import torch
 
     want = record(name)
     f = read_gnerv(EXPECTED / want["file"])
-    assert f.render == want["render"] == 2
+    assert f.render == want["render"] == (3 if "render3" in name else 2)
     before = torch.get_num_threads()
     try:
         for threads, batch in ((1, 1), (3, 7), (2, 32), (4, 2)):

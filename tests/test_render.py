@@ -1,11 +1,11 @@
 """Render versions: what a decoder promises about the frames (docs/bitstream.md, "What a decoder
 promises").
 
-Render 2 (kernels.fused_forward, written by every encode) computes each value one way, whatever
-the batch size, the thread count or the frames asked for: the float sums a decoder shows are the
-same bits in every such setting, in this process and in another one. Across instruction sets
-they stay within the bound the contract states. Render 1 files (format 1 to 4) keep their
-arithmetic (tests/test_golden.py pins their frames).
+Renders 2 (kernels.fused_forward) and 3 (kernels.tapped_forward, written by every encode) compute
+each value one way, whatever the batch size, the thread count or the frames asked for: the float
+sums a decoder shows are the same bits in every such setting, in this process and in another one.
+Across instruction sets they stay within the bound the contract states. Render 1 files (format 1
+to 4) keep their arithmetic (tests/test_golden.py pins their frames).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import torch
 from gnerv.codec import bitstream as bs
 from gnerv.codec.config import GNeRVConfig, c0_for_size
 from gnerv.codec.decode import decode_float, decode_layers, load_layers
-from gnerv.codec.kernels import NEWEST_RENDER, RENDER_KERNELS, has_fused_conv
+from gnerv.codec.kernels import ISA_CAPS, NEWEST_RENDER, RENDER_KERNELS, has_fused_conv
 from gnerv.codec.model import GNeRV, to_uint8
 
 ROOT = Path(__file__).resolve().parent.parent
 H, W, N = 90, 160, 12
-# Across instruction sets (AVX-512 / AVX2 / SSE4.1 kernels of oneDNN and torch), render 2's
+INVARIANT = [2, 3]  # the renders whose frames depend on neither batch size nor thread count
+# Across instruction sets (AVX-512 / AVX2 / SSE4.1 kernels of oneDNN and torch), renders 2 and 3's
 # floats may differ in their last bits; the decoded bytes by at most one level on at most this
 # share of the values (docs/bitstream.md states the same bound).
 ISA_MAX_LEVELS = 1
@@ -95,15 +96,16 @@ def in_child(paths: list[Path], threads: int, env: dict[str, str] | None = None)
 
 
 def test_files_are_written_with_the_newest_render(chains) -> None:
-    assert NEWEST_RENDER == 2 and RENDER_KERNELS == {1: "lean", 2: "fused"}
+    assert NEWEST_RENDER == 3 and RENDER_KERNELS == {1: "lean", 2: "fused", 3: "tapped"}
     for render, paths in chains.items():
         files = load_layers(paths)
         assert [f.render for f in files] == [render, render]
         assert files[0].version == bs.written_format(bs.MINMAX_SCHEME, render)
 
 
-def test_render_2_is_the_same_for_every_batch_thread_count_and_range(chains) -> None:
-    paths = chains[2]
+@pytest.mark.parametrize("render", INVARIANT)
+def test_render_is_the_same_for_every_batch_thread_count_and_range(chains, render: int) -> None:
+    paths = chains[render]
     want = floats(paths, 8)
     before = torch.get_num_threads()
     try:
@@ -122,29 +124,32 @@ def test_render_2_is_the_same_for_every_batch_thread_count_and_range(chains) -> 
     assert np.array_equal(decoded, to_uint8(want).numpy())
 
 
-def test_render_2_in_another_process_with_another_thread_count(chains) -> None:
-    want = floats(chains[2], 8).numpy()
+@pytest.mark.parametrize("render", INVARIANT)
+def test_render_in_another_process_with_another_thread_count(chains, render: int) -> None:
+    want = floats(chains[render], 8).numpy()
     for threads in (1, 3):
-        assert np.array_equal(in_child(chains[2], threads, {"OMP_NUM_THREADS": "1"}), want)
+        assert np.array_equal(in_child(chains[render], threads, {"OMP_NUM_THREADS": "1"}), want)
 
 
-def test_render_2_across_instruction_sets_stays_within_the_stated_bound(chains) -> None:
-    """oneDNN and torch both pick their kernels by the CPU's vector extensions, and both can be
-    capped below it: the same decode with AVX2 and with SSE4.1 kernels (on an AVX2-only CPU the
-    first is the native one) differs from the native decode by no more than the bound."""
-    want = floats(chains[2], 8)
+@pytest.mark.parametrize("render", INVARIANT)
+def test_render_across_instruction_sets_stays_within_the_stated_bound(chains, render: int) -> None:
+    """oneDNN, torch and MKL pick their kernels by the CPU's vector extensions, and each can be
+    capped below it (kernels.ISA_CAPS): the same decode with AVX2 and with SSE4.1 kernels (on an
+    AVX2-only CPU the first is the native one) differs from the native decode by no more than
+    the bound."""
+    want = floats(chains[render], 8)
     u8 = to_uint8(want).numpy().astype(int)
-    for onednn, aten in (("AVX2", "avx2"), ("SSE41", "default")):
-        env = {"ONEDNN_MAX_CPU_ISA": onednn, "ATEN_CPU_CAPABILITY": aten}
-        got = torch.from_numpy(in_child(chains[2], 2, env))
-        assert float((got - want).abs().max()) <= ISA_MAX_FLOAT, onednn
+    for isa, env in ISA_CAPS.items():
+        got = torch.from_numpy(in_child(chains[render], 2, env))
+        assert float((got - want).abs().max()) <= ISA_MAX_FLOAT, isa
         diff = np.abs(to_uint8(got).numpy().astype(int) - u8)
-        assert diff.max() <= ISA_MAX_LEVELS, onednn
-        assert (diff > 0).mean() <= ISA_MAX_SHARE, (onednn, int((diff > 0).sum()))
+        assert diff.max() <= ISA_MAX_LEVELS, isa
+        assert (diff > 0).mean() <= ISA_MAX_SHARE, (isa, int((diff > 0).sum()))
 
 
-def test_render_2_and_render_1_draw_the_same_frames_up_to_rounding(chains) -> None:
-    one, two = floats(chains[1], 8), floats(chains[2], 8)
+@pytest.mark.parametrize("pair", [(1, 2), (2, 3), (1, 3)])
+def test_renders_draw_the_same_frames_up_to_rounding(chains, pair: tuple[int, int]) -> None:
+    one, two = floats(chains[pair[0]], 8), floats(chains[pair[1]], 8)
     assert not torch.equal(one, two)  # other arithmetic ...
     assert float((one - two).abs().max()) <= ISA_MAX_FLOAT  # ... of the same network
     diff = np.abs(to_uint8(one).numpy().astype(int) - to_uint8(two).numpy().astype(int))
@@ -159,14 +164,15 @@ def test_each_file_renders_in_its_own_arithmetic(chains) -> None:
         assert np.array_equal(named, forced), render
 
 
-def test_render_2_without_onednn_is_the_same_function(chains, monkeypatch) -> None:
-    """Where oneDNN's fused kernel is missing (a GPU, a torch built without it) render 2 runs each
-    conv and then torch's activation: the same frames up to rounding, not the same bits."""
+@pytest.mark.parametrize("render", INVARIANT)
+def test_render_without_onednn_is_the_same_function(chains, monkeypatch, render: int) -> None:
+    """Where oneDNN's fused kernel is missing (a GPU, a torch built without it) renders 2 and 3 run
+    each conv and then torch's activation: the same frames up to rounding, not the same bits."""
     from gnerv.codec import kernels
 
-    fused = floats(chains[2], 8)
+    fused = floats(chains[render], 8)
     monkeypatch.setattr(kernels, "has_fused_conv", lambda: False)
-    apart = floats(chains[2], 8)
+    apart = floats(chains[render], 8)
     assert float((apart - fused).abs().max()) <= ISA_MAX_FLOAT
     diff = np.abs(to_uint8(apart).numpy().astype(int) - to_uint8(fused).numpy().astype(int))
     assert diff.max() <= ISA_MAX_LEVELS and (diff > 0).mean() <= ISA_MAX_SHARE
@@ -193,3 +199,23 @@ def test_render_candidates_compute_render_2s_frames(tmp_path: Path) -> None:
     for name in ("subpixel_head", "one_pass_shift", "both"):
         r = rows[name]
         assert r["max_abs_diff"] < ISA_MAX_FLOAT and r["bytes_differ"] <= 1e-3 * r["values"], r
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("size", [(12, 16), (1, 7), (5, 1), (9, 13)])
+def test_tapped_conv_is_the_conv(k: int, size: tuple[int, int]) -> None:
+    """Render 3's head by taps is the zero-padded conv, frame by frame, to float rounding, with
+    or without a bias, down to frames narrower than the kernel."""
+    from gnerv.codec.kernels import tapped_conv
+
+    torch.manual_seed(k)
+    for bias in (True, False):
+        conv = torch.nn.Conv2d(6, 3, k, padding=k // 2, bias=bias)
+        x = torch.randn(4, 6, *size)
+        with torch.inference_mode():
+            want = conv(x)
+            got = tapped_conv(conv, x)
+            alone = torch.cat([tapped_conv(conv, x[i : i + 1]) for i in range(4)])
+        assert got.shape == want.shape and got.is_contiguous()
+        assert float((got - want).abs().max()) <= 1e-5, (k, size, bias)
+        assert torch.equal(got, alone)  # each frame as in a batch of one

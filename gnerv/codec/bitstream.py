@@ -182,8 +182,8 @@ FORMATS: dict[int, FormatSpec] = {
         ),
         FormatSpec(
             5, SCHEMES, frozenset(_CONFIG_KEYS), MODE_GAUSSIAN_T, _UNIT_BF16.size,
-            "the header's render version (render 2: the same frames for every batch size and "
-            "thread count)", tuple(RENDER_KERNELS),
+            "the header's render version (renders 2 and 3: the same frames for every batch size "
+            "and thread count)", tuple(RENDER_KERNELS),
         ),
     )
 }  # fmt: skip

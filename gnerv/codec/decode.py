@@ -9,7 +9,7 @@ layers are divided by their ``residual_scale``; the sum is clipped to [0, 1] onl
 
 Precision: "fp32" (the default) is exact, the very floats the encoder computed its residuals
 from, in the arithmetic the file names (its render version: gnerv.codec.kernels.RENDER_KERNELS;
-render 2's frames do not depend on the batch size or the thread count).
+the frames of renders 2 and 3 do not depend on the batch size or the thread count).
 "bf16" (opt-in, CPUs with AVX-512 BF16 or AMX, and GPUs) renders in bfloat16 (on a CPU
 gnerv.codec.kernels, convs fused with their activations; on a GPU torch.autocast): faster, and
 lossy against fp32 (docs/performance.md states by how much); the encoder never uses it.

@@ -12,6 +12,10 @@ One small interface: :func:`forward` renders frame times with one of :data:`KERN
   pairwise order, the time path computed frame by frame. Every value is computed the same way
   whatever the batch size or thread count (tests/test_render.py): other last bits than ``lean``,
   and faster (benchmarks/bench_decode.py).
+- ``tapped`` (render 3, what the encoder writes): render 2 up to the head, and the head (a conv
+  to 3 channels, which oneDNN computes 16 outputs wide) as one matrix product per frame giving
+  every tap's contribution as a plane, then the shifted planes added in a fixed order. The same
+  invariance as render 2; other last bits than render 2 in the head's output.
 - ``bf16`` (opt-in, lossy: ``--precision bf16`` on CPUs with AVX-512 BF16 or AMX): each conv fused
   with its GELU (or the head's sigmoid) in one oneDNN kernel on bf16 weights made once, the shift
   as one statistics pass and one multiply-add. The time path stays fp32.
@@ -30,18 +34,30 @@ import torch
 from torch import nn
 
 from gnerv.runtime.errors import GnervError
+from gnerv.runtime.threads import one_thread
 
 # The model's types, as this module sees them: any module with GNeRV's parts (gnerv.codec.model
 # imports this module, so it is not imported back).
 GNeRV = ConvUpBlock = nn.Module
 
-KERNELS = ("reference", "lean", "fused", "bf16")
+KERNELS = ("reference", "lean", "fused", "tapped", "bf16")
 DEFAULT_KERNEL = "lean"
 
 # Render versions: the arithmetic a file's frames are defined by (its header's "render"; absent:
 # 1), and the kernel that computes each. A new arithmetic is a new version; old ones stay.
-RENDER_KERNELS = {1: "lean", 2: "fused"}
+RENDER_KERNELS = {1: "lean", 2: "fused", 3: "tapped"}
 NEWEST_RENDER = max(RENDER_KERNELS)
+
+# The libraries a render runs on (oneDNN's convolutions, torch's own kernels, MKL's matrix
+# products) each pick their code by the CPU's vector extensions, and each can be capped below it
+# by a variable set before it loads: the environment of a process that decodes as a CPU with
+# fewer extensions would (docs/bitstream.md, "What a decoder promises").
+ISA_CAPS = {
+    "AVX2": {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+             "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+    "SSE4.1": {"ONEDNN_MAX_CPU_ISA": "SSE41", "ATEN_CPU_CAPABILITY": "default",
+               "MKL_ENABLE_INSTRUCTIONS": "SSE4_2"},
+}  # fmt: skip
 
 
 @cache
@@ -85,6 +101,8 @@ def forward(
         return bf16_forward(model, t)
     if kernel == "fused":
         return fused_forward(model, t, mask)
+    if kernel == "tapped":
+        return tapped_forward(model, t, mask)
     return lean_forward(model, t, mask)
 
 
@@ -193,6 +211,12 @@ def shuffle_blocked(y: torch.Tensor, factor: int) -> torch.Tensor:
 
 def fused_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
     """GNeRV.forward in render 2's arithmetic. Returns fp32 (B, 3, H, W)."""
+    x = fused_body(model, t, mask)
+    return fused_conv(model.head, x, "none" if model.cfg.residual else "sigmoid")
+
+
+def fused_body(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
+    """Render 2 up to the head: the last block's output, NHWC memory."""
     x, stats = per_frame_time_path(model, t, mask)
     x = x.contiguous(memory_format=torch.channels_last)
     for j, block in enumerate(model.blocks):
@@ -200,7 +224,7 @@ def fused_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> tor
             mean, std = stats[j]
             x = shift_fixed_order(x, mean, 1.0 + std)
         x = fused_block(block, x)
-    return fused_conv(model.head, x, "none" if model.cfg.residual else "sigmoid")
+    return x
 
 
 def per_frame_time_path(
@@ -283,6 +307,74 @@ def fused_conv_blocked(
     if post == "gelu":
         return torch.nn.functional.gelu(y)
     return y.sigmoid() if post == "sigmoid" else y
+
+
+# --------------------------------------------------------------------------------------------
+# Render 3: render 2 with the head computed by taps. The head maps C channels to 3 at the full
+# frame size; oneDNN computes a conv's outputs 16 wide, so the head's 3 cost as much as 16 would.
+# Written as taps, a k x k conv is out[y, x] = bias + sum over (ky, kx) of
+# W[:, :, ky, kx] @ in[y + ky - k//2, x + kx - k//2] (zero outside the frame): one matrix product
+# (k*k*3 rows of weights against the frame's pixels) gives every tap's contribution as a plane,
+# and the output is the sum of those planes, each shifted by its tap's offset. Per frame, so the
+# product's shape is the frame's alone; the planes are added in a fixed order (the centre tap
+# with the bias, then the others row by row), so every value is computed one way whatever the
+# batch size or thread count.
+# --------------------------------------------------------------------------------------------
+
+
+def tapped_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
+    """GNeRV.forward in render 3's arithmetic. Returns fp32 (B, 3, H, W)."""
+    y = tapped_conv(model.head, fused_body(model, t, mask))
+    if not model.cfg.residual:
+        # torch's sigmoid rounds its vector loop and its scalar tail differently, and threads
+        # split the tensor between them: one frame at a time on one thread, the split is fixed
+        # by the frame's size alone.
+        with one_thread():
+            for frame in y:
+                frame.sigmoid_()
+    return y
+
+
+def _tap_matrix(conv: nn.Conv2d, factor: None) -> tuple[torch.Tensor, None]:
+    out, chans, k, _ = conv.weight.shape
+    return conv.weight.detach().permute(2, 3, 0, 1).reshape(k * k * out, chans).contiguous(), None
+
+
+def tap_matrix(conv: nn.Conv2d) -> torch.Tensor:
+    """conv's weight as (k*k*O, C): rows listed (ky, kx, o); kept."""
+    return _kept(conv, "_taps", None, _tap_matrix)[0]
+
+
+def tapped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """conv(x) for a stride-1 conv padded by k // 2 (the head), by taps, frame by frame, on a CPU.
+    Returns contiguous (B, O, H, W). On a GPU, the conv itself (cuDNN: the same function, not the
+    same last bits, as render 2's convs there)."""
+    if x.device.type != "cpu":
+        return conv(x).contiguous()
+    n, chans, h, w = x.shape
+    out_chans, k = conv.out_channels, conv.kernel_size[0]
+    p = k // 2
+    taps = tap_matrix(conv)
+    x = x.contiguous(memory_format=torch.channels_last)  # each frame an (H*W, C) matrix
+    out = torch.empty(n, out_chans, h, w, device=x.device, dtype=x.dtype)
+    for i in range(n):
+        pixels = x[i].permute(1, 2, 0).reshape(h * w, chans)
+        planes = torch.mm(taps, pixels.t()).view(k, k, out_chans, h, w)
+        acc = out[i]
+        if conv.bias is None:
+            acc.copy_(planes[p, p])
+        else:
+            torch.add(planes[p, p], conv.bias.detach()[:, None, None], out=acc)
+        for ky in range(k):
+            for kx in range(k):
+                if ky == p and kx == p:
+                    continue
+                dy, dx = ky - p, kx - p  # out[y, x] takes in[y + dy, x + dx]
+                y0, y1 = max(0, -dy), h - max(0, dy)
+                x0, x1 = max(0, -dx), w - max(0, dx)
+                if y1 > y0 and x1 > x0:
+                    acc[:, y0:y1, x0:x1] += planes[ky, kx, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+    return out
 
 
 # --------------------------------------------------------------------------------------------

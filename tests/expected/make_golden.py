@@ -2,13 +2,14 @@
 (or, with ``--name golden-v4 --scheme symmetric``, ``golden-v4``: the same video and network coded
 with the symmetric scheme, which format 4 writes with its integer-table parametric modes; with
 ``--name golden-v5 --scheme symmetric`` and ``--name golden-v5-minmax``, format 5's files of
-render 2, one per scheme; with ``--name golden-v2 --render 1``, the paper's scheme as format 2,
-which the writer still writes for render 1; golden-v3, the symmetric scheme as format 3, by the
+render 2, one per scheme, and likewise ``golden-v5-render3`` and ``golden-v5-render3-minmax`` of
+render 3; with ``--name golden-v2 --render 1``, the paper's scheme as format 2, which the writer
+writes for render 1; golden-v3, the symmetric scheme as format 3, by the
 code that wrote format 3, as below, at the commit before format 4).
 
-The golden file pins what today's files decode to, so later readers can be checked against it
-(tests/test_golden.py). Run this script AT THE COMMIT WHOSE FORMAT IT CAPTURES, with that commit's
-``gnerv`` on PYTHONPATH, never with a working tree whose format has moved on::
+The golden file pins what the files of its format decode to, so later readers can be checked
+against it (tests/test_golden.py). Run this script AT THE COMMIT WHOSE FORMAT IT CAPTURES, with
+that commit's ``gnerv`` on PYTHONPATH, never with a working tree whose format has moved on::
 
     git worktree add /tmp/gnerv-at <commit>
     PYTHONPATH=/tmp/gnerv-at .venv/bin/python tests/expected/make_golden.py --out tests/expected
@@ -16,7 +17,8 @@ The golden file pins what today's files decode to, so later readers can be check
 
 (golden-v4 was made by the working tree that introduced format 4, before it was committed:
 ``.venv/bin/python tests/expected/make_golden.py --name golden-v4 --scheme symmetric``; the
-golden-v5 files likewise by the working tree that introduced format 5.)
+golden-v5 files likewise by the working tree that introduced format 5, and the render-3 files by
+the one that introduced render 3.)
 
 What it does: frames 0:6 of data/raw/realshort.mp4 resized to 12x16, a tiny GNeRV (c0 = 8, two
 Conv-Up blocks) fitted to them with plain Adam on MSE for a few hundred steps, coded at 6 bits as a
