@@ -110,7 +110,7 @@ def test_scaled_table_refuses_zero_ends_and_unknown_modes() -> None:
         decode_symbols(b"\x0a" + blob[1:], sym.size, 32)
 
 
-def test_render_1_files_keep_their_formats_and_render_2_files_are_format_5() -> None:
+def test_render_1_files_keep_their_formats_and_newer_renders_are_format_5() -> None:
     import struct
 
     model = laplace_model(GNeRVConfig(36, 64, c0=8, min_channels=8))
@@ -125,7 +125,7 @@ def test_render_1_files_keep_their_formats_and_render_2_files_are_format_5() -> 
     for scheme, bits in ((bs.MINMAX_SCHEME, 8), (SYM, 5)):
         new = bs.compress_model(model, bits, video, stage, scheme=scheme)  # the newest render
         f = bs.unpack(new)
-        assert struct.unpack_from("<H", new, 4)[0] == 5 and (f.version, f.render) == (5, 2)
+        assert struct.unpack_from("<H", new, 4)[0] == 5 and (f.version, f.render) == (5, 3)
         old = paper if scheme == bs.MINMAX_SCHEME else rate
         assert [r.blob for r in f.records] == [r.blob for r in bs.unpack(old).records]
 
