@@ -1,23 +1,24 @@
-"""Where a render-2 frame's time goes, step by step, against the frame time a decoding target
-allows.
+"""Where a frame's time goes in an exact render (2 or 3), step by step, against the frame time a
+decoding target allows.
 
-    python benchmarks/decode_budget.py                      # 0.093M at 180x320, batch 1 and 8
-    python benchmarks/decode_budget.py --size 0.3M --batches 1 8 32 --repeats 7
+    python benchmarks/decode_budget.py                      # render 3, 0.093M at 180x320
+    python benchmarks/decode_budget.py --render 2 --size 0.3M --batches 1 8 32 --repeats 7
 
 A model of about --size parameters (random weights) is coded into a .gnerv and rebuilt from it,
 as benchmarks/bench_decode.py does. In one process with the thread setting and the kept heap of
 `gnerv decode`, per batch size, the milliseconds per frame of:
 
   eager      a plain NCHW fp32 forward (`model(t)`), the reference of the decoding targets
-  decoder    gnerv.codec.decode.decode_layers with render 2's kernel (uint8 frames out)
-  steps      render 2's forward (gnerv.codec.kernels.fused_forward) taken apart: the time path,
-             each block's distribution shift, each convolution with its fused activation, each
-             pixel shuffle's copy, the head; timed one after the other within each pass
+  decoder    gnerv.codec.decode.decode_layers with the render's kernel (uint8 frames out)
+  steps      the render's forward (gnerv.codec.kernels.fused_forward, tapped_forward) taken
+             apart: the time path, each block's distribution shift, each convolution with its
+             fused activation, each pixel shuffle's copy, the head (render 3: its taps and its
+             sigmoid); timed one after the other within each pass
 
-`convs` is the sum of the convolutions' steps (head included): oneDNN's direct convolution,
-which render 2's arithmetic is defined by. A target of `x` times the eager forward allows
-eager / x per frame; when the convolutions alone take longer, no change outside them (and none
-that keeps render 2's bits) reaches it. Medians over --repeats passes of --frames frames.
+`convs` is the sum of the convolutions' steps (render 2's head included): oneDNN's direct
+convolution, which the renders' arithmetic is defined by. A target of `x` times the eager forward
+allows eager / x per frame; when the convolutions alone take longer, no change outside them (and
+none that keeps the render's bits) reaches it. Medians over --repeats passes of --frames frames.
 Prints a table; writes benchmarks/out/decode_budget.json.
 """
 
@@ -41,11 +42,12 @@ from gnerv.codec import kernels
 from gnerv.codec.decode import decode_layers, prepare_layers
 from gnerv.codec.model import frame_times
 from gnerv.runtime.heap import keep_freed_memory
-from gnerv.runtime.threads import prepare_threads
+from gnerv.runtime.threads import one_thread, prepare_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
-TARGETS = {1: 1.5, 8: 2.0}  # batch -> x eager asked of render 2 (docs/performance.md)
+TARGETS = {1: 1.5, 8: 2.0}  # batch -> x eager asked of an exact render (docs/performance.md)
+EXACT_RENDERS = (2, 3)  # the renders taken apart here
 
 
 class Steps:
@@ -65,8 +67,9 @@ class Steps:
         return y
 
 
-def timed_forward(model, t: torch.Tensor, steps: Steps) -> torch.Tensor:
-    """kernels.fused_forward, each step timed (the same calls in the same order)."""
+def timed_forward(model, t: torch.Tensor, steps: Steps, render: int) -> torch.Tensor:
+    """kernels.fused_forward (render 2) or tapped_forward (3), each step timed (the same calls in
+    the same order)."""
     x, stats = steps("time path", lambda: kernels.per_frame_time_path(model, t))
     x = x.contiguous(memory_format=torch.channels_last)
     for j, block in enumerate(model.blocks):
@@ -82,16 +85,31 @@ def timed_forward(model, t: torch.Tensor, steps: Steps) -> torch.Tensor:
             if factor:
                 x = steps(f"block {j + 1} shuffle", lambda: kernels.shuffle_blocked(x, r))  # noqa: B023
     post = "none" if model.cfg.residual else "sigmoid"
-    head = f"head {model.head.in_channels}->{model.head.out_channels} (conv)"
-    return steps(head, lambda: kernels.fused_conv_blocked(model.head, x, post))
+    head = f"head {model.head.in_channels}->{model.head.out_channels}"
+    if render == 2:
+        return steps(f"{head} (conv)", lambda: kernels.fused_conv_blocked(model.head, x, post))
+    y = steps(f"{head} (taps)", lambda: kernels.tapped_conv(model.head, x))
+    if post == "sigmoid":
+
+        def sigmoid() -> torch.Tensor:
+            with one_thread():
+                for frame in y:
+                    frame.sigmoid_()
+            return y
+
+        y = steps("head sigmoid", sigmoid)
+    return y
 
 
 def per_frame_ms(seconds: list[float], frames: int) -> float:
     return statistics.median(seconds) * 1e3 / frames
 
 
-def measure_batch(files, model, eager, batch: int, frames: int, repeats: int) -> dict:
-    """The eager forward, the decoder and render 2's steps at one batch size, alternating."""
+def measure_batch(
+    files, model, eager, batch: int, frames: int, repeats: int, render: int
+) -> dict:
+    """The eager forward, the decoder and the render's steps at one batch size, alternating."""
+    kernel = kernels.RENDER_KERNELS[render]
     n = max(batch, frames // batch * batch)
     times = [frame_times(torch.arange(i, min(i + batch, n)), n) for i in range(0, n, batch)]
     steps = Steps()
@@ -101,24 +119,25 @@ def measure_batch(files, model, eager, batch: int, frames: int, repeats: int) ->
             eager(t)
 
     def decoder() -> None:
-        decode_layers(files, list(range(n)), torch.device("cpu"), batch, [model], "fp32", "fused")
+        decode_layers(files, list(range(n)), torch.device("cpu"), batch, [model], "fp32", kernel)
 
     def taken_apart() -> None:
         steps.new_pass()
         for t in times:
-            timed_forward(model[0], t, steps)
+            timed_forward(model[0], t, steps, render)
 
     paths = {"eager": plain, "decoder": decoder, "steps": taken_apart}
     runs: dict[str, list[float]] = {name: [] for name in paths}
     with torch.inference_mode():
         for fn in paths.values():  # warm-up: oneDNN's kernel choice, the kept heap
             fn()
-        check = Steps()  # the steps taken apart are render 2's forward, bit for bit
+        check = Steps()  # the steps taken apart are the render's forward, bit for bit
         check.new_pass()
         if not torch.equal(
-            timed_forward(model[0], times[0], check), kernels.forward(model[0], times[0], "fused")
+            timed_forward(model[0], times[0], check, render),
+            kernels.forward(model[0], times[0], kernel),
         ):
-            raise SystemExit("the timed steps do not compute render 2's frames")
+            raise SystemExit(f"the timed steps do not compute render {render}'s frames")
         steps.passes.clear()
         for _ in range(repeats):  # alternating, so a drift of the machine falls on all three
             for name, fn in paths.items():
@@ -130,6 +149,7 @@ def measure_batch(files, model, eager, batch: int, frames: int, repeats: int) ->
     target = TARGETS.get(batch)
     return {
         "batch": batch,
+        "render": render,
         "eager_ms": eager_ms,
         "decoder_ms": per_frame_ms(runs["decoder"], n),
         "forward_ms": per_frame_ms(runs["steps"], n),
@@ -149,7 +169,7 @@ def measure(args) -> list[dict]:
         params = sum(p.numel() for p in eager.parameters())
         return [
             {"shape": args.shape, "size": args.size, "params": params}
-            | measure_batch(files, model, eager, batch, args.frames, args.repeats)
+            | measure_batch(files, model, eager, batch, args.frames, args.repeats, args.render)
             for batch in args.batches
         ]
 
@@ -209,6 +229,10 @@ def run_as_decoder(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     decoder_arguments(p, "decode_budget.json", repeats=5)
+    p.add_argument(
+        "--render", type=int, choices=EXACT_RENDERS, default=max(EXACT_RENDERS),
+        help="the render taken apart (default: %(default)s)",
+    )  # fmt: skip
     run_as_decoder(__file__, p.parse_args(), measure, print_table)
 
 

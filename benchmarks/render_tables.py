@@ -449,8 +449,8 @@ def decode_renders(record: dict) -> str:
 
 
 def decode_budget(record: dict) -> str:
-    """benchmarks/decode_budget.py's table: render 2's steps in ms per frame at each batch size,
-    against the eager forward and the frame time each decoding target allows."""
+    """benchmarks/decode_budget.py's table: an exact render's steps in ms per frame at each batch
+    size, against the eager forward and the frame time each decoding target allows."""
     rows = record["rows"]
     batches = " | ".join(f"batch {r['batch']}: ms | share" for r in rows)
 
@@ -469,7 +469,11 @@ def decode_budget(record: dict) -> str:
     body = [line(name, [r["steps_ms"][name] for r in rows]) for name in first["steps_ms"]]
     body += [
         line("**all convolutions**", [r["convs_ms"] for r in rows]),
-        line("render 2's forward (the steps)", [r["forward_ms"] for r in rows], False),
+        line(
+            f"render {first.get('render', 2)}'s forward (the steps)",
+            [r["forward_ms"] for r in rows],
+            False,
+        ),
         line("the decoder (`decode_layers`, uint8 out)", [r["decoder_ms"] for r in rows], False),
         line("eager fp32 forward", [r["eager_ms"] for r in rows], False),
         line(

@@ -219,3 +219,25 @@ def test_tapped_conv_is_the_conv(k: int, size: tuple[int, int]) -> None:
         assert got.shape == want.shape and got.is_contiguous()
         assert float((got - want).abs().max()) <= 1e-5, (k, size, bias)
         assert torch.equal(got, alone)  # each frame as in a batch of one
+
+
+@pytest.mark.skipif(not has_fused_conv(), reason="the renders' convs run on oneDNN")
+@pytest.mark.parametrize("render", INVARIANT)
+def test_decode_budget_takes_each_render_apart(tmp_path: Path, render: int) -> None:
+    """benchmarks/decode_budget.py times a render step by step: its steps compute that render's
+    frames bit for bit (it refuses to time them otherwise), render 3's head as taps."""
+    out = tmp_path / "budget.json"
+    done = subprocess.run(
+        [
+            sys.executable, str(ROOT / "benchmarks" / "decode_budget.py"), "--render",
+            str(render), "--shape", "90x160", "--size", "0.1M", "--frames", "4", "--batches", "1",
+            "--repeats", "1", "--out", str(out),
+        ],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["render"] == render
+    heads = [k for k in row["steps_ms"] if k.startswith("head")]
+    want = ["head 30->3 (conv)"] if render == 2 else ["head 30->3 (taps)", "head sigmoid"]
+    assert heads == want
