@@ -2,10 +2,11 @@
 
     python benchmarks/render_candidates.py --repeats 7
 
-Render 2 (gnerv.codec.kernels.fused_forward) defines the frames of every file the encoder
-writes. A faster exact decoder needs a new render version (other sums give other last bits),
-and a version is a lasting part of the format, so a candidate earns one only if it pays. Each
-candidate is render 2 with one step computed another way:
+Render 2 (gnerv.codec.kernels.fused_forward) defines the frames of files of `render` 2 (render
+3, what the encoder writes, is render 2 with the head computed by taps). A faster exact decoder
+needs a new render version (other sums give other last bits), and a version is a lasting part of
+the format, so a candidate earns one only if it pays. Each candidate is render 2 with one step
+computed another way:
 
   subpixel_head   the head applied before the last block's pixel shuffle: the 3x3 head on the
                   shuffled map is a 3x3 conv on the low-resolution map with r*r times its output

@@ -7,7 +7,7 @@ One small interface: :func:`forward` renders frame times with one of :data:`KERN
   the sigmoid in place, and an NHWC pixel shuffle without torch's strided gather (the conv lists
   its output channels in shuffle order). Only buffers and the order values are listed in change:
   the same bits as ``reference`` (tests/test_model.py).
-- ``fused`` (render 2, what files name in their header from format 5 on): each conv fused with
+- ``fused`` (render 2, named by files of format 5 with ``render`` 2): each conv fused with
   its GELU (or the head's sigmoid) in one oneDNN kernel, the shift's statistics summed in a fixed
   pairwise order, the time path computed frame by frame. Every value is computed the same way
   whatever the batch size or thread count (tests/test_render.py): other last bits than ``lean``,
