@@ -160,18 +160,25 @@ def measure_batch(
     }
 
 
-def measure(args) -> list[dict]:
-    """Every batch of --batches in this process: a row each."""
+def decoder_model(args: argparse.Namespace) -> tuple[list, tuple, torch.nn.Module, int]:
+    """A model of about --size parameters at --shape (random weights), coded into a .gnerv and
+    rebuilt from it as `gnerv decode` does: (the files, the decoder's prepared layer, the eager
+    model, its parameter count)."""
     height, width = (int(v) for v in args.shape.split("x"))
     with tempfile.TemporaryDirectory() as tmp:
         _, eager, files = one_model(height, width, args.size, args.frames, Path(tmp))
-        model = prepare_layers(files, torch.device("cpu"))[0]
-        params = sum(p.numel() for p in eager.parameters())
-        return [
-            {"shape": args.shape, "size": args.size, "params": params}
-            | measure_batch(files, model, eager, batch, args.frames, args.repeats, args.render)
-            for batch in args.batches
-        ]
+        layer = prepare_layers(files, torch.device("cpu"))[0]
+    return files, layer, eager, sum(p.numel() for p in eager.parameters())
+
+
+def measure(args) -> list[dict]:
+    """Every batch of --batches in this process: a row each."""
+    files, model, eager, params = decoder_model(args)
+    return [
+        {"shape": args.shape, "size": args.size, "params": params}
+        | measure_batch(files, model, eager, batch, args.frames, args.repeats, args.render)
+        for batch in args.batches
+    ]
 
 
 def print_table(rows: list[dict]) -> None:

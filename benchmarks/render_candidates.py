@@ -30,16 +30,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 import torch
-from bench_decode import one_model
-from decode_budget import TARGETS, decoder_arguments, run_as_decoder
+from decode_budget import TARGETS, decoder_arguments, decoder_model, run_as_decoder
 
 from gnerv.codec import kernels
-from gnerv.codec.decode import prepare_layers
 from gnerv.codec.model import frame_times
 
 
@@ -105,10 +101,7 @@ def candidate_forward(
 
 
 def measure(args) -> list[dict]:
-    height, width = (int(v) for v in args.shape.split("x"))
-    with tempfile.TemporaryDirectory() as tmp:
-        _, eager, files = one_model(height, width, args.size, args.frames, Path(tmp))
-        model = prepare_layers(files, torch.device("cpu"))[0][0]
+    _, (model, _), eager, params = decoder_model(args)
     last = model.blocks[-1]
     if last.grows or model.cfg.residual or not kernels.has_fused_conv():
         raise SystemExit(
@@ -124,7 +117,6 @@ def measure(args) -> list[dict]:
         "one_pass_shift": lambda t: candidate_forward(model, t, None, True),
         "both": lambda t: candidate_forward(model, t, head, True),
     }
-    params = sum(p.numel() for p in eager.parameters())
     rows = []
     with torch.inference_mode():
         every = frame_times(torch.arange(args.frames), args.frames)
