@@ -133,6 +133,11 @@ def test_recipe_paper_codes_as_the_paper_flags_did(
     capsys.readouterr()
     assert main(["info", str(by_recipe)]) == 0
     assert "recipe: paper" in capsys.readouterr().out
+    # a file whose encoder field names no recipe (written through bs.compress_model without one)
+    golden = Path(__file__).resolve().parent / "expected" / "golden-v5-render3.gnerv"
+    assert bs.recipe_of(bs.read_gnerv(golden).encoder) is None
+    assert main(["info", str(golden)]) == 0
+    assert "recipe: not recorded (the encoder field names none)" in capsys.readouterr().out
 
 
 def coded_body(path: Path) -> bytes:

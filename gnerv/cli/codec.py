@@ -525,7 +525,7 @@ def cmd_info(args: argparse.Namespace) -> None:
         f"({info['encoder']}), {layer}"
     )
     print(f"  sha256 {info['sha256']}, video {st['video_id'][:16]}")
-    print(f"  recipe: {info['recipe'] or 'not recorded (a file written before recipes were)'}")
+    print(f"  recipe: {info['recipe'] or 'not recorded (the encoder field names none)'}")
     print(
         f"  video: {v['n_frames']} frames of {v['height']}x{v['width']} (HxW) at {v['fps']:g} fps"
     )

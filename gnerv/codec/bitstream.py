@@ -610,7 +610,8 @@ def encoder_name(recipe: str | None = None) -> str:
 
 
 def recipe_of(encoder: str) -> str | None:
-    """The recipe an encoder field names (None: a file written before recipes were recorded)."""
+    """The recipe an encoder field names (None: none named, as in files written before recipes
+    were recorded or through compress_model without one)."""
     head, mark, recipe = encoder.partition(RECIPE_MARK)
     return recipe if mark and head.startswith("gnerv ") and recipe.isidentifier() else None
 
