@@ -42,12 +42,11 @@ from gnerv.codec import kernels
 from gnerv.codec.decode import decode_layers, prepare_layers
 from gnerv.codec.model import frame_times
 from gnerv.runtime.heap import keep_freed_memory
-from gnerv.runtime.threads import one_thread, prepare_threads
+from gnerv.runtime.threads import prepare_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 TARGETS = {1: 1.5, 8: 2.0}  # batch -> x eager asked of an exact render (docs/performance.md)
-EXACT_RENDERS = (2, 3)  # the renders taken apart here
 
 
 class Steps:
@@ -90,14 +89,7 @@ def timed_forward(model, t: torch.Tensor, steps: Steps, render: int) -> torch.Te
         return steps(f"{head} (conv)", lambda: kernels.fused_conv_blocked(model.head, x, post))
     y = steps(f"{head} (taps)", lambda: kernels.tapped_conv(model.head, x))
     if post == "sigmoid":
-
-        def sigmoid() -> torch.Tensor:
-            with one_thread():
-                for frame in y:
-                    frame.sigmoid_()
-            return y
-
-        y = steps("head sigmoid", sigmoid)
+        y = steps("head sigmoid", lambda: kernels.sigmoid_per_frame_(y))
     return y
 
 
@@ -237,7 +229,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     decoder_arguments(p, "decode_budget.json", repeats=5)
     p.add_argument(
-        "--render", type=int, choices=EXACT_RENDERS, default=max(EXACT_RENDERS),
+        "--render", type=int, choices=kernels.INVARIANT_RENDERS,
+        default=max(kernels.INVARIANT_RENDERS),
         help="the render taken apart (default: %(default)s)",
     )  # fmt: skip
     run_as_decoder(__file__, p.parse_args(), measure, print_table)

@@ -23,12 +23,18 @@ import torch
 from gnerv.codec import bitstream as bs
 from gnerv.codec.config import GNeRVConfig, c0_for_size
 from gnerv.codec.decode import decode_float, decode_layers, load_layers
-from gnerv.codec.kernels import ISA_CAPS, NEWEST_RENDER, RENDER_KERNELS, has_fused_conv
+from gnerv.codec.kernels import (
+    INVARIANT_RENDERS,
+    ISA_CAPS,
+    NEWEST_RENDER,
+    RENDER_KERNELS,
+    has_fused_conv,
+)
 from gnerv.codec.model import GNeRV, to_uint8
 
 ROOT = Path(__file__).resolve().parent.parent
 H, W, N = 90, 160, 12
-INVARIANT = [2, 3]  # the renders whose frames depend on neither batch size nor thread count
+INVARIANT = list(INVARIANT_RENDERS)
 # Across instruction sets (AVX-512 / AVX2 / SSE4.1 kernels of oneDNN and torch), renders 2 and 3's
 # floats may differ in their last bits; the decoded bytes by at most one level on at most this
 # share of the values (docs/bitstream.md states the same bound).

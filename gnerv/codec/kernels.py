@@ -47,6 +47,7 @@ DEFAULT_KERNEL = "lean"
 # 1), and the kernel that computes each. A new arithmetic is a new version; old ones stay.
 RENDER_KERNELS = {1: "lean", 2: "fused", 3: "tapped"}
 NEWEST_RENDER = max(RENDER_KERNELS)
+INVARIANT_RENDERS = (2, 3)  # whose frames depend on neither the batch size nor the thread count
 
 # The libraries a render runs on (oneDNN's convolutions, torch's own kernels, MKL's matrix
 # products) each pick their code by the CPU's vector extensions, and each can be capped below it
@@ -325,13 +326,16 @@ def fused_conv_blocked(
 def tapped_forward(model: GNeRV, t: torch.Tensor, mask: str | None = None) -> torch.Tensor:
     """GNeRV.forward in render 3's arithmetic. Returns fp32 (B, 3, H, W)."""
     y = tapped_conv(model.head, fused_body(model, t, mask))
-    if not model.cfg.residual:
-        # torch's sigmoid rounds its vector loop and its scalar tail differently, and threads
-        # split the tensor between them: one frame at a time on one thread, the split is fixed
-        # by the frame's size alone.
-        with one_thread():
-            for frame in y:
-                frame.sigmoid_()
+    return y if model.cfg.residual else sigmoid_per_frame_(y)
+
+
+def sigmoid_per_frame_(y: torch.Tensor) -> torch.Tensor:
+    """y.sigmoid_() one frame at a time on one thread. torch's sigmoid rounds its vector loop and
+    its scalar tail differently, and threads split the tensor between them: so, the split is
+    fixed by the frame's size alone."""
+    with one_thread():
+        for frame in y:
+            frame.sigmoid_()
     return y
 
 
