@@ -16,6 +16,10 @@ computed another way:
   one_pass_shift  the distribution shift's mean and variance from one pass of sums (of x and of
                   x^2, each in render 2's fixed pairwise order), applied as one multiply-add
   both            the two together
+  winograd        the widest convolution (the last block's 30 -> 120, 40 % of a render-2 frame
+                  at batch 8) by Winograd's F(2x2, 3x3): 16 multiplies per 2x2 outputs and input
+                  channel instead of 36, in torch's own operations (transforms, a batched matrix
+                  product) frame by frame: whether fewer multiply-adds pay without a native kernel
 
 A model of about --size parameters (random weights) is coded into a .gnerv and rebuilt from it,
 as benchmarks/bench_decode.py does. Per batch size, in one process set up as `gnerv decode`
@@ -76,11 +80,54 @@ def one_pass_shift(
     return torch.addcmul((mean - m1 * scale)[:, :, None, None], f, scale[:, :, None, None])
 
 
+# Winograd's F(2x2, 3x3): a 2x2 output tile from a 4x4 input tile d is A^T [(G g G^T) * (B^T d B)] A
+# (Lavin and Gray, 2016). Each transform is applied along rows, then along columns.
+WINOGRAD_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
+
+
+def winograd_weights(conv: torch.nn.Conv2d, factor: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """conv's blocked weights (kernels.blocked_weights) transformed: (16, C, O), and its bias."""
+    w, b = kernels.blocked_weights(conv, factor)
+    g = WINOGRAD_G.double()
+    u = torch.einsum("ak,ockl,bl->aboc", g, w.detach().double(), g)  # (4, 4, O, C)
+    return u.reshape(16, *u.shape[2:]).transpose(1, 2).float().contiguous(), b.detach()
+
+
+def winograd_frame(x: torch.Tensor, u: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """GELU(conv3x3(x) + bias), zero padding 1, for one NHWC frame x (H, W, C) -> (H, W, O)."""
+    h, w, _ = x.shape
+    hp, wp = h + h % 2, w + w % 2  # whole 2x2 tiles
+    xp = torch.nn.functional.pad(x, (0, 0, 1, 1 + w % 2, 1, 1 + h % 2))
+    r = [xp[k : k + hp : 2] for k in range(4)]  # B^T along rows
+    rows = torch.stack([r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]])
+    c = [rows[:, :, k : k + wp : 2] for k in range(4)]  # and along columns
+    v = torch.stack([c[0] - c[2], c[1] + c[2], c[2] - c[1], c[1] - c[3]], dim=1)
+    m = torch.bmm(v.reshape(16, -1, v.shape[-1]), u).view(4, 4, hp // 2, wp // 2, -1)
+    out = torch.empty(hp // 2, 2, wp // 2, 2, m.shape[-1])
+    for a, ma in enumerate((m[0] + m[1] + m[2], m[1] - m[2] - m[3])):  # A^T along rows
+        torch.add(ma[0] + ma[1], ma[2], out=out[:, a, :, 0])  # and along columns
+        torch.sub(ma[1] - ma[2], ma[3], out=out[:, a, :, 1])
+    out = out.view(hp, wp, -1)[:h, :w]
+    return torch.nn.functional.gelu(out + bias)
+
+
+def winograd_conv_shuffle(conv: torch.nn.Conv2d, x: torch.Tensor, factor: int) -> torch.Tensor:
+    """kernels.fused_conv(conv, x, "gelu", factor) with the conv by winograd_frame."""
+    u, bias = winograd_weights(conv, factor)
+    frames = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    y = torch.stack([winograd_frame(f, u, bias) for f in frames]).permute(0, 3, 1, 2)
+    return kernels.shuffle_blocked(y, factor)
+
+
 def candidate_forward(
-    model, t: torch.Tensor, head: torch.nn.Conv2d | None, shift_one_pass: bool
+    model,
+    t: torch.Tensor,
+    head: torch.nn.Conv2d | None,
+    shift_one_pass: bool,
+    winograd: bool = False,
 ) -> torch.Tensor:
     """kernels.fused_forward with the candidate steps (head: subpixel_head's conv, or None for
-    render 2's head)."""
+    render 2's head; winograd: the last block's second conv by winograd_conv_shuffle)."""
     x, stats = kernels.per_frame_time_path(model, t)
     x = x.contiguous(memory_format=torch.channels_last)
     shift = one_pass_shift if shift_one_pass else kernels.shift_fixed_order
@@ -92,6 +139,9 @@ def candidate_forward(
             r = block.shuffle.upscale_factor
             x = kernels.fused_conv(block.conv1, x, "gelu")
             x = kernels.fused_conv_blocked(block.conv2, x, "gelu", r)
+        elif winograd and j == last:
+            x = kernels.fused_conv(block.conv1, x, "gelu")
+            x = winograd_conv_shuffle(block.conv2, x, block.shuffle.upscale_factor)
         else:
             x = kernels.fused_block(block, x)
     if head is None:
@@ -116,6 +166,7 @@ def measure(args) -> list[dict]:
         "subpixel_head": lambda t: candidate_forward(model, t, head, False),
         "one_pass_shift": lambda t: candidate_forward(model, t, None, True),
         "both": lambda t: candidate_forward(model, t, head, True),
+        "winograd": lambda t: candidate_forward(model, t, None, False, winograd=True),
     }
     rows = []
     with torch.inference_mode():

@@ -187,8 +187,8 @@ def test_render_without_onednn_is_the_same_function(chains, monkeypatch, render:
 @pytest.mark.skipif(not has_fused_conv(), reason="the candidates run on oneDNN's fused convs")
 def test_render_candidates_compute_render_2s_frames(tmp_path: Path) -> None:
     """benchmarks/render_candidates.py times other arithmetics of the same network: each (the
-    head rewritten before the last shuffle, the one-pass shift) shows render 2's frames to float
-    rounding, so its timings compare like with like."""
+    head rewritten before the last shuffle, the one-pass shift, the Winograd convolution) shows
+    render 2's frames to float rounding, so its timings compare like with like."""
     out = tmp_path / "candidates.json"
     done = subprocess.run(
         [
@@ -200,9 +200,10 @@ def test_render_candidates_compute_render_2s_frames(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     rows = {r["path"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"eager", "render 2", "subpixel_head", "one_pass_shift", "both"}
+    candidates = ("subpixel_head", "one_pass_shift", "both", "winograd")
+    assert set(rows) == {"eager", "render 2", *candidates}
     assert rows["render 2"]["max_abs_diff"] == 0
-    for name in ("subpixel_head", "one_pass_shift", "both"):
+    for name in candidates:
         r = rows[name]
         assert r["max_abs_diff"] < ISA_MAX_FLOAT and r["bytes_differ"] <= 1e-3 * r["values"], r
 
