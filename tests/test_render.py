@@ -212,17 +212,20 @@ def test_render_candidates_compute_render_2s_frames(tmp_path: Path) -> None:
 @pytest.mark.parametrize("size", [(12, 16), (1, 7), (5, 1), (9, 13)])
 def test_tapped_conv_is_the_conv(k: int, size: tuple[int, int]) -> None:
     """Render 3's head by taps is the zero-padded conv, frame by frame, to float rounding, with
-    or without a bias, down to frames narrower than the kernel."""
+    or without a bias, down to frames narrower than the kernel; and each frame is as in a batch
+    of one, whatever share of the batch its planes are added with (9 frames of 6 channels: all
+    at once for k = 1, in twos and a one for k = 3, one by one for k = 5)."""
     from gnerv.codec.kernels import tapped_conv
 
     torch.manual_seed(k)
+    n = 9
     for bias in (True, False):
         conv = torch.nn.Conv2d(6, 3, k, padding=k // 2, bias=bias)
-        x = torch.randn(4, 6, *size)
+        x = torch.randn(n, 6, *size)
         with torch.inference_mode():
             want = conv(x)
             got = tapped_conv(conv, x)
-            alone = torch.cat([tapped_conv(conv, x[i : i + 1]) for i in range(4)])
+            alone = torch.cat([tapped_conv(conv, x[i : i + 1]) for i in range(n)])
         assert got.shape == want.shape and got.is_contiguous()
         assert float((got - want).abs().max()) <= 1e-5, (k, size, bias)
         assert torch.equal(got, alone)  # each frame as in a batch of one

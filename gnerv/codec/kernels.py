@@ -316,8 +316,8 @@ def fused_conv_blocked(
 # Written as taps, a k x k conv is out[y, x] = bias + sum over (ky, kx) of
 # W[:, :, ky, kx] @ in[y + ky - k//2, x + kx - k//2] (zero outside the frame): one matrix product
 # (k*k*3 rows of weights against the frame's pixels) gives every tap's contribution as a plane,
-# and the output is the sum of those planes, each shifted by its tap's offset. Per frame, so the
-# product's shape is the frame's alone; the planes are added in a fixed order (the centre tap
+# and the output is the sum of those planes, each shifted by its tap's offset. The product runs per
+# frame, so its shape is the frame's alone; the planes are added in a fixed order (the centre tap
 # with the bias, then the others row by row), so every value is computed one way whatever the
 # batch size or thread count.
 # --------------------------------------------------------------------------------------------
@@ -350,9 +350,14 @@ def tap_matrix(conv: nn.Conv2d) -> torch.Tensor:
 
 
 def tapped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """conv(x) for a stride-1 conv padded by k // 2 (the head), by taps, frame by frame, on a CPU.
-    Returns contiguous (B, O, H, W). On a GPU, the conv itself (cuDNN: the same function, not the
-    same last bits, as render 2's convs there)."""
+    """conv(x) for a stride-1 conv padded by k // 2 (the head), by taps, on a CPU. Returns
+    contiguous (B, O, H, W). On a GPU, the conv itself (cuDNN: the same function, not the same
+    last bits, as render 2's convs there).
+
+    The matrix product runs frame by frame (its sums could depend on how many columns it has);
+    the plane additions run over several frames at once: an addition of two floats rounds the
+    same way in any split, so each value is the same as frame by frame. The planes of at most
+    as many frames as fit in the memory of x are held at once."""
     if x.device.type != "cpu":
         return conv(x).contiguous()
     n, chans, h, w = x.shape
@@ -361,14 +366,19 @@ def tapped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     taps = tap_matrix(conv)
     x = x.contiguous(memory_format=torch.channels_last)  # each frame an (H*W, C) matrix
     out = torch.empty(n, out_chans, h, w, device=x.device, dtype=x.dtype)
-    for i in range(n):
-        pixels = x[i].permute(1, 2, 0).reshape(h * w, chans)
-        planes = torch.mm(taps, pixels.t()).view(k, k, out_chans, h, w)
-        acc = out[i]
+    chunk = min(n, max(1, n * chans // len(taps)))  # frames whose planes are held at once
+    planes = torch.empty(chunk, len(taps), h * w, device=x.device, dtype=x.dtype)
+    for first in range(0, n, chunk):
+        m = min(chunk, n - first)
+        for i in range(m):
+            pixels = x[first + i].permute(1, 2, 0).reshape(h * w, chans)
+            torch.mm(taps, pixels.t(), out=planes[i])
+        tap = planes[:m].view(m, k, k, out_chans, h, w)
+        acc = out[first : first + m]
         if conv.bias is None:
-            acc.copy_(planes[p, p])
+            acc.copy_(tap[:, p, p])
         else:
-            torch.add(planes[p, p], conv.bias.detach()[:, None, None], out=acc)
+            torch.add(tap[:, p, p], conv.bias.detach()[:, None, None], out=acc)
         for ky in range(k):
             for kx in range(k):
                 if ky == p and kx == p:
@@ -377,7 +387,8 @@ def tapped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
                 y0, y1 = max(0, -dy), h - max(0, dy)
                 x0, x1 = max(0, -dx), w - max(0, dx)
                 if y1 > y0 and x1 > x0:
-                    acc[:, y0:y1, x0:x1] += planes[ky, kx, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+                    shifted = tap[:, ky, kx, :, y0 + dy : y1 + dy, x0 + dx : x1 + dx]
+                    acc[..., y0:y1, x0:x1] += shifted
     return out
 
 
