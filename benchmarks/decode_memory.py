@@ -4,15 +4,16 @@
 
 The decoder refuses a file whose estimated peak memory at --batch exceeds --max-memory
 (gnerv.codec.limits.decode_cost): DECODE_BASE_BYTES, plus DECODE_BYTES_PER_PARAM bytes per
-parameter, plus ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map of one frame. The
+parameter, plus ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map of one frame, plus
+4 bytes x the tap planes render 3's head holds (gnerv.codec.limits.head_tap_planes). The
 estimate must not be below what a decode really holds. Per case (frame size, layout, kernel
 size, model size, batch), a random model is coded into a .gnerv, then a child process runs the
 real command line (`gnerv decode FILE -o out.npy --batch B --device cpu` on B frames, through
 gnerv.cli.main) with its high-water mark reset just before (Linux's /proc/self/clear_refs): the
 decode's own peak is the high-water mark less the resident memory before it (interpreter and
 torch). Recorded per case: that peak, the estimate, their ratio, and the activation factor the
-peak implies, once the base, the weights' share of the estimate and the decoded frames are taken
-off.
+peak implies, once the base, the weights' share of the estimate, the head's tap planes and the
+decoded frames are taken off.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from gnerv.codec.limits import (
     DECODE_BASE_BYTES,
     DECODE_BYTES_PER_PARAM,
     decode_cost,
+    head_tap_planes,
     largest_feature_map,
 )
 from gnerv.runtime.errors import GnervError
@@ -110,13 +112,14 @@ def main() -> None:
                         estimate = decode_cost(cfg, batch, batch)["peak_memory"]
                         frames = 3 * batch * height * width  # the decoded uint8 frames
                         weights = DECODE_BASE_BYTES + DECODE_BYTES_PER_PARAM * params
+                        planes = 4 * head_tap_planes(cfg, batch)
                         unit = 4 * batch * largest_feature_map(cfg)
                         row = {
                             "frame": shape, "size": size, "layout": layout, "kernel": kernel,
                             "c0": cfg.c0, "params": params, "batch": batch,
                             "peak_bytes": peak, "estimate_bytes": estimate,
                             "peak_over_estimate": peak / estimate,
-                            "implied_factor": (peak - frames - weights) / unit,
+                            "implied_factor": (peak - frames - weights - planes) / unit,
                         }  # fmt: skip
                         rows.append(row)
                         print(

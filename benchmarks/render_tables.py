@@ -384,7 +384,8 @@ def decode_memory(record: dict) -> str:
         [
             f"The estimate: {record['base_bytes'] // mib} MiB + {record['bytes_per_param']} "
             f"bytes a parameter + {record['activation_factor']} x batch x 4 bytes x the largest "
-            f"feature map. Largest peak / estimate: {worst['peak_over_estimate']:.2f} "
+            f"feature map + 4 bytes x the head's tap planes. Largest peak / estimate: "
+            f"{worst['peak_over_estimate']:.2f} "
             f"({worst['frame']}, {worst['layout']}, kernel {worst['kernel']}, batch "
             f"{worst['batch']})."
         ],

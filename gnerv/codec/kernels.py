@@ -33,6 +33,7 @@ from functools import cache
 import torch
 from torch import nn
 
+from gnerv.codec.limits import tap_frames
 from gnerv.runtime.errors import GnervError
 from gnerv.runtime.threads import one_thread
 
@@ -366,7 +367,7 @@ def tapped_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     taps = tap_matrix(conv)
     x = x.contiguous(memory_format=torch.channels_last)  # each frame an (H*W, C) matrix
     out = torch.empty(n, out_chans, h, w, device=x.device, dtype=x.dtype)
-    chunk = min(n, max(1, n * chans // len(taps)))  # frames whose planes are held at once
+    chunk = tap_frames(n, chans, len(taps))  # frames whose planes are held at once
     planes = torch.empty(chunk, len(taps), h * w, device=x.device, dtype=x.dtype)
     for first in range(0, n, chunk):
         m = min(chunk, n - first)

@@ -52,9 +52,10 @@ def check_model_size(cfg: GNeRVConfig, n_frames: int) -> None:
 
 
 # A decode's peak memory is estimated as DECODE_BASE_BYTES + DECODE_BYTES_PER_PARAM x parameters
-# + ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map of one frame, set above the
-# peaks of `gnerv decode` measured by benchmarks/decode_memory.py
-# (benchmarks/records/decode_memory.json, docs/bitstream.md "Decode limits").
+# + ACTIVATION_FACTOR x batch x 4 bytes x the largest feature map of one frame + 4 bytes x the
+# head's tap planes (render 3), set above the peaks of `gnerv decode` measured by
+# benchmarks/decode_memory.py (benchmarks/records/decode_memory.json, docs/bitstream.md "Decode
+# limits").
 DECODE_BASE_BYTES = 64 << 20  # whatever the file: the kernels' code and buffers, the writer
 DECODE_BYTES_PER_PARAM = 16  # int32 symbols, float32 weights, their channels-last copy, slack
 # A block's input, its normalised copy, a conv's output and its activation live at once.
@@ -65,7 +66,8 @@ ACTIVATION_FACTOR = 4
 class DecodeLimits:
     """What decoding one layer may cost (docs/bitstream.md, "Decode limits"). Every file the
     encoder honestly writes passes the defaults with room: a 12M-parameter 1080p model of 600
-    frames needs 1.1e11 MACs per frame, 8.7 GB at batch 8 and 6e6 MACs per byte of file."""
+    frames needs 1.1e11 MACs per frame, 9.0 GB at batch 8 and 6e6 MACs per byte of file
+    (docs/bitstream.md, "Decode limits")."""
 
     max_params: float = 6.4e7  # parameters of the model (--max-params)
     max_macs_per_frame: float = 1e12  # MACs to render one frame (--max-macs)
@@ -119,6 +121,23 @@ def largest_feature_map(cfg: GNeRVConfig) -> int:
     return max(largest, 3 * h * w)
 
 
+def tap_frames(frames: int, chans: int, rows: int) -> int:
+    """How many frames' tap planes gnerv.codec.kernels.tapped_conv holds at once (`rows` planes
+    of a frame's size each): as many as take no more memory than those frames' input of `chans`
+    channels, at least one (head_tap_planes counts them in a decode's memory)."""
+    return min(frames, max(1, frames * chans // rows))
+
+
+def head_tap_planes(cfg: GNeRVConfig, batch: int) -> int:
+    """Elements of the tap planes that render 3's head holds at once at ``batch``
+    (gnerv.codec.kernels.tapped_conv): a frame's k*k*3 planes, for as many frames as fit in the
+    memory of the head's input, at least one. Beside the block activations the kept heap still
+    holds, so counted on top of them; with a kernel of 5 or more they outgrow a frame's largest
+    feature map."""
+    rows = cfg.head_kernel**2 * 3
+    return tap_frames(batch, cfg.channels[-1], rows) * rows * cfg.height * cfg.width
+
+
 def decode_cost(cfg: GNeRVConfig, n_frames: int, batch: int) -> dict[str, int]:
     """What decoding every frame at ``batch`` frames per pass costs (computed from the config
     only): parameters, MACs, estimated peak memory (weights and activations), output bytes."""
@@ -132,7 +151,8 @@ def decode_cost(cfg: GNeRVConfig, n_frames: int, batch: int) -> dict[str, int]:
         "batch": batch,
         "peak_memory": DECODE_BASE_BYTES
         + DECODE_BYTES_PER_PARAM * params
-        + ACTIVATION_FACTOR * 4 * batch * largest_feature_map(cfg),
+        + ACTIVATION_FACTOR * 4 * batch * largest_feature_map(cfg)
+        + 4 * head_tap_planes(cfg, batch),
         "output_bytes": 3 * n_frames * cfg.height * cfg.width,
     }
 
@@ -159,15 +179,18 @@ def check_cost(
 ) -> None:
     cost = decode_cost(cfg, n_frames, batch)
     pixels = cfg.height * cfg.width
-    checks = [  # (what, the file's figure, the DecodeLimits field that bounds it)
-        ("parameters", cost["params"], "max_params"),
-        ("MACs per frame", cost["macs_per_frame"], "max_macs_per_frame"),
-        ("output (frames x H x W x 3)", cost["output_bytes"], "max_output_bytes"),
-        (f"estimated peak memory at batch {cost['batch']}", cost["peak_memory"], "max_memory"),
+    # (what, the file's figure, the DecodeLimits field that bounds it). The figures per byte
+    # first: an honest file is far within them, so a file beyond one declares more than its
+    # bytes can hold, and the message says so rather than naming the size it also exceeds.
+    checks = [
         ("parameters per byte of file", cost["params"] / size, "max_params_per_byte"),
         ("frames per byte of file", n_frames / size, "max_frames_per_byte"),
         ("frame pixels (H x W) per byte of file", pixels / size, "max_pixels_per_byte"),
         ("decode MACs (all frames) per byte", cost["total_macs"] / size, "max_macs_per_byte"),
+        ("parameters", cost["params"], "max_params"),
+        ("MACs per frame", cost["macs_per_frame"], "max_macs_per_frame"),
+        ("output (frames x H x W x 3)", cost["output_bytes"], "max_output_bytes"),
+        (f"estimated peak memory at batch {cost['batch']}", cost["peak_memory"], "max_memory"),
     ]
     for what, value, field_name in checks:
         limit = getattr(limits, field_name)
