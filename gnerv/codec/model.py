@@ -104,8 +104,12 @@ class GNeRV(nn.Module):
         h, w = cfg.embedding_hw
         chans = cfg.channels
         pe_dim = 2 * cfg.pe_levels
-        # One global embedding shared by all frames (paper: randomly initialised, learned).
-        self.embedding = nn.Parameter(torch.randn(1, cfg.c0, h, w))
+        # One global embedding shared by all frames (paper: randomly initialised, learned). A
+        # model on the meta device is built for its shapes only (a header's check): torch's
+        # normal_ there loads sympy, tens of MB and most of a second for a draw nobody reads.
+        self.embedding = nn.Parameter(torch.empty(1, cfg.c0, h, w))
+        if not self.embedding.is_meta:
+            nn.init.normal_(self.embedding)  # the values torch.randn draws
         # DS branch: h (shared by all blocks) then h_j (one per block) -> mean and std of C_in.
         if cfg.has_ds:
             self.ds_shared: nn.Module
