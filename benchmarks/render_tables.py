@@ -371,9 +371,10 @@ def decode_memory(record: dict) -> str:
         f"{span([r['peak_bytes'] / mib for r in rs], '.0f')} | "
         f"{span([r['estimate_bytes'] / mib for r in rs], '.0f')} | "
         f"{max(r['peak_over_estimate'] for r in rs):.2f} | "
-        f"{max(r['implied_factor'] for r in rs):.2f} |"
+        f"{max(0.0, max(r['implied_factor'] for r in rs)):.2f} |"
         for (frame, size, layout, batch), rs in groups.items()
     ]
+    covered = any(r["implied_factor"] < 0 for r in record["rows"])
     worst = max(record["rows"], key=lambda r: r["peak_over_estimate"])
     return table(
         machine_line(record) + "; random weights, 8-bit files, each decode in a fresh process.",
@@ -388,6 +389,7 @@ def decode_memory(record: dict) -> str:
             f"{worst['peak_over_estimate']:.2f} "
             f"({worst['frame']}, {worst['layout']}, kernel {worst['kernel']}, batch "
             f"{worst['batch']})."
+            + (" An implied factor of 0: the base alone covers the peak." if covered else "")
         ],
     )
 
