@@ -45,6 +45,8 @@ from gnerv.evaluation.metrics import mean_psnr
 OUT = Path(__file__).resolve().parent / "records" / "render_contract.json"
 SETTINGS = [(threads, batch) for threads in (1, 2, 3) for batch in (1, 7, 8, 32)]
 REFERENCE = (2, 8)
+
+
 def sums(files: list, kernel: str, batch: int) -> torch.Tensor:
     """The layers' float sum over every frame, rendered by `kernel` in batches of `batch`."""
     return decode_float(files, range(files[0].n_frames), "cpu", batch, kernel=kernel)

@@ -615,22 +615,17 @@ def test_committed_dvc_yaml_is_up_to_date() -> None:
     assert done.returncode == 0, done.stdout
 
 
-def use_rate_path(cwd: Path, mlflow: bool = True) -> None:
-    """CI's tiny pipeline coded on the rate path, fine-tuned (rule finetune), as params.yaml."""
+def use_ci_params(cwd: Path, rate_path: bool = False, mlflow: bool = True) -> None:
+    """CI's tiny pipeline as params.yaml: coded on the rate path, fine-tuned (rule finetune), if
+    asked; with MLflow off for the tests of what DVC and Snakemake rerun, which the end-to-end
+    runs check with tracking on (each tracked job loads MLflow, a few seconds of a tiny run)."""
     params = yaml.safe_load((cwd / CI_CONFIG).read_text())
-    params["quant"]["bits"] = 6
-    params["compress"] = {"scheme": "symmetric", "qat_epochs": 1, "qat_lr": 1e-4, "prune": 0.0}
+    if rate_path:
+        params["quant"]["bits"] = 6
+        params["compress"] = {
+            "scheme": "symmetric", "qat_epochs": 1, "qat_lr": 1e-4, "prune": 0.0,
+        }  # fmt: skip
     params["mlflow"]["enabled"] = mlflow
-    (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    use_as_params(cwd, "params.yaml")
-
-
-def use_ci_params_untracked(cwd: Path) -> None:
-    """CI's tiny pipeline as params.yaml with MLflow off: for the tests of what DVC and Snakemake
-    rerun, which the end-to-end runs check with tracking on (each tracked job loads MLflow, a
-    few seconds of a tiny run)."""
-    params = yaml.safe_load((cwd / CI_CONFIG).read_text())
-    params["mlflow"]["enabled"] = False
     (cwd / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     use_as_params(cwd, "params.yaml")
 
@@ -638,7 +633,7 @@ def use_ci_params_untracked(cwd: Path) -> None:
 @pytest.mark.parametrize("config", ["params.yaml", CI_CONFIG, "rate"])
 def test_dvc_stages_agree_with_snakemake_jobs(wf: Path, config: str) -> None:
     if config == "rate":
-        use_rate_path(wf)
+        use_ci_params(wf, rate_path=True)
     else:
         use_as_params(wf, config)
     jobs = dry_run_jobs(wf)
@@ -994,7 +989,7 @@ def ran_stages(output: str) -> set[str]:
 @needs_cli
 @pytest.mark.slow
 def test_dvc_repro_reruns_only_what_a_stage_param_touches(wf: Path) -> None:
-    use_ci_params_untracked(wf)
+    use_ci_params(wf, mlflow=False)
     git_init(wf)
     everything = set(dvc_stages(wf))
     assert ran_stages(ok(dvc(wf, "repro", timeout=RUN_TIMEOUT_S))) == everything
@@ -1089,7 +1084,7 @@ def test_rate_path_fine_tunes_in_a_rule_of_its_own(wf: Path) -> None:
     """A fine-tuning coding: each stage's quantization-aware fine-tune is a job of its own
     (rule finetune / DVC stage finetune-*), so a change to the compression settings reruns the
     fine-tunes and the coding but never the base stage's fit."""
-    use_rate_path(wf, mlflow=False)
+    use_ci_params(wf, rate_path=True, mlflow=False)
     git_init(wf)
     ok(snakemake(wf, "--cores", "2", timeout=RUN_TIMEOUT_S))
     for j in (1, 2):
